@@ -1,0 +1,506 @@
+//! Generates the cached fn and its companions. The only file that writes `quote!`.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, Type, WherePredicate};
+
+use crate::args::{self, Args, CodecName};
+use crate::key::{Placeholder, Segment, Template};
+use crate::sig::{self, Returns, Signature};
+
+const DEFAULT_LEASE_MS: u64 = 10_000;
+const MAX_DEFAULT_NEGATIVE_MS: u64 = 60_000;
+
+/// Expands `#[redis_cached(args)] function`. On any error, the function comes back
+/// unchanged with the errors beside it, so callers get no second "cannot find" error.
+pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote!(#error #item);
+        }
+    };
+    match plan(args, &function) {
+        Ok(plan) => generate(&function, &plan),
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#error #function)
+        }
+    }
+}
+
+/// Everything checked; what generation needs.
+struct Plan {
+    args: Args,
+    key: syn::LitStr,
+    template: Template,
+    ttl_ms: u64,
+    sig: Signature,
+}
+
+fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
+    let mut errors = Vec::new();
+    let parsed = args::parse(args).map_err(|e| errors.push(e)).ok();
+    let sig = sig::check(function).map_err(|e| errors.push(e)).ok();
+    let (Some(args), Some(sig)) = (parsed, sig) else {
+        return Err(args::combine(errors).unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid")));
+    };
+
+    let name = &function.sig.ident;
+    let mut template = None;
+    match &args.key {
+        None => errors.push(syn::Error::new(
+            Span::call_site(),
+            format!("missing `key`; add one built from the parameters, e.g. `key = \"{name}:<id>\"`"),
+        )),
+        Some(key) => match Template::parse(&key.value()) {
+            Err(why) => errors.push(syn::Error::new(key.span(), why)),
+            Ok(parsed) => {
+                for placeholder in parsed.placeholders() {
+                    if let Err(why) = check_placeholder(placeholder, &sig) {
+                        errors.push(syn::Error::new(key.span(), why));
+                    }
+                }
+                template = Some(parsed);
+            }
+        },
+    }
+    if args.ttl.is_none() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "missing `ttl`; every cached value needs one, e.g. `ttl = 300` (seconds) or `ttl = \"5m\"`",
+        ));
+    }
+    if let Some((span, _)) = &args.negative
+        && !sig.returns.has_none()
+    {
+        let returned = match &function.sig.output {
+            syn::ReturnType::Default => "`()`".to_owned(),
+            syn::ReturnType::Type(_, ty) => format!("`{}`", tidy(ty)),
+        };
+        errors.push(syn::Error::new(
+            *span,
+            format!(
+                "`negative` caches `None`, but `{name}` returns {returned}, which has no `None`; \
+                 return `Option<T>` or `Result<Option<T>, E>`, or remove `negative`"
+            ),
+        ));
+    }
+    if let Some(error) = args::combine(errors) {
+        return Err(error);
+    }
+    let (Some(key), Some(template), Some(ttl)) = (args.key.clone(), template, args.ttl) else {
+        return Err(syn::Error::new(Span::call_site(), "invalid arguments"));
+    };
+    Ok(Plan {
+        key,
+        template,
+        ttl_ms: ttl.ms,
+        sig,
+        args,
+    })
+}
+
+fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), String> {
+    if placeholder.root == "self" {
+        return match sig.receiver {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "`{}` needs a method with a `self` receiver",
+                placeholder.text()
+            )),
+        };
+    }
+    match sig.param(&placeholder.root) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "unknown placeholder `{}`: the key can use {}",
+            placeholder.text(),
+            sig.names()
+        )),
+    }
+}
+
+fn tidy(tokens: &impl ToTokens) -> String {
+    tokens
+        .to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("< ", "<")
+        .replace(" ,", ",")
+        .replace(" :: ", "::")
+}
+
+fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
+    let vis = &function.vis;
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let uncached = format_ident!("{}_uncached", name);
+    let key_fn = format_ident!("{}_key", name);
+    let invalidate_fn = format_ident!("{}_invalidate", name);
+    let output = &sig.output;
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let companion_attrs: Vec<_> = function.attrs.iter().filter(|a| is_companion_attr(a)).collect();
+    let user_attrs = &function.attrs;
+
+    // The cached fn: same signature, parameters renamed where they are patterns.
+    let mut cached_sig = sig.clone();
+    let mut call_args = Vec::new();
+    for (index, input) in cached_sig.inputs.iter_mut().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => call_args.push(receiver.self_token.to_token_stream()),
+            FnArg::Typed(typed) => {
+                let ident = match &*typed.pat {
+                    Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
+                    _ => format_ident!("__redis_cached_arg{}", index),
+                };
+                *typed.pat = syn::parse_quote!(#ident);
+                typed.attrs.clear();
+                call_args.push(ident.to_token_stream());
+            }
+        }
+    }
+    let has_impl_trait = sig
+        .inputs
+        .iter()
+        .any(|i| matches!(i, FnArg::Typed(t) if mentions_impl(&t.ty)));
+    let turbofish = turbofish(generics, has_impl_trait);
+    let callee = if plan.sig.receiver.is_some() {
+        quote!(Self::#uncached)
+    } else {
+        quote!(#uncached)
+    };
+
+    let policy = policy(name, plan);
+    let render = render(plan);
+    let (cache_let, cache_ref) = cache(plan);
+    let value_ty = plan.sig.returns.value();
+    let entry = match &plan.sig.returns {
+        Returns::Plain(_) => quote_spanned!(value_ty.span()=> ::redis_cached::__private::plain::<#value_ty>),
+        Returns::Option(_) => quote_spanned!(value_ty.span()=> ::redis_cached::__private::option::<#value_ty>),
+        Returns::Result(_) => quote_spanned!(value_ty.span()=> ::redis_cached::__private::result::<#value_ty, _>),
+        Returns::ResultOption(_) => {
+            quote_spanned!(value_ty.span()=> ::redis_cached::__private::result_option::<#value_ty, _>)
+        }
+    };
+    let cached_inputs = &cached_sig.inputs;
+    let asyncness = &sig.asyncness;
+    let constness = &sig.constness;
+    let uncached_doc = format!("Runs [`{name}`](Self::{name})'s body without the cache.");
+    let uncached_doc = if plan.sig.receiver.is_some() {
+        uncached_doc
+    } else {
+        uncached_doc.replace("Self::", "")
+    };
+    let key_doc = format!("The full Redis key under which `{name}` caches its result for these arguments.");
+    let invalidate_doc = format!(
+        "Deletes `{name}`'s cached result for these arguments and voids a load of it in flight.\n\n\
+         # Errors\nWhen Redis did not confirm the delete; see `Cache::invalidate`."
+    );
+
+    // Companions take the receiver and only the parameters the key and `cache` use.
+    let (companion_inputs, companion_generics) = companion_signature(function, plan);
+    let (companion_impl, _, companion_where) = companion_generics.split_for_impl();
+    let receiver = plan.sig.receiver.map(|span| quote_spanned!(span=> &self,));
+    let uncached_block = &function.block;
+    let original_inputs = &sig.inputs;
+
+    quote! {
+        #(#user_attrs)*
+        #vis #constness #asyncness fn #name #generics (#cached_inputs) #output #where_clause {
+            #policy
+            let __redis_cached_key = #render;
+            #cache_let
+            #entry(#cache_ref, &__REDIS_CACHED_POLICY, &__redis_cached_key, #callee #turbofish (#(#call_args),*)).await
+        }
+
+        #[doc = #uncached_doc]
+        #(#companion_attrs)*
+        #vis async fn #uncached #generics (#original_inputs) #output #where_clause #uncached_block
+
+        #[doc = #key_doc]
+        #(#companion_attrs)*
+        #[must_use]
+        #vis fn #key_fn #companion_impl (#receiver #companion_inputs) -> ::redis_cached::__private::String #companion_where {
+            let __redis_cached_key = #render;
+            #cache_let
+            ::redis_cached::__private::full_key(#cache_ref, &__redis_cached_key)
+        }
+
+        #[doc = #invalidate_doc]
+        #(#companion_attrs)*
+        #vis async fn #invalidate_fn #companion_impl (#receiver #companion_inputs)
+            -> ::core::result::Result<(), ::redis_cached::Error> #companion_where
+        {
+            let __redis_cached_key = #render;
+            #cache_let
+            ::redis_cached::__private::invalidate(#cache_ref, &__redis_cached_key).await
+        }
+    }
+}
+
+/// Attributes that must follow the fn to its companions: `cfg` and lint levels.
+fn is_companion_attr(attr: &syn::Attribute) -> bool {
+    ["cfg", "cfg_attr", "allow", "expect", "warn", "deny", "forbid"]
+        .iter()
+        .any(|name| attr.path().is_ident(name))
+}
+
+fn policy(name: &Ident, plan: &Plan) -> TokenStream {
+    let function_name = name.to_string();
+    let ttl = plan.ttl_ms;
+    let mut chain = quote!(::redis_cached::__private::Policy::new(
+        #function_name,
+        ::redis_cached::__private::Duration::from_millis(#ttl)
+    ));
+    if let Some(lease) = &plan.args.lock {
+        let ms = lease.map_or(DEFAULT_LEASE_MS, |l| l.ms);
+        chain = quote!(#chain.lock(::redis_cached::__private::Duration::from_millis(#ms)));
+    }
+    if let Some((_, negative)) = &plan.args.negative {
+        let ms = negative.map_or(ttl.min(MAX_DEFAULT_NEGATIVE_MS), |n| n.ms);
+        chain = quote!(#chain.negative(::redis_cached::__private::Duration::from_millis(#ms)));
+    }
+    if let Some(codec) = plan.args.codec {
+        let variant = match codec {
+            CodecName::Bincode => quote!(Bincode),
+            CodecName::MsgPack => quote!(MsgPack),
+            CodecName::Json => quote!(Json),
+        };
+        chain = quote!(#chain.codec(::redis_cached::__private::Codec::#variant));
+    }
+    if let Some(version) = plan.args.version {
+        chain = quote!(#chain.version(#version));
+    }
+    quote! {
+        static __REDIS_CACHED_POLICY: ::redis_cached::__private::Policy = #chain;
+    }
+}
+
+/// An expression rendering the template into a `String` (no prefix, no hash tag).
+fn render(plan: &Plan) -> TokenStream {
+    let capacity = plan.template.literal_len();
+    let separators = plan.template.separators();
+    let pushes = plan.template.segments.iter().map(|segment| match segment {
+        Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
+        Segment::Placeholder(placeholder) => {
+            let value = placeholder_expr(placeholder, plan);
+            quote!(__redis_cached_builder.value(#value);)
+        }
+    });
+    quote! {{
+        let mut __redis_cached_builder = ::redis_cached::__private::KeyBuilder::new(#capacity, #separators);
+        #(#pushes)*
+        __redis_cached_builder.finish()
+    }}
+}
+
+/// `&param.field`, spanned at the parameter's type so a missing `Display` points there.
+fn placeholder_expr(placeholder: &Placeholder, plan: &Plan) -> TokenStream {
+    let (root, span) = if placeholder.root == "self" {
+        let span = plan.sig.receiver.unwrap_or_else(Span::call_site);
+        (Ident::new("self", span), span)
+    } else {
+        let ty_span = plan
+            .sig
+            .param(&placeholder.root)
+            .map_or_else(|| plan.key.span(), |p| p.ty.span());
+        (Ident::new(&placeholder.root, ty_span), ty_span)
+    };
+    let fields = placeholder.fields.iter().map(|field| {
+        let member: syn::Member = match field.parse::<u32>() {
+            Ok(index) => syn::Member::Unnamed(syn::Index { index, span }),
+            Err(_) => syn::Member::Named(Ident::new(field, span)),
+        };
+        quote_spanned!(span=> .#member)
+    });
+    quote_spanned!(span=> &#root #(#fields)*)
+}
+
+/// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.
+fn cache(plan: &Plan) -> (TokenStream, TokenStream) {
+    match &plan.args.cache {
+        Some(expr) => (
+            quote_spanned! {expr.span()=>
+                let __redis_cached_cache = ::redis_cached::__private::AsCache::as_cache(&(#expr));
+            },
+            quote!(::core::option::Option::Some(__redis_cached_cache)),
+        ),
+        None => (
+            quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
+            quote!(::core::option::Option::as_ref(&__redis_cached_cache)),
+        ),
+    }
+}
+
+/// `::<T, N>` for the fn's type and const parameters, when they may be named.
+fn turbofish(generics: &syn::Generics, has_impl_trait: bool) -> TokenStream {
+    let named: Vec<&Ident> = generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(&t.ident),
+            GenericParam::Const(c) => Some(&c.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    if named.is_empty() || has_impl_trait {
+        TokenStream::new()
+    } else {
+        quote!(::<#(#named),*>)
+    }
+}
+
+fn mentions_impl(ty: &Type) -> bool {
+    fn scan(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tt| match tt {
+            TokenTree::Ident(ident) => ident == "impl",
+            TokenTree::Group(group) => scan(group.stream()),
+            _ => false,
+        })
+    }
+    scan(ty.to_token_stream())
+}
+
+/// Every identifier and lifetime name in `tokens`.
+fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
+    let mut after_quote = false;
+    for tt in tokens {
+        match tt {
+            TokenTree::Ident(ident) => {
+                let name = ident.to_string();
+                out.push(if after_quote { format!("'{name}") } else { name });
+                after_quote = false;
+            }
+            TokenTree::Punct(punct) => after_quote = punct.as_char() == '\'',
+            TokenTree::Group(group) => {
+                names_in(group.stream(), out);
+                after_quote = false;
+            }
+            TokenTree::Literal(_) => after_quote = false,
+        }
+    }
+}
+
+/// The companions' parameters (those the key and `cache` use, in signature order) and
+/// the fn's generics cut down to the ones those parameters mention.
+fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, syn::Generics) {
+    let mut used: Vec<String> = plan.template.placeholders().map(|p| p.root.clone()).collect();
+    if let Some(expr) = &plan.args.cache {
+        names_in(expr.to_token_stream(), &mut used);
+    }
+    let mut inputs = TokenStream::new();
+    let mut mentioned = Vec::new();
+    for input in &function.sig.inputs {
+        let FnArg::Typed(typed) = input else { continue };
+        let Pat::Ident(pat) = &*typed.pat else { continue };
+        if pat.subpat.is_some() || !used.iter().any(|u| pat.ident == u) {
+            continue;
+        }
+        let ident = &pat.ident;
+        let ty = &typed.ty;
+        names_in(ty.to_token_stream(), &mut mentioned);
+        inputs.extend(quote!(#ident: #ty,));
+    }
+    let mut generics = function.sig.generics.clone();
+    let keep = |param: &GenericParam| match param {
+        GenericParam::Type(t) => mentioned.contains(&t.ident.to_string()),
+        GenericParam::Const(c) => mentioned.contains(&c.ident.to_string()),
+        GenericParam::Lifetime(l) => mentioned.contains(&l.lifetime.to_string()),
+    };
+    let dropped: Vec<String> = generics
+        .params
+        .iter()
+        .filter(|p| !keep(p))
+        .map(|p| match p {
+            GenericParam::Type(t) => t.ident.to_string(),
+            GenericParam::Const(c) => c.ident.to_string(),
+            GenericParam::Lifetime(l) => l.lifetime.to_string(),
+        })
+        .collect();
+    generics.params = generics.params.into_iter().filter(|p| keep(p)).collect();
+    if let Some(where_clause) = &mut generics.where_clause {
+        where_clause.predicates = where_clause
+            .predicates
+            .iter()
+            .filter(|predicate: &&WherePredicate| {
+                let mut names = Vec::new();
+                names_in(predicate.to_token_stream(), &mut names);
+                !names.iter().any(|n| dropped.contains(n))
+            })
+            .cloned()
+            .collect();
+    }
+    if generics.params.is_empty() {
+        generics.lt_token = None;
+        generics.gt_token = None;
+    }
+    (inputs, generics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: TokenStream, item: TokenStream) -> String {
+        redis_cached(args, item).to_string()
+    }
+
+    #[test]
+    fn expands_into_the_runtime_and_companions() {
+        let out = expand(
+            quote!(key = "product:<id>", ttl = 300, lock, negative),
+            quote!(
+                async fn get_product(db: &Db, id: u64) -> Result<Option<Product>, DbError> {
+                    db.find(id).await
+                }
+            ),
+        );
+        for expected in [
+            "__private :: result_option :: < Product , _ >",
+            "get_product_uncached (db , id)",
+            "fn get_product_key (id : u64 ,)",
+            "fn get_product_invalidate (id : u64 ,)",
+            ". lock (:: redis_cached :: __private :: Duration :: from_millis (10000u64))",
+            ". negative (:: redis_cached :: __private :: Duration :: from_millis (60000u64))",
+        ] {
+            assert!(out.contains(expected), "missing `{expected}` in {out}");
+        }
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn errors_keep_the_function() {
+        let out = expand(
+            quote!(ttl = 300),
+            quote!(
+                async fn get(id: u64) -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("missing `key`"), "{out}");
+        assert!(out.contains("async fn get (id : u64) -> u8"), "{out}");
+    }
+
+    #[test]
+    fn companions_keep_only_the_generics_they_use() {
+        let out = expand(
+            quote!(key = "item:<id>", ttl = 60),
+            quote!(
+                async fn get<D: Db, K: Display>(db: &D, id: K) -> u8
+                where
+                    D: Send,
+                {
+                    1
+                }
+            ),
+        );
+        assert!(out.contains("fn get_key < K : Display > (id : K ,)"), "{out}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The `#[redis_cached]` attribute. Use it through the `redis-cached` crate, whose
+//! docs describe every argument; this crate only forwards to [`expand`].
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+mod args;
+mod expand;
+mod key;
+mod sig;
+
+/// Turns an async fn into a read-through cache. See the `redis-cached` crate docs.
+#[proc_macro_attribute]
+pub fn redis_cached(args: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    expand::redis_cached(args.into(), item.into()).into()
+}

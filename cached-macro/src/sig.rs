@@ -1,0 +1,193 @@
+//! Checks on the annotated function, and what the expansion needs to know about it.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
+
+/// What the function returns, and so what is cached.
+#[derive(Clone)]
+pub(crate) enum Returns {
+    /// `-> T`
+    Plain(Type),
+    /// `-> Option<T>`
+    Option(Type),
+    /// `-> Result<T, E>` (or an alias whose last segment is `Result`)
+    Result(Type),
+    /// `-> Result<Option<T>, E>`
+    ResultOption(Type),
+}
+
+impl Returns {
+    /// The type that is stored.
+    pub(crate) fn value(&self) -> &Type {
+        match self {
+            Returns::Plain(t) | Returns::Option(t) | Returns::Result(t) | Returns::ResultOption(t) => t,
+        }
+    }
+
+    pub(crate) fn has_none(&self) -> bool {
+        matches!(self, Returns::Option(_) | Returns::ResultOption(_))
+    }
+}
+
+/// One typed parameter.
+pub(crate) struct Param {
+    /// The name, when the pattern is a plain identifier.
+    pub(crate) ident: Option<Ident>,
+    pub(crate) ty: Type,
+}
+
+pub(crate) struct Signature {
+    /// The `self` token, for methods.
+    pub(crate) receiver: Option<Span>,
+    pub(crate) params: Vec<Param>,
+    pub(crate) returns: Returns,
+}
+
+impl Signature {
+    pub(crate) fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.ident.as_ref().is_some_and(|i| i == name))
+    }
+
+    pub(crate) fn names(&self) -> String {
+        let mut names: Vec<String> = Vec::new();
+        if self.receiver.is_some() {
+            names.push("`self`".to_owned());
+        }
+        names.extend(
+            self.params
+                .iter()
+                .filter_map(|p| p.ident.as_ref())
+                .map(|i| format!("`{i}`")),
+        );
+        if names.is_empty() {
+            "no parameters".to_owned()
+        } else {
+            format!("parameters {}", names.join(", "))
+        }
+    }
+}
+
+pub(crate) fn check(function: &ItemFn) -> Result<Signature, syn::Error> {
+    let sig = &function.sig;
+    let mut errors = Vec::new();
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span,
+            format!("`#[redis_cached]` needs an async fn; write `async fn {}`", sig.ident),
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new(
+            variadic.span(),
+            "`#[redis_cached]` cannot cache a variadic fn",
+        ));
+    }
+    let mut receiver = None;
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => receiver = Some(r.self_token.span),
+            FnArg::Typed(typed) => {
+                let ident = match &*typed.pat {
+                    Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.clone()),
+                    _ => None,
+                };
+                params.push(Param {
+                    ident,
+                    ty: (*typed.ty).clone(),
+                });
+            }
+        }
+    }
+    let returns = match &sig.output {
+        ReturnType::Default => Returns::Plain(syn::parse_quote!(())),
+        ReturnType::Type(_, ty) => classify(ty),
+    };
+    if let Some(error) = crate::args::combine(errors) {
+        return Err(error);
+    }
+    Ok(Signature {
+        receiver,
+        params,
+        returns,
+    })
+}
+
+/// Reads the return shape from the last path segment (`Result`, `Option`), so aliases
+/// such as `anyhow::Result<T>` and `io::Result<T>` are recognised.
+fn classify(ty: &Type) -> Returns {
+    if let Some(("Result", inner)) = last_segment(ty) {
+        return match last_segment(&inner) {
+            Some(("Option", value)) => Returns::ResultOption(value),
+            _ => Returns::Result(inner),
+        };
+    }
+    if let Some(("Option", value)) = last_segment(ty) {
+        return Returns::Option(value);
+    }
+    Returns::Plain(ty.clone())
+}
+
+/// `Some((name, first type argument))` for `path::Name<T, ...>` with `Name` one of ours.
+fn last_segment(ty: &Type) -> Option<(&'static str, Type)> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    let name = match last.ident.to_string().as_str() {
+        "Result" => "Result",
+        "Option" => "Option",
+        _ => return None,
+    };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let first = args.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    })?;
+    Some((name, first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::ToTokens;
+
+    fn shape(function: &str) -> (String, String) {
+        let function: ItemFn = syn::parse_str(function).unwrap();
+        let returns = check(&function).map_err(|e| e.to_string()).unwrap().returns;
+        let kind = match returns {
+            Returns::Plain(_) => "plain",
+            Returns::Option(_) => "option",
+            Returns::Result(_) => "result",
+            Returns::ResultOption(_) => "result_option",
+        };
+        (
+            kind.to_owned(),
+            returns.value().to_token_stream().to_string().replace(' ', ""),
+        )
+    }
+
+    #[test]
+    fn recognises_return_shapes_and_aliases() {
+        assert_eq!(shape("async fn f() -> u8 {}"), ("plain".into(), "u8".into()));
+        assert_eq!(shape("async fn f() -> Option<P> {}"), ("option".into(), "P".into()));
+        assert_eq!(shape("async fn f() -> Result<P, E> {}"), ("result".into(), "P".into()));
+        assert_eq!(shape("async fn f() -> io::Result<P> {}"), ("result".into(), "P".into()));
+        assert_eq!(
+            shape("async fn f() -> anyhow::Result<Option<Vec<P>>> {}"),
+            ("result_option".into(), "Vec<P>".into())
+        );
+        assert_eq!(shape("async fn f() {}"), ("plain".into(), "()".into()));
+    }
+
+    #[test]
+    fn requires_async() {
+        let function: ItemFn = syn::parse_str("fn get() -> u8 { 1 }").unwrap();
+        let error = check(&function).err().unwrap().to_string();
+        assert_eq!(error, "`#[redis_cached]` needs an async fn; write `async fn get`");
+    }
+}

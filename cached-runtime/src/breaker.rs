@@ -1,0 +1,84 @@
+//! The circuit breaker: after a few consecutive Redis failures the cache stops calling
+//! Redis (every operation fails open at once) until a background probe succeeds.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use tokio::sync::Notify;
+
+/// Consecutive failures (errors or deadline misses) that open the breaker.
+const FAILURES_TO_OPEN: u32 = 3;
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    open: AtomicBool,
+    consecutive_failures: AtomicU32,
+    /// Wakes the connection task when the breaker opens.
+    opened: Notify,
+}
+
+impl Breaker {
+    /// A breaker that starts open: nothing is sent until the first connection is up.
+    pub(crate) fn new_open() -> Self {
+        Self {
+            open: AtomicBool::new(true),
+            consecutive_failures: AtomicU32::new(0),
+            opened: Notify::new(),
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn record_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a failure; returns true when this one opened the breaker.
+    pub(crate) fn record_failure(&self) -> bool {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= FAILURES_TO_OPEN && !self.open.swap(true, Ordering::AcqRel) {
+            self.opened.notify_one();
+            return true;
+        }
+        false
+    }
+
+    /// Opens at once (a connection the cache knows is broken).
+    pub(crate) fn trip(&self) {
+        if !self.open.swap(true, Ordering::AcqRel) {
+            self.opened.notify_one();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.open.store(false, Ordering::Release);
+    }
+
+    /// Resolves when the breaker has been opened since the last call.
+    pub(crate) async fn wait_opened(&self) {
+        self.opened.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_consecutive_failures_only() {
+        let breaker = Breaker::new_open();
+        breaker.close();
+        assert!(!breaker.record_failure());
+        assert!(!breaker.record_failure());
+        breaker.record_success();
+        assert!(!breaker.record_failure());
+        assert!(!breaker.record_failure());
+        assert!(breaker.record_failure());
+        assert!(breaker.is_open());
+        breaker.close();
+        assert!(!breaker.is_open());
+    }
+}

@@ -1,0 +1,168 @@
+//! The [`Cache`] handle and the process-wide default.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::backend::{MemoryStore, RedisStore, Store, StoreError};
+use crate::coalesce::Flights;
+use crate::fills::FillWaiters;
+use crate::key::{full_key, lease_key};
+use crate::log::RateLimited;
+use crate::read_through::read_through;
+use crate::shape::ResultOption;
+use crate::stats::Counters;
+use crate::{CacheBuilder, Cacheable, Error, Policy, Stats};
+
+/// A read-through cache over Redis (or over process memory).
+///
+/// Cheap to clone: clones share one connection, one set of counters and one
+/// coalescing table. See the crate docs for what a call does and how it fails open.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) prefix: String,
+    pub(crate) store: Store,
+    pub(crate) counters: Counters,
+    pub(crate) flights: Flights,
+    pub(crate) fills: Arc<FillWaiters>,
+    errors_logged: RateLimited,
+    /// Dropping the last handle drops this sender, which stops the background tasks.
+    _shutdown: watch::Sender<()>,
+}
+
+impl Cache {
+    /// Starts building a Redis-backed cache.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    pub(crate) fn connect(
+        client: redis::Client,
+        prefix: String,
+        op_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Cache {
+        let fills = Arc::new(FillWaiters::default());
+        let shutdown = watch::Sender::new(());
+        let channel = format!("{prefix}fills");
+        let store = RedisStore::start(client, op_timeout, connect_timeout, channel, fills.clone(), &shutdown);
+        Self::with_store(prefix, Store::Redis(store), fills, shutdown)
+    }
+
+    /// A cache in this process's memory, with the same semantics as Redis (TTL, lock,
+    /// negative entries, the stored format), for tests and for running with no server.
+    /// Holds at most 100,000 entries, evicting the least recently used.
+    #[must_use]
+    pub fn in_memory() -> Cache {
+        let fills = Arc::new(FillWaiters::default());
+        let store = Store::Memory(Arc::new(MemoryStore::new(fills.clone())));
+        Self::with_store(String::new(), store, fills, watch::Sender::new(()))
+    }
+
+    fn with_store(prefix: String, store: Store, fills: Arc<FillWaiters>, shutdown: watch::Sender<()>) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                prefix,
+                store,
+                counters: Counters::default(),
+                flights: Flights::default(),
+                fills,
+                errors_logged: RateLimited::new(),
+                _shutdown: shutdown,
+            }),
+        }
+    }
+
+    /// Reads `key` (as a template renders it, e.g. `"product:42"`), or runs `load` and
+    /// stores its result: the call `#[redis_cached]` makes, for code that cannot use the
+    /// attribute. `Ok(Some(v))` is stored for the policy's TTL, `Ok(None)` only under
+    /// [`Policy::negative`], and `Err` never.
+    ///
+    /// Never fails because of Redis: any Redis trouble runs `load` and returns its result.
+    /// Values of `key` must not come from untrusted input unescaped; build the key with
+    /// [`KeyBuilder`](crate::KeyBuilder) to escape them.
+    ///
+    /// # Errors
+    /// Exactly the errors `load` returns.
+    pub async fn get_or_load<T, E, F>(&self, policy: &Policy, key: &str, load: F) -> Result<Option<T>, E>
+    where
+        T: Cacheable,
+        F: Future<Output = Result<Option<T>, E>>,
+    {
+        read_through::<ResultOption<T, E>>(self, policy, key, load).await
+    }
+
+    /// Deletes `key` (as the template renders it, e.g. `"product:42"`) and voids any load
+    /// of it in flight, so that load's result is not stored.
+    ///
+    /// # Errors
+    /// Unlike reads, invalidation does not fail open: if Redis did not confirm the
+    /// delete ([`Error::Redis`], [`Error::Timeout`], [`Error::Unavailable`]) the old value
+    /// may still be served until its TTL, and the caller should know.
+    pub async fn invalidate(&self, key: &str) -> Result<(), Error> {
+        let key = self.key(key);
+        self.inner
+            .store
+            .delete(&key, &lease_key(&key))
+            .await
+            .map_err(StoreError::into_error)
+    }
+
+    /// The full Redis key of a rendered key: prefix and hash tag added.
+    #[must_use]
+    pub fn key(&self, rendered: &str) -> String {
+        full_key(&self.inner.prefix, rendered)
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+}
+
+impl Inner {
+    /// Accounts for a Redis operation that failed open.
+    pub(crate) fn failed(&self, error: StoreError) {
+        match error {
+            StoreError::Skipped => Counters::bump(&self.counters.skipped),
+            StoreError::Timeout(_) | StoreError::Redis(_) => {
+                Counters::bump(&self.counters.errors);
+                if let Some(suppressed) = self.errors_logged.admit() {
+                    let error = error.into_error();
+                    let cause = std::error::Error::source(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        error = %error,
+                        cause = %cause,
+                        suppressed,
+                        "redis-cached: redis operation failed; calls fail open to their loader"
+                    );
+                }
+            }
+        }
+    }
+}
+
+static DEFAULT: RwLock<Option<Cache>> = RwLock::new(None);
+
+/// Makes `cache` the default of every `#[redis_cached]` function that names no
+/// `cache = ...`. Installing again replaces the default.
+///
+/// Until a cache is installed those functions call their loader directly (and say so
+/// once in a warning).
+pub fn install(cache: Cache) {
+    *DEFAULT.write().unwrap_or_else(|poison| poison.into_inner()) = Some(cache);
+}
+
+/// The installed default cache.
+pub(crate) fn installed() -> Option<Cache> {
+    DEFAULT.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+}

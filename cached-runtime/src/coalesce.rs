@@ -1,0 +1,129 @@
+//! In-process coalescing: concurrent misses of one key share a single load.
+//!
+//! The first caller becomes the leader and runs the load inline (loaders borrow their
+//! arguments, so they cannot be spawned). The others wait on the flight. A guard
+//! publishes the outcome when the leader finishes; if the leader's future is dropped
+//! or panics, the guard publishes `Abandoned` and a waiter becomes the next leader.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// What a finished flight hands its waiters.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    /// The loaded result (a `Shared<V>`, type-erased because one map serves all types).
+    Done(Arc<dyn Any + Send + Sync>),
+    /// The loader returned an error; each waiter runs its own loader.
+    Failed,
+    /// The leader was dropped or panicked; a waiter takes over.
+    Abandoned,
+}
+
+/// A loaded result that waiters can copy.
+#[derive(Debug)]
+pub(crate) enum Shared<V> {
+    Value(V),
+    Absent,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Flights {
+    running: Mutex<HashMap<String, Arc<watch::Sender<Option<Outcome>>>>>,
+}
+
+pub(crate) enum Join<'a> {
+    Leader(LeaderGuard<'a>),
+    Waiter(watch::Receiver<Option<Outcome>>),
+}
+
+impl Flights {
+    pub(crate) fn join<'a>(&'a self, key: &str) -> Join<'a> {
+        let mut running = self.running.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(flight) = running.get(key) {
+            return Join::Waiter(flight.subscribe());
+        }
+        let flight = Arc::new(watch::Sender::new(None));
+        running.insert(key.to_owned(), flight.clone());
+        Join::Leader(LeaderGuard {
+            flights: self,
+            key: key.to_owned(),
+            flight,
+            outcome: None,
+        })
+    }
+}
+
+/// Waits for the flight's outcome; a vanished leader counts as abandoned.
+pub(crate) async fn wait(mut waiter: watch::Receiver<Option<Outcome>>) -> Outcome {
+    match waiter.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().unwrap_or(Outcome::Abandoned),
+        Err(_) => Outcome::Abandoned,
+    }
+}
+
+/// Held by the leader; publishes the outcome (or `Abandoned`) when dropped.
+pub(crate) struct LeaderGuard<'a> {
+    flights: &'a Flights,
+    key: String,
+    flight: Arc<watch::Sender<Option<Outcome>>>,
+    outcome: Option<Outcome>,
+}
+
+impl LeaderGuard<'_> {
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let mut running = self.flights.running.lock().unwrap_or_else(|poison| poison.into_inner());
+            if running
+                .get(&self.key)
+                .is_some_and(|flight| Arc::ptr_eq(flight, &self.flight))
+            {
+                running.remove(&self.key);
+            }
+        }
+        let outcome = self.outcome.take().unwrap_or(Outcome::Abandoned);
+        self.flight.send_replace(Some(outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_leader_hands_over_to_a_waiter() {
+        let flights = Flights::default();
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Join::Waiter(waiter) = flights.join("k") else {
+            panic!("second caller waits")
+        };
+        drop(leader);
+        assert!(matches!(wait(waiter).await, Outcome::Abandoned));
+        assert!(matches!(flights.join("k"), Join::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_leaders_value() {
+        let flights = Flights::default();
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Join::Waiter(waiter) = flights.join("k") else {
+            panic!("second caller waits")
+        };
+        leader.finish(Outcome::Done(Arc::new(Shared::Value(5u8))));
+        let Outcome::Done(shared) = wait(waiter).await else {
+            panic!("done")
+        };
+        assert!(matches!(shared.downcast_ref::<Shared<u8>>(), Some(Shared::Value(5))));
+    }
+}

@@ -1,0 +1,280 @@
+//! The stored format: a short envelope header, then the codec's payload.
+//!
+//! ```text
+//! byte 0   format (FORMAT_V1)
+//! byte 1   kind (low 2 bits: value or negative) | codec << 2
+//! varint   the function's `version` (LEB128, 1 byte below 128)
+//! rest     the codec payload (empty for a negative entry)
+//! ```
+//!
+//! Decoding checks every header field before the payload; anything unexpected is a
+//! miss, never a guess. A negative entry is told apart by its kind byte, so it can
+//! never be confused with a value or with a payload that failed to decode.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+const FORMAT_V1: u8 = 0xC1;
+const KIND_VALUE: u8 = 1;
+const KIND_NEGATIVE: u8 = 2;
+
+/// The largest payload a decode will accept or allocate for. A corrupt length prefix
+/// can make a decoder try to allocate far more than the stored bytes; this caps it.
+pub const DECODE_LIMIT: usize = 32 * 1024 * 1024;
+
+/// How values are turned into bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Codec {
+    /// bincode 2 (compact, fast). It cannot read back some serde shapes:
+    /// `skip_serializing_if`, internally tagged or untagged enums, `flatten`.
+    /// Such values are detected when stored and never written.
+    #[default]
+    Bincode,
+    /// MessagePack with field names (rmp-serde): reads back every serde shape and is
+    /// readable from other languages.
+    MsgPack,
+    /// JSON (serde_json): human-readable in `redis-cli`.
+    Json,
+}
+
+impl Codec {
+    fn id(self) -> u8 {
+        match self {
+            Codec::Bincode => 1,
+            Codec::MsgPack => 2,
+            Codec::Json => 3,
+        }
+    }
+
+    /// The name used in `codec = "..."`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Bincode => "bincode",
+            Codec::MsgPack => "msgpack",
+            Codec::Json => "json",
+        }
+    }
+
+    fn encode<T: Serialize>(self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            Codec::Bincode => {
+                let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+                bincode::serde::encode_into_std_write(value, out, config)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            Codec::MsgPack => rmp_serde::encode::write_named(out, value).map_err(|e| e.to_string()),
+            Codec::Json => serde_json::to_writer(out, value).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, String> {
+        if payload.len() > DECODE_LIMIT {
+            return Err(format!("value of {} bytes exceeds the decode limit", payload.len()));
+        }
+        match self {
+            Codec::Bincode => {
+                let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+                match bincode::serde::decode_from_slice(payload, config) {
+                    Ok((value, read)) if read == payload.len() => Ok(value),
+                    Ok(_) => Err("trailing bytes after the value".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Codec::MsgPack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
+            Codec::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The header every entry of one cached function starts with.
+fn header(kind: u8, codec: Codec, version: u32, out: &mut Vec<u8>) {
+    out.push(FORMAT_V1);
+    out.push(kind | (codec.id() << 2));
+    let mut v = version;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Encodes a value, or the reason it cannot be stored. A value the codec cannot read
+/// back is refused here, so the cache never writes bytes it will not be able to read.
+pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
+    value: &T,
+    codec: Codec,
+    version: u32,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(64);
+    header(KIND_VALUE, codec, version, &mut out);
+    let start = out.len();
+    codec.encode(value, &mut out)?;
+    codec
+        .decode::<T>(&out[start..])
+        .map_err(|e| format!("{} cannot read this value back: {e}", codec.name()))?;
+    Ok(out)
+}
+
+/// Encodes the "not found" sentinel of a negative entry.
+pub(crate) fn encode_negative(codec: Codec, version: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4);
+    header(KIND_NEGATIVE, codec, version, &mut out);
+    out
+}
+
+/// What a stored entry turned out to be.
+#[derive(Debug)]
+pub(crate) enum Decoded<T> {
+    Value(T),
+    Negative,
+    /// Written by another codec or another `version` of the function: a plain miss.
+    OtherFormat,
+    /// Not a readable entry at all (garbage, truncated, oversized).
+    Unreadable,
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], codec: Codec, version: u32) -> Decoded<T> {
+    let [format, kind_codec, rest @ ..] = bytes else {
+        return Decoded::Unreadable;
+    };
+    if *format != FORMAT_V1 {
+        return Decoded::Unreadable;
+    }
+    let (kind, stored_codec) = (kind_codec & 0b11, kind_codec >> 2);
+    let Some((stored_version, payload)) = read_varint(rest) else {
+        return Decoded::Unreadable;
+    };
+    if !matches!(stored_codec, 1..=3) || !matches!(kind, KIND_VALUE | KIND_NEGATIVE) {
+        return Decoded::Unreadable;
+    }
+    if stored_codec != codec.id() || stored_version != version {
+        return Decoded::OtherFormat;
+    }
+    match kind {
+        KIND_NEGATIVE if payload.is_empty() => Decoded::Negative,
+        KIND_VALUE => match codec.decode(payload) {
+            Ok(value) => Decoded::Value(value),
+            Err(_) => Decoded::Unreadable,
+        },
+        _ => Decoded::Unreadable,
+    }
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let mut value: u32 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(5) {
+        let low = u32::from(byte & 0x7f);
+        value |= low.checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Product {
+        id: u64,
+        name: String,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Sparse {
+        id: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    }
+
+    fn product() -> Product {
+        Product {
+            id: 7,
+            name: "lamp".into(),
+        }
+    }
+
+    #[test]
+    fn every_codec_round_trips_a_value() {
+        for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
+            let bytes = encode_value(&product(), codec, 3).unwrap();
+            assert!(matches!(decode::<Product>(&bytes, codec, 3), Decoded::Value(p) if p == product()));
+        }
+    }
+
+    #[test]
+    fn header_costs_three_bytes_below_version_128() {
+        let bytes = encode_value(&product(), Codec::Json, 5).unwrap();
+        let payload = serde_json::to_vec(&product()).unwrap();
+        assert_eq!(bytes.len(), payload.len() + 3);
+    }
+
+    #[test]
+    fn another_codec_or_version_is_not_read() {
+        let bytes = encode_value(&product(), Codec::MsgPack, 1).unwrap();
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 1),
+            Decoded::OtherFormat
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::MsgPack, 2),
+            Decoded::OtherFormat
+        ));
+    }
+
+    #[test]
+    fn negative_sentinel_is_never_a_value() {
+        let bytes = encode_negative(Codec::Bincode, 0);
+        assert!(matches!(
+            decode::<Option<u8>>(&bytes, Codec::Bincode, 0),
+            Decoded::Negative
+        ));
+        // A value whose payload happens to be empty is still not negative.
+        let unit = encode_value(&(), Codec::Bincode, 0).unwrap();
+        assert!(matches!(decode::<()>(&unit, Codec::Bincode, 0), Decoded::Value(())));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_unreadable() {
+        let bytes = encode_value(&product(), Codec::Bincode, 0).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(!matches!(
+                decode::<Product>(&bytes[..cut], Codec::Bincode, 0),
+                Decoded::Value(_)
+            ));
+        }
+        assert!(matches!(
+            decode::<Product>(b"hello world", Codec::Bincode, 0),
+            Decoded::Unreadable
+        ));
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate() {
+        // A header, then a bincode string length claiming ~2^60 bytes.
+        let mut bytes = encode_negative(Codec::Bincode, 0);
+        bytes[1] = KIND_VALUE | (Codec::Bincode.id() << 2);
+        bytes.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+        assert!(matches!(
+            decode::<String>(&bytes, Codec::Bincode, 0),
+            Decoded::Unreadable
+        ));
+    }
+
+    #[test]
+    fn bincode_refuses_what_it_cannot_read_back() {
+        let sparse = Sparse { id: 1, note: None };
+        let err = encode_value(&sparse, Codec::Bincode, 0).unwrap_err();
+        assert!(err.contains("bincode cannot read this value back"), "{err}");
+        assert!(encode_value(&sparse, Codec::MsgPack, 0).is_ok());
+    }
+}

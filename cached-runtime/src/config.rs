@@ -1,0 +1,85 @@
+//! Building a [`Cache`].
+
+use std::time::Duration;
+
+use crate::{Cache, Error};
+
+/// Builds a Redis-backed [`Cache`]; from [`Cache::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CacheBuilder {
+    url: String,
+    prefix: String,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            prefix: String::new(),
+            op_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The Redis URL (`redis://[user:password@]host:port[/db]`).
+    /// Defaults to `redis://127.0.0.1:6379`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Put before every key, e.g. `"shop:"`, so several applications can share one Redis
+    /// and an ACL can grant `~shop:*`. It may not contain `{` or `}` (hash tags are the
+    /// cache's). Defaults to no prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The deadline of every Redis operation. A slower one counts as an error and the
+    /// call fails open. Defaults to 50 ms.
+    pub fn op_timeout(mut self, op_timeout: Duration) -> Self {
+        self.op_timeout = op_timeout;
+        self
+    }
+
+    /// The deadline of one background connection attempt. Calls never wait for it.
+    /// Defaults to 500 ms.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Builds the cache and starts connecting in the background.
+    ///
+    /// An unreachable Redis is not an error: calls fail open until it answers, and the
+    /// cache connects by itself when it does. Must be called inside a Tokio runtime
+    /// with the time driver enabled.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse; [`Error::InvalidConfig`]
+    /// for a prefix with `{` or `}`, or a zero timeout.
+    pub async fn build(self) -> Result<Cache, Error> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(Error::InvalidConfig(format!(
+                "prefix {:?} contains `{{` or `}}`; the cache adds the hash tag itself",
+                self.prefix
+            )));
+        }
+        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::InvalidConfig("timeouts must be greater than zero".to_owned()));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(Error::InvalidUrl)?;
+        Ok(Cache::connect(
+            client,
+            self.prefix,
+            self.op_timeout,
+            self.connect_timeout,
+        ))
+    }
+}

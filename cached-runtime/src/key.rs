@@ -1,0 +1,154 @@
+//! Rendering keys: escaping placeholder values and adding the prefix and hash tag.
+//!
+//! A full key is `<prefix>{<rendered>}`: the braces are a Redis Cluster hash tag, so
+//! the value and its lease (`<full key>:lease`) always share one slot. A template that
+//! already has a `{...}` tag keeps it and gets no second one. Placeholder values are
+//! percent-encoded where they could forge structure: `%`, `{`, `}`, `:`, whitespace,
+//! control characters, and every character the template puts between placeholders.
+
+use std::fmt::{self, Write};
+
+/// Characters every placeholder value escapes, whatever the template.
+const ALWAYS_ESCAPED: &[char] = &['%', '{', '}', ':'];
+
+/// Builds the rendered key of one call; the expansion of `#[redis_cached]` drives it.
+#[derive(Debug)]
+pub struct KeyBuilder {
+    key: String,
+    separators: &'static str,
+}
+
+impl KeyBuilder {
+    /// Starts a key whose placeholder values also escape every char of `separators`.
+    #[must_use]
+    pub fn new(capacity: usize, separators: &'static str) -> Self {
+        Self {
+            key: String::with_capacity(capacity),
+            separators,
+        }
+    }
+
+    /// Appends template text as is.
+    pub fn literal(&mut self, text: &str) {
+        self.key.push_str(text);
+    }
+
+    /// Appends a placeholder value, rendered with `Display` and escaped.
+    pub fn value<D: fmt::Display + ?Sized>(&mut self, value: &D) {
+        let mut escaper = Escaper {
+            out: &mut self.key,
+            separators: self.separators,
+        };
+        // ok: writing into a String never fails; a Display impl that errors only truncates.
+        let _ = write!(escaper, "{value}");
+    }
+
+    /// The rendered key, without prefix or hash tag.
+    #[must_use]
+    pub fn finish(self) -> String {
+        self.key
+    }
+}
+
+struct Escaper<'a> {
+    out: &'a mut String,
+    separators: &'static str,
+}
+
+impl Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            if ALWAYS_ESCAPED.contains(&c) || c.is_whitespace() || c.is_control() || self.separators.contains(c) {
+                let mut utf8 = [0u8; 4];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    write!(self.out, "%{byte:02X}")?;
+                }
+            } else {
+                self.out.push(c);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `key` has a Redis Cluster hash tag: a `{` followed later by a `}` with at
+/// least one character between them (the rule Redis itself applies).
+pub(crate) fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .is_some_and(|open| key[open + 1..].find('}').is_some_and(|len| len > 0))
+}
+
+/// `<prefix>{<rendered>}`, or `<prefix><rendered>` when the template carries a tag.
+pub(crate) fn full_key(prefix: &str, rendered: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + rendered.len() + 2);
+    key.push_str(prefix);
+    if has_hash_tag(rendered) {
+        key.push_str(rendered);
+    } else {
+        key.push('{');
+        key.push_str(rendered);
+        key.push('}');
+    }
+    key
+}
+
+/// The lease of a value: same hash tag, so the same slot.
+pub(crate) fn lease_key(full_key: &str) -> String {
+    let mut key = String::with_capacity(full_key.len() + 6);
+    key.push_str(full_key);
+    key.push_str(":lease");
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(a: &str, b: &str) -> String {
+        let mut k = KeyBuilder::new(16, ":");
+        k.literal("pair:");
+        k.value(a);
+        k.literal(":");
+        k.value(b);
+        k.finish()
+    }
+
+    #[test]
+    fn separators_in_values_cannot_forge_keys() {
+        assert_ne!(pair("1:2", "3"), pair("1", "2:3"));
+        assert_eq!(pair("1:2", "3"), "pair:1%3A2:3");
+    }
+
+    #[test]
+    fn values_cannot_add_a_hash_tag() {
+        let mut k = KeyBuilder::new(16, "");
+        k.literal("user:");
+        k.value("{evil}");
+        let rendered = k.finish();
+        assert!(!has_hash_tag(&rendered));
+        assert_eq!(full_key("app:", &rendered), "app:{user:%7Bevil%7D}");
+    }
+
+    #[test]
+    fn template_separators_are_escaped_too() {
+        let mut k = KeyBuilder::new(16, "-");
+        k.value("a-b");
+        k.literal("-");
+        k.value(&7);
+        assert_eq!(k.finish(), "a%2Db-7");
+    }
+
+    #[test]
+    fn user_hash_tag_is_kept() {
+        assert_eq!(full_key("p:", "user:{42}:orders"), "p:user:{42}:orders");
+        assert_eq!(full_key("p:", "odd:{}:x"), "p:{odd:{}:x}");
+        assert_eq!(lease_key("p:{a}"), "p:{a}:lease");
+    }
+
+    #[test]
+    fn non_ascii_is_escaped_bytewise_only_when_needed() {
+        let mut k = KeyBuilder::new(16, "");
+        k.value("café bar");
+        assert_eq!(k.finish(), "café%20bar");
+    }
+}

@@ -1,0 +1,95 @@
+//! How one cached function stores its values.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::Codec;
+
+/// The lease of a load when `lock` names none.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// The storage settings of one cached function: the `#[redis_cached]` arguments, for
+/// calling [`Cache::get_or_load`](crate::Cache::get_or_load) by hand.
+///
+/// Built in a `const` or `static`, once:
+///
+/// ```
+/// use std::time::Duration;
+/// use redis_cached_runtime::{Codec, Policy};
+///
+/// static PRODUCT: Policy = Policy::new("get_product", Duration::from_secs(300))
+///     .lock(Duration::from_secs(10))
+///     .negative(Duration::from_secs(60))
+///     .codec(Codec::MsgPack)
+///     .version(2);
+/// ```
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) name: &'static str,
+    pub(crate) ttl: Duration,
+    pub(crate) lock: Option<Duration>,
+    pub(crate) negative: Option<Duration>,
+    pub(crate) codec: Codec,
+    pub(crate) version: u32,
+    warned_unstorable: AtomicBool,
+}
+
+impl Policy {
+    /// Values of the function `name` (used in logs) live for `ttl`. No lock, no negative
+    /// caching, bincode, version 0.
+    #[must_use]
+    pub const fn new(name: &'static str, ttl: Duration) -> Self {
+        Self {
+            name,
+            ttl,
+            lock: None,
+            negative: None,
+            codec: Codec::Bincode,
+            version: 0,
+            warned_unstorable: AtomicBool::new(false),
+        }
+    }
+
+    /// Stampede protection across processes with this lease. Defaults to no lock.
+    #[must_use]
+    pub const fn lock(mut self, lease: Duration) -> Self {
+        self.lock = Some(lease);
+        self
+    }
+
+    /// Caches "not found" (`None`) for `ttl`. Defaults to not caching `None`.
+    #[must_use]
+    pub const fn negative(mut self, ttl: Duration) -> Self {
+        self.negative = Some(ttl);
+        self
+    }
+
+    /// The codec. Defaults to [`Codec::Bincode`].
+    #[must_use]
+    pub const fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The stored format's version: values written under another one are misses.
+    /// Defaults to 0.
+    #[must_use]
+    pub const fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The lease of a load: the `lock` lease, or [`DEFAULT_LEASE`] for the fence that
+    /// every load takes so an invalidation can void it.
+    pub(crate) fn lease(&self) -> Duration {
+        match self.lock {
+            Some(lease) => lease,
+            None => DEFAULT_LEASE,
+        }
+    }
+
+    /// True the first time only: the "cannot store" error is said once per function.
+    pub(crate) fn first_unstorable(&self) -> bool {
+        !self.warned_unstorable.swap(true, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,157 @@
+//! What the expansion of `#[redis_cached]` calls. Not public API: it may change in any
+//! release.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use crate::key::KeyBuilder;
+pub use crate::{Cache, Cacheable, Codec, Error, Policy};
+pub use core::time::Duration;
+
+use crate::cache::installed;
+use crate::read_through::read_through;
+use crate::shape::{Fallible, Optional, Plain, ResultOption};
+
+/// Where the expansion gets its cache when the attribute names none.
+#[must_use]
+pub fn default_cache() -> Option<Cache> {
+    installed()
+}
+
+/// `cache = EXPR` accepts a `Cache`, a reference to one, or an `Arc`/`Box` of one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `redis_cached::Cache`",
+    label = "`cache = ...` must name a `Cache`",
+    note = "pass a `Cache`, a `&Cache` or an `Arc<Cache>`, e.g. `cache = self.cache`"
+)]
+pub trait AsCache {
+    /// The cache.
+    fn as_cache(&self) -> &Cache;
+}
+
+impl AsCache for Cache {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+
+impl<C: AsCache + ?Sized> AsCache for &C {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+impl<C: AsCache + ?Sized> AsCache for std::sync::Arc<C> {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+impl<C: AsCache + ?Sized> AsCache for Box<C> {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+/// Makes a type error on a value type point at the return type.
+pub const fn assert_cacheable<T: Cacheable>() {}
+
+fn not_installed(policy: &Policy) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            function = policy.name,
+            "redis-cached: no cache installed and none named; calling the loader uncached. \
+             Call `redis_cached::install(cache)` at startup or add `cache = ...`."
+        );
+    }
+}
+
+/// `-> T`
+pub async fn plain<T: Cacheable>(
+    cache: Option<&Cache>,
+    policy: &Policy,
+    key: &str,
+    load: impl Future<Output = T>,
+) -> T {
+    match cache {
+        Some(cache) => read_through::<Plain<T>>(cache, policy, key, load).await,
+        None => {
+            not_installed(policy);
+            load.await
+        }
+    }
+}
+
+/// `-> Option<T>`
+pub async fn option<T: Cacheable>(
+    cache: Option<&Cache>,
+    policy: &Policy,
+    key: &str,
+    load: impl Future<Output = Option<T>>,
+) -> Option<T> {
+    match cache {
+        Some(cache) => read_through::<Optional<T>>(cache, policy, key, load).await,
+        None => {
+            not_installed(policy);
+            load.await
+        }
+    }
+}
+
+/// `-> Result<T, E>`
+///
+/// # Errors
+/// The loader's.
+pub async fn result<T: Cacheable, E>(
+    cache: Option<&Cache>,
+    policy: &Policy,
+    key: &str,
+    load: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    match cache {
+        Some(cache) => read_through::<Fallible<T, E>>(cache, policy, key, load).await,
+        None => {
+            not_installed(policy);
+            load.await
+        }
+    }
+}
+
+/// `-> Result<Option<T>, E>`
+///
+/// # Errors
+/// The loader's.
+pub async fn result_option<T: Cacheable, E>(
+    cache: Option<&Cache>,
+    policy: &Policy,
+    key: &str,
+    load: impl Future<Output = Result<Option<T>, E>>,
+) -> Result<Option<T>, E> {
+    match cache {
+        Some(cache) => read_through::<ResultOption<T, E>>(cache, policy, key, load).await,
+        None => {
+            not_installed(policy);
+            load.await
+        }
+    }
+}
+
+/// The full key of `f_key`: with no cache, the rendered key with its hash tag only.
+#[must_use]
+pub fn full_key(cache: Option<&Cache>, rendered: &str) -> String {
+    match cache {
+        Some(cache) => cache.key(rendered),
+        None => crate::key::full_key("", rendered),
+    }
+}
+
+/// `f_invalidate`: with no cache, nothing is cached, so there is nothing to do.
+///
+/// # Errors
+/// See [`Cache::invalidate`].
+pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Error> {
+    match cache {
+        Some(cache) => cache.invalidate(rendered).await,
+        None => Ok(()),
+    }
+}
