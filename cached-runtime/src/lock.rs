@@ -20,15 +20,17 @@ pub(crate) fn new_token() -> String {
 /// The release runs on a spawned task; the lease's expiry is the backstop.
 pub(crate) struct LeaseGuard {
     store: Store,
+    key: String,
     lease_key: String,
     token: String,
     armed: bool,
 }
 
 impl LeaseGuard {
-    pub(crate) fn new(store: &Store, lease_key: &str, token: &str) -> Self {
+    pub(crate) fn new(store: &Store, key: &str, lease_key: &str, token: &str) -> Self {
         Self {
             store: store.clone(),
+            key: key.to_owned(),
             lease_key: lease_key.to_owned(),
             token: token.to_owned(),
             armed: true,
@@ -48,10 +50,11 @@ impl Drop for LeaseGuard {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let store = self.store.clone();
+            let key = std::mem::take(&mut self.key);
             let lease_key = std::mem::take(&mut self.lease_key);
             let token = std::mem::take(&mut self.token);
             runtime.spawn(async move {
-                let _ = store.release(&lease_key, &token).await;
+                let _ = store.release(&key, &lease_key, &token).await;
             });
         }
     }

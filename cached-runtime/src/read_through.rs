@@ -4,7 +4,8 @@
 //! 2. Miss: join the key's in-process flight; one caller leads, the others wait for it.
 //! 3. The leader asks for the lease in one round trip that also re-checks the value.
 //!    Under `lock` only one caller in the deployment gets it; the others wait for the
-//!    fill announcement. Without `lock` the lease is only a fence.
+//!    holder's fill or release announcement (a poll is the fallback), then ask again.
+//!    Without `lock` the lease is only a fence.
 //! 4. The leader runs the loader (renewing the lease) and stores the result only if its
 //!    lease is still valid: an invalidation during the load voids the fill.
 //!
@@ -24,8 +25,8 @@ use crate::lock::{LeaseGuard, hold_lease, new_token};
 use crate::shape::{Loaded, Shape};
 use crate::stats::Counters;
 
-/// How often a waiter re-reads the key while fill announcements are live (a safety net
-/// for a lost message) and while they are not.
+/// How often a waiter asks again while announcements are live (a safety net for a lost
+/// message) and while they are not.
 const POLL_WITH_ANNOUNCEMENTS: Duration = Duration::from_millis(250);
 const POLL_WITHOUT_ANNOUNCEMENTS: Duration = Duration::from_millis(20);
 
@@ -40,7 +41,7 @@ pub(crate) async fn read_through<S: Shape>(
     let counters = &inner.counters;
 
     match inner.store.get(&key).await {
-        Ok(Some(bytes)) => match answer::<S>(inner, policy, &bytes) {
+        Ok(Some(bytes)) => match answer::<S>(inner, policy, &bytes, true) {
             Some(Answer::Value(out)) => {
                 Counters::bump(&counters.hits);
                 return out;
@@ -85,14 +86,17 @@ enum Answer<T> {
     Negative(T),
 }
 
-/// Reads a stored entry; `None` means "treat as a miss".
-fn answer<S: Shape>(inner: &Inner, policy: &Policy, bytes: &[u8]) -> Option<Answer<S::Output>> {
+/// Reads a stored entry; `None` means "treat as a miss". Unreadable entries are counted
+/// on the first read of a call only (`count_unreadable`).
+fn answer<S: Shape>(inner: &Inner, policy: &Policy, bytes: &[u8], count_unreadable: bool) -> Option<Answer<S::Output>> {
     match codec::decode::<S::Value>(bytes, policy.codec, policy.version) {
         Decoded::Value(value) => Some(Answer::Value(S::from_value(value))),
         Decoded::Negative if policy.negative.is_some() => S::absent().map(Answer::Negative),
         Decoded::Negative | Decoded::OtherFormat => None,
         Decoded::Unreadable => {
-            Counters::bump(&inner.counters.unreadable);
+            if count_unreadable {
+                Counters::bump(&inner.counters.unreadable);
+            }
             None
         }
     }
@@ -104,7 +108,7 @@ fn output<T>(answer: Answer<T>) -> T {
     }
 }
 
-/// The flight leader: get the lease (or wait for its holder's fill), load, fill.
+/// The flight leader: get the lease (or wait for its holder to finish), load, fill.
 async fn lead<S: Shape>(
     inner: &Inner,
     policy: &Policy,
@@ -115,26 +119,42 @@ async fn lead<S: Shape>(
     let lease_key = lease_key(key);
     let token = new_token();
     let lease = policy.lease();
+    // Registered before the first request, so no fill or release can slip by unseen.
+    let registration = inner.fills.register(key);
     // Past this, stop waiting for a holder that keeps renewing and load (fail open).
     let give_up = Instant::now() + lease * 2;
-    let mut unusable: Option<Vec<u8>> = None;
     let mut counted_wait = false;
 
     let fenced = loop {
+        let announced = registration.watch.filled.notified();
+        let mut announced = std::pin::pin!(announced);
+        announced.as_mut().enable();
         let request = LeaseRequest {
             key,
             lease_key: &lease_key,
             token: &token,
             lease,
             exclusive: policy.lock.is_some(),
-            check_value: unusable.is_none(),
+            check_value: true,
         };
-        match inner.store.acquire(request).await {
-            Ok(Acquire::Won) => break true,
-            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes) {
+        let acquired = match inner.store.acquire(request).await {
+            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, false) {
                 Some(found) => return finish::<S>(flight, output(found)),
-                None => unusable = Some(bytes),
+                // The stored entry is unusable (corrupt, other version): take the lease over it.
+                None => {
+                    inner
+                        .store
+                        .acquire(LeaseRequest {
+                            check_value: false,
+                            ..request
+                        })
+                        .await
+                }
             },
+            other => other,
+        };
+        match acquired {
+            Ok(Acquire::Won) => break true,
             Ok(Acquire::Held { remaining }) => {
                 if !counted_wait {
                     Counters::bump(&inner.counters.lock_waits);
@@ -144,24 +164,28 @@ async fn lead<S: Shape>(
                 if now >= give_up {
                     break false;
                 }
-                let limit = remaining.max(Duration::from_millis(1)).min(give_up - now);
-                if let Some(bytes) = wait_for_fill(inner, key, unusable.as_deref(), limit).await {
-                    match answer::<S>(inner, policy, &bytes) {
-                        Some(found) => return finish::<S>(flight, output(found)),
-                        None => unusable = Some(bytes),
-                    }
-                }
+                // Woken by the holder's fill or release; the poll is the fallback.
+                let poll = if inner.store.fills_announced() {
+                    POLL_WITH_ANNOUNCEMENTS
+                } else {
+                    POLL_WITHOUT_ANNOUNCEMENTS
+                };
+                let wait = remaining.min(poll).min(give_up - now).max(Duration::from_millis(1));
+                let _ = tokio::time::timeout(wait, announced).await;
             }
+            // Only asked for with `check_value`; load unfenced rather than guess.
+            Ok(Acquire::Value(_)) => break false,
             Err(e) => {
                 inner.failed(e);
                 break false;
             }
         }
     };
+    drop(registration);
 
     Counters::bump(&inner.counters.loads);
     let out = if fenced {
-        let guard = LeaseGuard::new(&inner.store, &lease_key, &token);
+        let guard = LeaseGuard::new(&inner.store, key, &lease_key, &token);
         let out = hold_lease(inner, &lease_key, &token, lease, load).await;
         store::<S>(inner, policy, key, &lease_key, &token, &out).await;
         guard.disarm();
@@ -215,40 +239,9 @@ async fn store<S: Shape>(inner: &Inner, policy: &Policy, key: &str, lease_key: &
                     );
                 }
             }),
-        None => inner.store.release(lease_key, token).await,
+        None => inner.store.release(key, lease_key, token).await,
     };
     if let Err(e) = result {
         inner.failed(e);
-    }
-}
-
-/// Waits for another holder's fill of `key`: registered for the announcement first,
-/// then one read (a fill may have landed already), then the announcement or a poll.
-/// `None` when `limit` passed without a value, or Redis failed.
-async fn wait_for_fill(inner: &Inner, key: &str, unusable: Option<&[u8]>, limit: Duration) -> Option<Vec<u8>> {
-    let registration = inner.fills.register(key);
-    let deadline = Instant::now() + limit;
-    loop {
-        let announced = registration.watch.filled.notified();
-        let mut announced = std::pin::pin!(announced);
-        announced.as_mut().enable();
-        match inner.store.get(key).await {
-            Ok(Some(bytes)) if unusable != Some(bytes.as_slice()) => return Some(bytes),
-            Ok(_) => {}
-            Err(e) => {
-                inner.failed(e);
-                return None;
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        let poll = if inner.store.fills_announced() {
-            POLL_WITH_ANNOUNCEMENTS
-        } else {
-            POLL_WITHOUT_ANNOUNCEMENTS
-        };
-        let _ = tokio::time::timeout(poll.min(deadline - now), announced).await;
     }
 }

@@ -18,15 +18,21 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> RedisServer {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        let mut server = RedisServer { port, child: None, dir };
-        server.spawn();
+        let mut server = RedisServer::not_started();
+        server.launch();
         server
     }
 
-    fn spawn(&mut self) {
+    /// Picks a free port but starts nothing yet: "Redis is down".
+    pub fn not_started() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        RedisServer { port, child: None, dir }
+    }
+
+    /// Starts the server (again) and waits until it answers.
+    pub fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -102,7 +108,7 @@ impl RedisServer {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.launch();
     }
 
     fn signal(&self, signal: &str) {

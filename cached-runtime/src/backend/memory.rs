@@ -137,17 +137,23 @@ impl MemoryStore {
         true
     }
 
-    pub(crate) fn release(&self, lease_key: &str, token: &str) {
-        let mut leases = self.leases();
-        if holds(&leases, lease_key, token) {
-            leases.remove(lease_key);
+    pub(crate) fn release(&self, key: &str, lease_key: &str, token: &str) {
+        let released = {
+            let mut leases = self.leases();
+            holds(&leases, lease_key, token) && leases.remove(lease_key).is_some()
+        };
+        if released {
+            self.fills.notify(key);
         }
     }
 
     pub(crate) fn delete(&self, key: &str, lease_key: &str) {
-        let mut leases = self.leases();
-        self.values.invalidate(key);
-        leases.remove(lease_key);
+        {
+            let mut leases = self.leases();
+            self.values.invalidate(key);
+            leases.remove(lease_key);
+        }
+        self.fills.notify(key);
     }
 }
 

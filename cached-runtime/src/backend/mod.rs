@@ -102,18 +102,19 @@ impl Store {
         }
     }
 
-    /// Deletes the lease if `token` still holds it.
-    pub(crate) async fn release(&self, lease_key: &str, token: &str) -> Result<(), StoreError> {
+    /// Deletes the lease if `token` still holds it, and tells waiters to ask again.
+    pub(crate) async fn release(&self, key: &str, lease_key: &str, token: &str) -> Result<(), StoreError> {
         match self {
-            Store::Redis(store) => store.release(lease_key, token).await,
+            Store::Redis(store) => store.release(key, lease_key, token).await,
             Store::Memory(store) => {
-                store.release(lease_key, token);
+                store.release(key, lease_key, token);
                 Ok(())
             }
         }
     }
 
-    /// Deletes a value and its lease together, voiding any load in flight.
+    /// Deletes a value and its lease together, voiding any load in flight, and tells
+    /// waiters to ask again.
     pub(crate) async fn delete(&self, key: &str, lease_key: &str) -> Result<(), StoreError> {
         match self {
             Store::Redis(store) => store.delete(key, lease_key).await,

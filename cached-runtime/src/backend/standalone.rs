@@ -65,12 +65,25 @@ return 0
     )
 });
 
-/// KEYS: lease. ARGV: token.
+/// KEYS: value, lease. ARGV: token, fills channel. Waiters hear of it and ask again.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[2], KEYS[1])
+return 1
+",
+    )
+});
+
+/// Invalidation. KEYS: value, lease. ARGV: fills channel.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[1], KEYS[1])
+return deleted
 ",
     )
 });
@@ -223,16 +236,26 @@ impl RedisStore {
         Ok(extended == 1)
     }
 
-    pub(crate) async fn release(&self, lease_key: &str, token: &str) -> Result<(), StoreError> {
+    pub(crate) async fn release(&self, key: &str, lease_key: &str, token: &str) -> Result<(), StoreError> {
+        let channel = self.channel.as_str();
         let _released: i64 = self
-            .run(|mut c| async move { RELEASE.key(lease_key).arg(token).invoke_async(&mut c).await })
+            .run(|mut c| async move {
+                RELEASE
+                    .key(key)
+                    .key(lease_key)
+                    .arg(token)
+                    .arg(channel)
+                    .invoke_async(&mut c)
+                    .await
+            })
             .await?;
         Ok(())
     }
 
     pub(crate) async fn delete(&self, key: &str, lease_key: &str) -> Result<(), StoreError> {
+        let channel = self.channel.as_str();
         let _deleted: i64 = self
-            .run(|mut c| async move { redis::cmd("DEL").arg(key).arg(lease_key).query_async(&mut c).await })
+            .run(|mut c| async move { DELETE.key(key).key(lease_key).arg(channel).invoke_async(&mut c).await })
             .await?;
         Ok(())
     }

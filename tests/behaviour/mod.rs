@@ -1,0 +1,327 @@
+//! Behaviours every store must show, run against Redis (`tests/redis.rs`) and the
+//! in-memory store (`tests/memory.rs`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis_cached::{Cache, redis_cached};
+use serde::{Deserialize, Serialize};
+
+use crate::support::eventually;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// A value shape bincode cannot read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sparse {
+    pub id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError(pub String);
+
+/// A fake database whose loads are counted and can be slowed, failed or made to panic.
+pub struct Db {
+    pub cache: Cache,
+    pub loads: Arc<AtomicUsize>,
+    pub delay_ms: AtomicU64,
+    pub fail: AtomicBool,
+    pub panic: AtomicBool,
+    /// Bumped by tests to tell loaded values apart.
+    pub generation: AtomicU64,
+}
+
+impl Db {
+    pub fn new(cache: Cache) -> Db {
+        Db::sharing(cache, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// A `Db` whose load counter is shared with others (several "processes").
+    pub fn sharing(cache: Cache, loads: Arc<AtomicUsize>) -> Db {
+        Db {
+            cache,
+            loads,
+            delay_ms: AtomicU64::new(0),
+            fail: AtomicBool::new(false),
+            panic: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    async fn query(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let panic = self.panic.load(Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        assert!(!panic, "the database exploded");
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(DbError("connection refused".into()));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        Ok((id != 0).then(|| Product {
+            id,
+            name: format!("product {id} v{generation}"),
+            price_cents: 100 * id as i64,
+        }))
+    }
+
+    #[redis_cached(key = "product:<id>", ttl = 60, lock, negative = "400ms", cache = self.cache)]
+    pub async fn product(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    #[redis_cached(key = "product:<id>", ttl = 60, lock, negative = "400ms", version = 2, cache = self.cache)]
+    pub async fn product_v2(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    #[redis_cached(key = "product:<id>", ttl = 60, codec = "json", cache = self.cache)]
+    pub async fn product_json(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    #[redis_cached(key = "short:<id>", ttl = "300ms", cache = self.cache)]
+    pub async fn short_lived(&self, id: u64) -> Product {
+        self.query(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("product {id} exists"))
+    }
+
+    #[redis_cached(key = "maybe:<id>", ttl = 60, cache = self.cache)]
+    pub async fn maybe(&self, id: u64) -> Option<Product> {
+        self.query(id).await.ok().flatten()
+    }
+
+    #[redis_cached(key = "pair:<a>:<b>", ttl = 60, cache = self.cache)]
+    pub async fn pair(&self, a: &str, b: &str) -> String {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        format!("{a}|{b}")
+    }
+
+    #[redis_cached(key = "sparse:<id>", ttl = 60, cache = self.cache)]
+    pub async fn sparse(&self, id: u64) -> Sparse {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        Sparse { id, note: None }
+    }
+
+    #[redis_cached(key = "sparse-mp:<id>", ttl = 60, codec = "msgpack", cache = self.cache)]
+    pub async fn sparse_msgpack(&self, id: u64) -> Sparse {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        Sparse { id, note: None }
+    }
+}
+
+pub fn product(id: u64, generation: u64) -> Product {
+    Product {
+        id,
+        name: format!("product {id} v{generation}"),
+        price_cents: 100 * id as i64,
+    }
+}
+
+pub async fn hit_after_miss(db: &Db) {
+    assert_eq!(db.product(7).await, Ok(Some(product(7, 0))));
+    assert_eq!(db.product(7).await, Ok(Some(product(7, 0))));
+    assert_eq!(db.loads(), 1);
+    let stats = db.cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.loads), (1, 1, 1));
+    assert!((stats.hit_rate() - 0.5).abs() < f64::EPSILON);
+}
+
+pub async fn values_expire_after_their_ttl(db: &Db) {
+    db.short_lived(3).await;
+    db.short_lived(3).await;
+    assert_eq!(db.loads(), 1);
+    eventually("the 300 ms value expires", async || {
+        db.short_lived(3).await;
+        db.loads() == 2
+    })
+    .await;
+}
+
+pub async fn none_is_cached_negatively_for_its_own_ttl(db: &Db) {
+    assert_eq!(db.product(0).await, Ok(None));
+    assert_eq!(db.product(0).await, Ok(None));
+    assert_eq!(db.loads(), 1);
+    assert_eq!(db.cache.stats().negative_hits, 1);
+    // The negative TTL (400 ms) is much shorter than the value TTL (60 s).
+    eventually("the negative entry expires", async || {
+        db.product(0).await.unwrap();
+        db.loads() == 2
+    })
+    .await;
+}
+
+pub async fn none_is_not_cached_without_negative(db: &Db) {
+    assert_eq!(db.maybe(0).await, None);
+    assert_eq!(db.maybe(0).await, None);
+    assert_eq!(db.loads(), 2);
+    assert_eq!(db.maybe(5).await, Some(product(5, 0)));
+    assert_eq!(db.maybe(5).await, Some(product(5, 0)));
+    assert_eq!(db.loads(), 3);
+}
+
+pub async fn errors_are_never_cached(db: &Db) {
+    db.fail.store(true, Ordering::SeqCst);
+    assert_eq!(db.product(9).await, Err(DbError("connection refused".into())));
+    assert_eq!(db.product(9).await, Err(DbError("connection refused".into())));
+    assert_eq!(db.loads(), 2);
+    db.fail.store(false, Ordering::SeqCst);
+    assert_eq!(db.product(9).await, Ok(Some(product(9, 0))));
+    assert_eq!(db.product(9).await, Ok(Some(product(9, 0))));
+    assert_eq!(db.loads(), 3);
+}
+
+pub async fn separators_in_values_do_not_collide(db: &Db) {
+    assert_eq!(db.pair("1:2", "3").await, "1:2|3");
+    assert_eq!(db.pair("1", "2:3").await, "1|2:3");
+    assert_eq!(db.pair("1:2", "3").await, "1:2|3");
+    assert_eq!(db.pair("1", "2:3").await, "1|2:3");
+    assert_eq!(db.loads(), 2);
+    assert_ne!(db.pair_key("1:2", "3"), db.pair_key("1", "2:3"));
+}
+
+pub async fn invalidate_makes_the_next_call_load(db: &Db) {
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 0))));
+    db.generation.store(1, Ordering::SeqCst);
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 0))), "still cached");
+    db.product_invalidate(4).await.unwrap();
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 1))));
+    db.cache.invalidate("product:4").await.unwrap();
+    db.generation.store(2, Ordering::SeqCst);
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 2))));
+    assert_eq!(db.loads(), 3);
+}
+
+/// An invalidation during a load voids that load's fill: the stale result is returned
+/// to its caller but never stored.
+pub async fn invalidation_during_a_load_discards_its_fill(db: &Arc<Db>) {
+    db.delay_ms.store(300, Ordering::SeqCst);
+    let loading = tokio::spawn({
+        let db = db.clone();
+        async move { db.product(11).await }
+    });
+    eventually("the load starts", async || db.loads() == 1).await;
+    db.product_invalidate(11).await.unwrap();
+    assert_eq!(loading.await.unwrap(), Ok(Some(product(11, 0))));
+    db.delay_ms.store(0, Ordering::SeqCst);
+    db.generation.store(1, Ordering::SeqCst);
+    assert_eq!(
+        db.product(11).await,
+        Ok(Some(product(11, 1))),
+        "the voided load was not stored"
+    );
+    assert_eq!(db.loads(), 2);
+}
+
+/// Concurrent misses of one key in one process share one load.
+pub async fn concurrent_misses_share_one_load(db: &Arc<Db>) {
+    db.delay_ms.store(100, Ordering::SeqCst);
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.product(21).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(Some(product(21, 0))));
+    }
+    assert_eq!(db.loads(), 1);
+    let stats = db.cache.stats();
+    assert_eq!(stats.loads, 1);
+    assert_eq!(stats.coalesced + stats.hits, 49, "{stats:?}");
+}
+
+/// A leader that panics hands over to a waiter; nothing is cached by the panic.
+pub async fn a_panicking_loader_hands_over_to_waiters(db: &Arc<Db>) {
+    db.delay_ms.store(100, Ordering::SeqCst);
+    db.panic.store(true, Ordering::SeqCst);
+    let leader = tokio::spawn({
+        let db = db.clone();
+        async move { db.product(31).await }
+    });
+    eventually("the panicking load starts", async || db.loads() == 1).await;
+    db.panic.store(false, Ordering::SeqCst);
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.product(31).await })
+        })
+        .collect();
+    assert!(leader.await.unwrap_err().is_panic());
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), Ok(Some(product(31, 0))));
+    }
+    assert_eq!(db.loads(), 2, "one waiter took over");
+}
+
+/// A caller whose future is dropped mid-load does not fail the others.
+pub async fn a_dropped_caller_hands_over_to_waiters(db: &Arc<Db>) {
+    db.delay_ms.store(200, Ordering::SeqCst);
+    let dropped = tokio::spawn({
+        let db = db.clone();
+        async move { tokio::time::timeout(Duration::from_millis(50), db.product(41)).await }
+    });
+    eventually("the first load starts", async || db.loads() == 1).await;
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { db.product(41).await }
+    });
+    assert!(dropped.await.unwrap().is_err(), "the first caller timed out");
+    assert_eq!(waiter.await.unwrap(), Ok(Some(product(41, 0))));
+    assert_eq!(db.loads(), 2);
+    assert_eq!(
+        db.product(41).await,
+        Ok(Some(product(41, 0))),
+        "the waiter's load was stored"
+    );
+    assert_eq!(db.loads(), 2);
+}
+
+/// A value written under another version (or codec) is a miss, then overwritten.
+pub async fn another_version_or_codec_is_a_miss(db: &Db) {
+    assert_eq!(db.product(51).await, Ok(Some(product(51, 0))));
+    db.generation.store(1, Ordering::SeqCst);
+    assert_eq!(
+        db.product_v2(51).await,
+        Ok(Some(product(51, 1))),
+        "v1 bytes are not read as v2"
+    );
+    assert_eq!(db.product_v2(51).await, Ok(Some(product(51, 1))));
+    db.generation.store(2, Ordering::SeqCst);
+    assert_eq!(
+        db.product_json(51).await,
+        Ok(Some(product(51, 2))),
+        "bincode bytes are not read as json"
+    );
+    assert_eq!(db.loads(), 3);
+    assert_eq!(db.cache.stats().unreadable, 0, "another format is not corruption");
+}
+
+/// bincode cannot read `skip_serializing_if` back: the value is returned, never stored.
+pub async fn values_the_codec_cannot_read_back_are_not_stored(db: &Db) {
+    assert_eq!(db.sparse(1).await, Sparse { id: 1, note: None });
+    assert_eq!(db.sparse(1).await, Sparse { id: 1, note: None });
+    assert_eq!(db.loads(), 2);
+    assert_eq!(db.cache.stats().unstorable, 2);
+    assert_eq!(db.sparse_msgpack(1).await, Sparse { id: 1, note: None });
+    assert_eq!(db.sparse_msgpack(1).await, Sparse { id: 1, note: None });
+    assert_eq!(db.loads(), 3);
+}

@@ -1,0 +1,318 @@
+//! Behaviour against a real redis-server started by each test.
+
+mod behaviour;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use behaviour::{Db, product};
+use redis::Commands;
+use redis_cached::Cache;
+use support::{RedisServer, eventually};
+
+async fn db(redis: &RedisServer) -> Db {
+    Db::new(redis.cache("shop:").await)
+}
+
+#[tokio::test]
+async fn hit_after_miss() {
+    let redis = RedisServer::start();
+    behaviour::hit_after_miss(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn values_expire_after_their_ttl() {
+    let redis = RedisServer::start();
+    behaviour::values_expire_after_their_ttl(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn none_is_cached_negatively_for_its_own_ttl() {
+    let redis = RedisServer::start();
+    behaviour::none_is_cached_negatively_for_its_own_ttl(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn none_is_not_cached_without_negative() {
+    let redis = RedisServer::start();
+    behaviour::none_is_not_cached_without_negative(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn errors_are_never_cached() {
+    let redis = RedisServer::start();
+    behaviour::errors_are_never_cached(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn separators_in_values_do_not_collide() {
+    let redis = RedisServer::start();
+    behaviour::separators_in_values_do_not_collide(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn invalidate_makes_the_next_call_load() {
+    let redis = RedisServer::start();
+    behaviour::invalidate_makes_the_next_call_load(&db(&redis).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_during_a_load_discards_its_fill() {
+    let redis = RedisServer::start();
+    behaviour::invalidation_during_a_load_discards_its_fill(&Arc::new(db(&redis).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_one_load() {
+    let redis = RedisServer::start();
+    behaviour::concurrent_misses_share_one_load(&Arc::new(db(&redis).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_hands_over_to_waiters() {
+    let redis = RedisServer::start();
+    let db = Arc::new(db(&redis).await);
+    behaviour::a_panicking_loader_hands_over_to_waiters(&db).await;
+    assert!(
+        !redis
+            .conn()
+            .exists::<_, bool>(db.cache.key("product:31") + ":lease")
+            .unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_caller_hands_over_to_waiters() {
+    let redis = RedisServer::start();
+    behaviour::a_dropped_caller_hands_over_to_waiters(&Arc::new(db(&redis).await)).await;
+}
+
+#[tokio::test]
+async fn another_version_or_codec_is_a_miss() {
+    let redis = RedisServer::start();
+    behaviour::another_version_or_codec_is_a_miss(&db(&redis).await).await;
+}
+
+#[tokio::test]
+async fn values_the_codec_cannot_read_back_are_not_stored() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    behaviour::values_the_codec_cannot_read_back_are_not_stored(&db).await;
+    assert!(!redis.conn().exists::<_, bool>(db.sparse_key(1)).unwrap());
+}
+
+#[tokio::test]
+async fn keys_have_the_prefix_and_one_hash_tag_and_the_ttl_asked_for() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    db.product(42).await.unwrap();
+    db.product(0).await.unwrap();
+
+    let mut conn = redis.conn();
+    assert_eq!(db.product_key(42), "shop:{product:42}");
+    let value_ttl: i64 = conn.pttl("shop:{product:42}").unwrap();
+    assert!((59_000..=60_000).contains(&value_ttl), "value pttl {value_ttl}");
+    let negative_ttl: i64 = conn.pttl("shop:{product:0}").unwrap();
+    assert!((1..=400).contains(&negative_ttl), "negative pttl {negative_ttl}");
+    assert!(
+        !conn.exists::<_, bool>("shop:{product:42}:lease").unwrap(),
+        "the fill dropped the lease"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_value_is_a_counted_miss_and_is_overwritten() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    let key = db.product_key(5);
+    for garbage in [
+        &b"not an envelope"[..],
+        &[0xC1, 0x05, 0x00, 0xff, 0xff][..],
+        &[0xC1][..],
+    ] {
+        let _: () = redis.conn().set(&key, garbage).unwrap();
+        let loads = db.loads();
+        assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
+        assert_eq!(db.loads(), loads + 1);
+        assert_eq!(
+            db.product(5).await,
+            Ok(Some(product(5, 0))),
+            "overwritten with a good value"
+        );
+        assert_eq!(db.loads(), loads + 1);
+    }
+    assert_eq!(db.cache.stats().unreadable, 3);
+}
+
+/// 200 concurrent calls on a cold key, split over two caches (two "processes"), run
+/// the loader exactly once; the waiters of the other cache wait for the lease holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_runs_one_load_across_processes() {
+    let redis = RedisServer::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    for db in [&a, &b] {
+        db.delay_ms.store(200, Ordering::SeqCst);
+    }
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { db.product(77).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(Some(product(77, 0))));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "one load in the whole deployment");
+    let (sa, sb) = (a.cache.stats(), b.cache.stats());
+    assert_eq!(sa.loads + sb.loads, 1);
+    assert_eq!(
+        sa.lock_waits + sb.lock_waits,
+        1,
+        "the other process waited on the lease: {sa:?} {sb:?}"
+    );
+}
+
+/// A loader error releases the lease at once: the other process loads without waiting
+/// for the 10 s lease to expire, and nothing is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_error_releases_the_lock() {
+    let redis = RedisServer::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    a.fail.store(true, Ordering::SeqCst);
+    a.delay_ms.store(100, Ordering::SeqCst);
+    let failing = tokio::spawn({
+        let a = a.clone();
+        async move { a.product(12).await }
+    });
+    eventually("a holds the lease", async || {
+        redis.conn().exists::<_, bool>("shop:{product:12}:lease").unwrap()
+    })
+    .await;
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.product(12).await }
+    });
+    assert!(failing.await.unwrap().is_err());
+    assert_eq!(
+        waiting.await.unwrap(),
+        Ok(Some(product(12, 0))),
+        "b loaded after a's release"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    assert!(!redis.conn().exists::<_, bool>("shop:{product:12}:lease").unwrap());
+}
+
+/// A caller dropped while holding the lease releases it (on a spawned task), so the
+/// next process does not wait for the lease to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_caller_releases_the_lock() {
+    let redis = RedisServer::start();
+    let db = Arc::new(db(&redis).await);
+    db.delay_ms.store(5_000, Ordering::SeqCst);
+    let dropped = tokio::time::timeout(Duration::from_millis(100), db.product(13)).await;
+    assert!(dropped.is_err());
+    eventually("the lease is released", async || {
+        !redis.conn().exists::<_, bool>("shop:{product:13}:lease").unwrap()
+    })
+    .await;
+}
+
+/// Redis killed mid-run: every call still returns the loader's result; after a restart
+/// (empty), values are stored and hit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_succeed_while_redis_is_killed_and_hits_resume_after_restart() {
+    let mut redis = RedisServer::start();
+    let db = db(&redis).await;
+    assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+    assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+
+    redis.kill();
+    for _ in 0..20 {
+        assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+        assert_eq!(db.product(0).await, Ok(None));
+    }
+    let stats = db.cache.stats();
+    assert!(stats.errors + stats.skipped > 0, "{stats:?}");
+    assert!(
+        db.cache.invalidate("product:1").await.is_err(),
+        "invalidation reports it could not act"
+    );
+
+    redis.launch();
+    eventually("hits resume", async || {
+        let hits = db.cache.stats().hits;
+        db.product(1).await.unwrap();
+        db.cache.stats().hits > hits
+    })
+    .await;
+}
+
+/// A hung Redis (SIGSTOP): calls fail open after `op_timeout`, then the breaker skips
+/// Redis; when it wakes, hits resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_succeed_while_redis_hangs_and_hits_resume_after() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    assert_eq!(db.product(2).await, Ok(Some(product(2, 0))));
+
+    redis.pause();
+    for _ in 0..20 {
+        assert_eq!(db.product(2).await, Ok(Some(product(2, 0))));
+    }
+    let stats = db.cache.stats();
+    assert!(stats.errors >= 1, "deadline misses are counted: {stats:?}");
+    assert!(
+        stats.skipped >= 1,
+        "the breaker stopped calling the hung server: {stats:?}"
+    );
+
+    redis.resume();
+    eventually("hits resume", async || {
+        let hits = db.cache.stats().hits;
+        db.product(2).await.unwrap();
+        db.cache.stats().hits > hits
+    })
+    .await;
+}
+
+/// Redis down when the cache is built: building succeeds, calls fail open, and the
+/// cache connects by itself once Redis is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_built_while_redis_is_down_connects_later() {
+    let mut redis = RedisServer::not_started();
+    let cache = Cache::builder()
+        .url(redis.url())
+        .prefix("shop:")
+        .build()
+        .await
+        .expect("build never needs redis");
+    let db = Db::new(cache);
+    assert_eq!(db.product(3).await, Ok(Some(product(3, 0))));
+    assert!(db.cache.stats().skipped > 0);
+
+    redis.launch();
+    eventually("hits start", async || {
+        let hits = db.cache.stats().hits;
+        db.product(3).await.unwrap();
+        db.cache.stats().hits > hits
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_prefixes_are_refused() {
+    assert!(matches!(
+        Cache::builder().url("http://nope").build().await,
+        Err(redis_cached::Error::InvalidUrl(_))
+    ));
+    assert!(matches!(
+        Cache::builder().prefix("a{b}").build().await,
+        Err(redis_cached::Error::InvalidConfig(_))
+    ));
+}
