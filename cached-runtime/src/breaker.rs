@@ -13,6 +13,8 @@ pub(crate) struct Breaker {
     consecutive_failures: AtomicU32,
     /// Wakes the connection task when the breaker opens.
     opened: Notify,
+    /// Wakes whoever waits for the first connection.
+    closed: Notify,
 }
 
 impl Breaker {
@@ -22,6 +24,7 @@ impl Breaker {
             open: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
             opened: Notify::new(),
+            closed: Notify::new(),
         }
     }
 
@@ -55,6 +58,17 @@ impl Breaker {
     pub(crate) fn close(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.open.store(false, Ordering::Release);
+        self.closed.notify_waiters();
+    }
+
+    /// Resolves once the breaker is closed.
+    pub(crate) async fn wait_closed(&self) {
+        let closed = self.closed.notified();
+        let mut closed = std::pin::pin!(closed);
+        closed.as_mut().enable();
+        if self.is_open() {
+            closed.await;
+        }
     }
 
     /// Resolves when the breaker has been opened since the last call.

@@ -42,7 +42,7 @@ impl Cache {
         CacheBuilder::default()
     }
 
-    pub(crate) fn connect(
+    pub(crate) async fn connect(
         client: redis::Client,
         prefix: String,
         op_timeout: Duration,
@@ -52,6 +52,7 @@ impl Cache {
         let shutdown = watch::Sender::new(());
         let channel = format!("{prefix}fills");
         let store = RedisStore::start(client, op_timeout, connect_timeout, channel, fills.clone(), &shutdown);
+        store.first_connection().await;
         Self::with_store(prefix, Store::Redis(store), fills, shutdown)
     }
 

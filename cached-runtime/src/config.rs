@@ -55,11 +55,11 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache and starts connecting in the background.
+    /// Builds the cache and connects, waiting at most `connect_timeout` for Redis.
     ///
-    /// An unreachable Redis is not an error: calls fail open until it answers, and the
-    /// cache connects by itself when it does. Must be called inside a Tokio runtime
-    /// with the time driver enabled.
+    /// An unreachable Redis is not an error: the cache is returned after that wait,
+    /// calls fail open until Redis answers, and the cache connects by itself when it
+    /// does. Must be called inside a Tokio runtime with the time driver enabled.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse; [`Error::InvalidConfig`]
@@ -75,11 +75,6 @@ impl CacheBuilder {
             return Err(Error::InvalidConfig("timeouts must be greater than zero".to_owned()));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(Error::InvalidUrl)?;
-        Ok(Cache::connect(
-            client,
-            self.prefix,
-            self.op_timeout,
-            self.connect_timeout,
-        ))
+        Ok(Cache::connect(client, self.prefix, self.op_timeout, self.connect_timeout).await)
     }
 }

@@ -123,6 +123,12 @@ impl RedisStore {
         store
     }
 
+    /// Waits (at most the connect timeout) for the first connection, so a cache built
+    /// while Redis is up starts with hits; one built while it is down starts failing open.
+    pub(crate) async fn first_connection(&self) {
+        let _ = tokio::time::timeout(self.connect_timeout, self.breaker.wait_closed()).await;
+    }
+
     pub(crate) fn subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)
     }

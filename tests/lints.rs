@@ -1,0 +1,77 @@
+//! The expansion is lint-clean: CI's `cargo clippy --all-targets -D warnings` checks this
+//! file under `clippy::pedantic`, across return shapes, methods and generics.
+#![deny(warnings, clippy::pedantic)]
+
+use std::fmt::Display;
+
+use redis_cached::{Cache, redis_cached};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Item {
+    id: u64,
+}
+
+#[derive(Debug)]
+struct LoadError;
+
+#[redis_cached(key = "plain:<id>", ttl = 60)]
+async fn plain(id: u64) -> Item {
+    Item { id }
+}
+
+#[redis_cached(key = "option:<id>", ttl = "5m", negative = "10s", codec = "msgpack")]
+async fn option(id: u64) -> Option<Item> {
+    (id > 0).then_some(Item { id })
+}
+
+#[redis_cached(key = "result:<id>", ttl = 60, lock = "2s", codec = "json", version = 3)]
+async fn result(id: u64) -> Result<Item, LoadError> {
+    if id == 0 { Err(LoadError) } else { Ok(Item { id }) }
+}
+
+#[redis_cached(key = "io:<name>", ttl = 60)]
+async fn io_alias(name: &str) -> std::io::Result<String> {
+    Ok(name.to_owned())
+}
+
+#[redis_cached(key = "generic:<key>", ttl = 60, lock, negative)]
+async fn generic<K, S>(source: &S, key: K) -> Result<Option<Item>, LoadError>
+where
+    K: Display + Copy + Into<u64>,
+    S: Fn(u64) -> Option<Item>,
+{
+    Ok(source(key.into()))
+}
+
+struct Service {
+    cache: Cache,
+    region: String,
+}
+
+impl Service {
+    #[redis_cached(key = "svc:<self.region>:<item.id>", ttl = 60, cache = self.cache)]
+    async fn describe(&self, item: &Item) -> String {
+        format!("{} in {}", item.id, self.region)
+    }
+}
+
+#[tokio::test]
+async fn every_shape_runs() {
+    let service = Service {
+        cache: Cache::in_memory(),
+        region: "eu".to_owned(),
+    };
+    assert_eq!(plain(1).await, Item { id: 1 });
+    assert_eq!(option(0).await, None);
+    assert!(result(0).await.is_err());
+    assert_eq!(io_alias("x").await.unwrap(), "x");
+    assert_eq!(
+        generic(&|id| Some(Item { id }), 7u32).await.unwrap(),
+        Some(Item { id: 7 })
+    );
+    assert_eq!(generic_key(7u32), "{generic:7}");
+    assert_eq!(service.describe(&Item { id: 2 }).await, "2 in eu");
+    assert_eq!(service.describe_key(&Item { id: 2 }), "{svc:eu:2}");
+    service.describe_invalidate(&Item { id: 2 }).await.unwrap();
+}
