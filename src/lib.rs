@@ -1,6 +1,53 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+/// Turns an async fn into a read-through cache.
+///
+/// ```no_run
+/// use redis_cached::redis_cached;
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Product { id: u64, name: String }
+///
+/// #[redis_cached(key = "product:<id>", ttl = 300, lock, negative)]
+/// async fn get_product(id: u64) -> Result<Option<Product>, std::io::Error> {
+///     Ok(Some(Product { id, name: "lamp".into() }))
+/// }
+/// ```
+///
+/// # Arguments
+/// - `key = "text <param> <param.field> <self.field>"` (required): the key template.
+///   Placeholder values are rendered with `Display` and escaped.
+/// - `ttl = 300` (seconds) or `ttl = "5m"` (`ms`, `s`, `m`, `h`, `d`) (required).
+/// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss.
+/// - `negative` or `negative = "30s"`: cache `None` (only on `Option` returns).
+/// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
+/// - `codec = "bincode" | "msgpack" | "json"`: the value codec (bincode by default).
+/// - `version = N`: values stored under another version are misses.
+///
+/// The crate docs describe each one, what happens under concurrency and how Redis
+/// failures fail open.
+///
+/// # What it expands to
+/// For `get_product` above, roughly (the expansion uses absolute paths and hygienic
+/// names):
+///
+/// ```text
+/// async fn get_product(id: u64) -> Result<Option<Product>, std::io::Error> {
+///     static POLICY: Policy = Policy::new("get_product", Duration::from_millis(300_000))
+///         .lock(Duration::from_millis(10_000))
+///         .negative(Duration::from_millis(60_000));
+///     let key = /* "product:" + escaped id */;
+///     let cache = default_cache();
+///     result_option::<Product, _>(cache.as_ref(), &POLICY, &key, get_product_uncached(id)).await
+/// }
+/// /// Runs `get_product`'s body without the cache.
+/// async fn get_product_uncached(id: u64) -> Result<Option<Product>, std::io::Error> { /* body */ }
+/// /// The full Redis key, e.g. `shop:{product:42}`.
+/// fn get_product_key(id: u64) -> String { /* ... */ }
+/// /// Deletes the cached result and voids a load in flight.
+/// async fn get_product_invalidate(id: u64) -> Result<(), redis_cached::Error> { /* ... */ }
+/// ```
 pub use redis_cached_macro::redis_cached;
 pub use redis_cached_runtime::{
     Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_LEASE, Error, KeyBuilder, Policy, Stats, install,

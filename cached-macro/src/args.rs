@@ -82,7 +82,10 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
                     _ => {
                         errors.push(syn::Error::new(
                             codec.span(),
-                            "unknown codec; expected `\"bincode\"`, `\"msgpack\"` or `\"json\"`",
+                            format!(
+                                "unknown codec `{:?}`; expected `\"bincode\"`, `\"msgpack\"` or `\"json\"`",
+                                codec.value()
+                            ),
                         ));
                         None
                     }

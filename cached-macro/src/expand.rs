@@ -49,13 +49,34 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
     };
 
     let name = &function.sig.ident;
+    let example_key = match function.sig.inputs.iter().find_map(|input| match input {
+        FnArg::Typed(typed) => match &*typed.pat {
+            Pat::Ident(p) => Some(p.ident.to_string()),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    }) {
+        Some(param) => format!("{name}:<{param}>"),
+        None => name.to_string(),
+    };
     let mut template = None;
-    match &args.key {
-        None => errors.push(syn::Error::new(
+    match (&args.key, &args.ttl) {
+        (None, None) => errors.push(syn::Error::new(
             Span::call_site(),
-            format!("missing `key`; add one built from the parameters, e.g. `key = \"{name}:<id>\"`"),
+            format!("missing `key` and `ttl`; write e.g. `#[redis_cached(key = \"{example_key}\", ttl = 300)]`"),
         )),
-        Some(key) => match Template::parse(&key.value()) {
+        (None, Some(_)) => errors.push(syn::Error::new(
+            Span::call_site(),
+            format!("missing `key`; add one built from the parameters, e.g. `key = \"{example_key}\"`"),
+        )),
+        (Some(_), None) => errors.push(syn::Error::new(
+            Span::call_site(),
+            "missing `ttl`; every cached value needs one, e.g. `ttl = 300` (seconds) or `ttl = \"5m\"`",
+        )),
+        (Some(_), Some(_)) => {}
+    }
+    if let Some(key) = &args.key {
+        match Template::parse(&key.value()) {
             Err(why) => errors.push(syn::Error::new(key.span(), why)),
             Ok(parsed) => {
                 for placeholder in parsed.placeholders() {
@@ -65,13 +86,7 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
                 }
                 template = Some(parsed);
             }
-        },
-    }
-    if args.ttl.is_none() {
-        errors.push(syn::Error::new(
-            Span::call_site(),
-            "missing `ttl`; every cached value needs one, e.g. `ttl = 300` (seconds) or `ttl = \"5m\"`",
-        ));
+        }
     }
     if let Some((span, _)) = &args.negative
         && !sig.returns.has_none()
@@ -179,13 +194,16 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     let render = render(plan);
     let (cache_let, cache_ref) = cache(plan);
     let value_ty = plan.sig.returns.value();
+    let span = value_ty.span();
     let entry = match &plan.sig.returns {
-        Returns::Plain(_) => quote_spanned!(value_ty.span()=> ::redis_cached::__private::plain::<#value_ty>),
-        Returns::Option(_) => quote_spanned!(value_ty.span()=> ::redis_cached::__private::option::<#value_ty>),
-        Returns::Result(_) => quote_spanned!(value_ty.span()=> ::redis_cached::__private::result::<#value_ty, _>),
-        Returns::ResultOption(_) => {
-            quote_spanned!(value_ty.span()=> ::redis_cached::__private::result_option::<#value_ty, _>)
-        }
+        Returns::Plain(_) => quote_spanned!(span=> ::redis_cached::__private::plain::<#value_ty>),
+        Returns::Option(_) => quote_spanned!(span=> ::redis_cached::__private::option::<#value_ty>),
+        Returns::Result(_) => quote_spanned!(span=> ::redis_cached::__private::result::<#value_ty, _>),
+        Returns::ResultOption(_) => quote_spanned!(span=> ::redis_cached::__private::result_option::<#value_ty, _>),
+    };
+    // Spanned at the value type: a type that cannot be cached is reported there.
+    let call = quote_spanned! {span=>
+        #entry(#cache_ref, &__REDIS_CACHED_POLICY, &__redis_cached_key, #callee #turbofish (#(#call_args),*)).await
     };
     let cached_inputs = &cached_sig.inputs;
     let asyncness = &sig.asyncness;
@@ -215,7 +233,7 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
             #policy
             let __redis_cached_key = #render;
             #cache_let
-            #entry(#cache_ref, &__REDIS_CACHED_POLICY, &__redis_cached_key, #callee #turbofish (#(#call_args),*)).await
+            #call
         }
 
         #[doc = #uncached_doc]
@@ -288,8 +306,8 @@ fn render(plan: &Plan) -> TokenStream {
     let pushes = plan.template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
         Segment::Placeholder(placeholder) => {
-            let value = placeholder_expr(placeholder, plan);
-            quote!(__redis_cached_builder.value(#value);)
+            let (span, value) = placeholder_expr(placeholder, plan);
+            quote_spanned!(span=> __redis_cached_builder.value(#value);)
         }
     });
     quote! {{
@@ -299,26 +317,27 @@ fn render(plan: &Plan) -> TokenStream {
     }}
 }
 
-/// `&param.field`, spanned at the parameter's type so a missing `Display` points there.
-fn placeholder_expr(placeholder: &Placeholder, plan: &Plan) -> TokenStream {
-    let (root, span) = if placeholder.root == "self" {
-        let span = plan.sig.receiver.unwrap_or_else(Span::call_site);
-        (Ident::new("self", span), span)
+/// `&param.field`: the root spanned at the parameter's name (a missing `Display` is
+/// reported there), the fields at the key literal (where a wrong field was written).
+fn placeholder_expr(placeholder: &Placeholder, plan: &Plan) -> (Span, TokenStream) {
+    let span = if placeholder.root == "self" {
+        plan.sig.receiver.unwrap_or_else(Span::call_site)
     } else {
-        let ty_span = plan
-            .sig
+        plan.sig
             .param(&placeholder.root)
-            .map_or_else(|| plan.key.span(), |p| p.ty.span());
-        (Ident::new(&placeholder.root, ty_span), ty_span)
+            .and_then(|p| p.ident.as_ref())
+            .map_or_else(|| plan.key.span(), Ident::span)
     };
+    let root = Ident::new(&placeholder.root, span);
+    let key_span = plan.key.span();
     let fields = placeholder.fields.iter().map(|field| {
         let member: syn::Member = match field.parse::<u32>() {
-            Ok(index) => syn::Member::Unnamed(syn::Index { index, span }),
-            Err(_) => syn::Member::Named(Ident::new(field, span)),
+            Ok(index) => syn::Member::Unnamed(syn::Index { index, span: key_span }),
+            Err(_) => syn::Member::Named(Ident::new(field, key_span)),
         };
-        quote_spanned!(span=> .#member)
+        quote_spanned!(key_span=> .#member)
     });
-    quote_spanned!(span=> &#root #(#fields)*)
+    (span, quote_spanned!(span=> &#root #(#fields)*))
 }
 
 /// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.

@@ -30,11 +30,9 @@ impl Returns {
     }
 }
 
-/// One typed parameter.
+/// One typed parameter: its name, when the pattern is a plain identifier.
 pub(crate) struct Param {
-    /// The name, when the pattern is a plain identifier.
     pub(crate) ident: Option<Ident>,
-    pub(crate) ty: Type,
 }
 
 pub(crate) struct Signature {
@@ -93,10 +91,7 @@ pub(crate) fn check(function: &ItemFn) -> Result<Signature, syn::Error> {
                     Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.clone()),
                     _ => None,
                 };
-                params.push(Param {
-                    ident,
-                    ty: (*typed.ty).clone(),
-                });
+                params.push(Param { ident });
             }
         }
     }

@@ -1,0 +1,55 @@
+// Every argument at once, on a free fn that takes its cache as a parameter.
+
+use redis_cached::{Cache, redis_cached};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    name: String,
+}
+
+#[redis_cached(
+    key = "product:<id>",
+    ttl = "5m",
+    lock = "3s",
+    negative = "30s",
+    codec = "msgpack",
+    version = 2,
+    cache = cache
+)]
+async fn get_product(cache: &Cache, id: u64) -> Option<Product> {
+    let _ = cache;
+    (id != 0).then(|| Product {
+        id,
+        name: format!("product {id}"),
+    })
+}
+
+// Whole seconds, the default lease, the default negative TTL and the other codecs.
+#[redis_cached(key = "name:<id>", ttl = 300, lock, negative, codec = "json")]
+async fn find_name(id: u64) -> Option<String> {
+    Some(id.to_string())
+}
+
+#[redis_cached(key = "stock:<id>", ttl = "250ms", codec = "bincode", version = 0)]
+async fn stock(id: u64) -> u64 {
+    id * 10
+}
+
+fn main() {
+    let cache = Cache::in_memory();
+    assert_eq!(get_product_key(&cache, 7), "{product:7}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let product = get_product(&cache, 7).await.unwrap();
+        assert_eq!(product.name, "product 7");
+        assert_eq!(get_product(&cache, 0).await, None);
+        get_product_invalidate(&cache, 7).await.unwrap();
+        assert_eq!(find_name(3).await.as_deref(), Some("3"));
+        assert_eq!(stock(4).await, 40);
+    });
+}
