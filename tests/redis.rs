@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use behaviour::{Db, product};
+use behaviour::{Db, behaviour_tests, product};
 use redis::Commands;
 use redis_cached::Cache;
 use support::{RedisServer, eventually};
@@ -16,91 +16,24 @@ async fn db(redis: &RedisServer) -> Db {
     Db::new(redis.cache("shop:").await)
 }
 
-#[tokio::test]
-async fn hit_after_miss() {
-    let redis = RedisServer::start();
-    behaviour::hit_after_miss(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn values_expire_after_their_ttl() {
-    let redis = RedisServer::start();
-    behaviour::values_expire_after_their_ttl(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn none_is_cached_negatively_for_its_own_ttl() {
-    let redis = RedisServer::start();
-    behaviour::none_is_cached_negatively_for_its_own_ttl(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn none_is_not_cached_without_negative() {
-    let redis = RedisServer::start();
-    behaviour::none_is_not_cached_without_negative(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn errors_are_never_cached() {
-    let redis = RedisServer::start();
-    behaviour::errors_are_never_cached(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn separators_in_values_do_not_collide() {
-    let redis = RedisServer::start();
-    behaviour::separators_in_values_do_not_collide(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn invalidate_makes_the_next_call_load() {
-    let redis = RedisServer::start();
-    behaviour::invalidate_makes_the_next_call_load(&db(&redis).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidation_during_a_load_discards_its_fill() {
-    let redis = RedisServer::start();
-    behaviour::invalidation_during_a_load_discards_its_fill(&Arc::new(db(&redis).await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_misses_share_one_load() {
-    let redis = RedisServer::start();
-    behaviour::concurrent_misses_share_one_load(&Arc::new(db(&redis).await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_loader_hands_over_to_waiters() {
+async fn redis_db() -> (RedisServer, Arc<Db>) {
     let redis = RedisServer::start();
     let db = Arc::new(db(&redis).await);
-    behaviour::a_panicking_loader_hands_over_to_waiters(&db).await;
-    assert!(
-        !redis
-            .conn()
-            .exists::<_, bool>(db.cache.key("product:31") + ":lease")
-            .unwrap()
-    );
+    (redis, db)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_caller_hands_over_to_waiters() {
-    let redis = RedisServer::start();
-    behaviour::a_dropped_caller_hands_over_to_waiters(&Arc::new(db(&redis).await)).await;
-}
+behaviour_tests!(redis_db());
 
 #[tokio::test]
-async fn another_version_or_codec_is_a_miss() {
-    let redis = RedisServer::start();
-    behaviour::another_version_or_codec_is_a_miss(&db(&redis).await).await;
-}
-
-#[tokio::test]
-async fn values_the_codec_cannot_read_back_are_not_stored() {
+async fn values_the_codec_cannot_read_back_leave_nothing_in_redis() {
     let redis = RedisServer::start();
     let db = db(&redis).await;
-    behaviour::values_the_codec_cannot_read_back_are_not_stored(&db).await;
+    assert_eq!(db.sparse(1).await, behaviour::Sparse { id: 1, note: None });
     assert!(!redis.conn().exists::<_, bool>(db.sparse_key(1)).unwrap());
+    assert!(
+        !redis.conn().exists::<_, bool>(db.sparse_key(1) + ":lease").unwrap(),
+        "the lease was released"
+    );
 }
 
 #[tokio::test]

@@ -11,6 +11,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::support::eventually;
 
+/// One test per behaviour, each given a fresh `(guard, Arc<Db>)` from `$make`; the guard
+/// (a Redis server, or nothing) lives as long as the test.
+macro_rules! behaviour_tests {
+    ($make:expr) => {
+        behaviour_tests!(@each $make;
+            hit_after_miss,
+            values_expire_after_their_ttl,
+            none_is_cached_negatively_for_its_own_ttl,
+            none_is_not_cached_without_negative,
+            errors_are_never_cached,
+            separators_in_values_do_not_collide,
+            invalidate_makes_the_next_call_load,
+            invalidation_during_a_load_discards_its_fill,
+            concurrent_misses_share_one_load,
+            a_panicking_loader_hands_over_to_waiters,
+            a_dropped_caller_hands_over_to_waiters,
+            another_version_or_codec_is_a_miss,
+            values_the_codec_cannot_read_back_are_not_stored,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_guard, db) = $make.await;
+                behaviour::$name(&db).await;
+            }
+        )*
+    };
+}
+pub(crate) use behaviour_tests;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     pub id: u64,
