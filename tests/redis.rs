@@ -156,6 +156,51 @@ async fn a_dropped_caller_releases_the_lock() {
     .await;
 }
 
+/// Regression: without `lock`, each new load took the fence over and voided the fill of
+/// the load before it, so with steady traffic from two processes nothing was ever stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlocked_loads_in_two_processes_do_not_void_each_other() {
+    let redis = RedisServer::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    a.delay_ms.store(200, Ordering::SeqCst);
+    b.delay_ms.store(3_000, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.product_json(71).await }
+    });
+    eventually("a is loading", async || loads.load(Ordering::SeqCst) == 1).await;
+    let second = tokio::spawn({
+        let b = b.clone();
+        async move { b.product_json(71).await }
+    });
+    eventually("b is loading", async || loads.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(first.await.unwrap(), Ok(Some(product(71, 0))));
+    assert!(
+        redis.conn().exists::<_, bool>(a.product_json_key(71)).unwrap(),
+        "a's fill was stored although b started loading after a"
+    );
+    second.abort();
+}
+
+/// Regression: a lease taken by a request whose answer came too late (a hung Redis)
+/// stayed held for its whole length, so other processes waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_by_an_unanswered_request_is_released() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    redis.pause();
+    assert_eq!(db.product_long_lease(81).await, Ok(Some(product(81, 0))), "failed open");
+    redis.resume();
+    // The queued request ran on resume and took the 60 s lease; the guard gives it back.
+    eventually("the lease is released", async || {
+        !redis.conn().exists::<_, bool>("shop:{product:81}:lease").unwrap()
+    })
+    .await;
+    assert_eq!(db.product_long_lease(81).await, Ok(Some(product(81, 0))));
+}
+
 /// Redis killed mid-run: every call still returns the loader's result; after a restart
 /// (empty), values are stored and hit again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ use tokio::sync::watch;
 
 use crate::backend::{MemoryStore, RedisStore, Store, StoreError};
 use crate::coalesce::Flights;
-use crate::fills::FillWaiters;
-use crate::key::{full_key, lease_key};
+use crate::fills::{FillWaiters, Wake};
+use crate::key::full_key;
 use crate::log::RateLimited;
 use crate::read_through::read_through;
 use crate::shape::ResultOption;
@@ -29,7 +29,7 @@ pub(crate) struct Inner {
     pub(crate) prefix: String,
     pub(crate) store: Store,
     pub(crate) counters: Counters,
-    pub(crate) flights: Flights,
+    pub(crate) flights: Arc<Flights>,
     pub(crate) fills: Arc<FillWaiters>,
     errors_logged: RateLimited,
     /// Dropping the last handle drops this sender, which stops the background tasks.
@@ -48,12 +48,15 @@ impl Cache {
         op_timeout: Duration,
         connect_timeout: Duration,
     ) -> Cache {
-        let fills = Arc::new(FillWaiters::default());
+        let wake = Wake {
+            fills: Arc::default(),
+            flights: Arc::default(),
+        };
         let shutdown = watch::Sender::new(());
         let channel = format!("{prefix}fills");
-        let store = RedisStore::start(client, op_timeout, connect_timeout, channel, fills.clone(), &shutdown);
+        let store = RedisStore::start(client, op_timeout, connect_timeout, channel, wake.clone(), &shutdown);
         store.first_connection().await;
-        Self::with_store(prefix, Store::Redis(store), fills, shutdown)
+        Self::with_store(prefix, Store::Redis(store), wake, shutdown)
     }
 
     /// A cache in this process's memory, with the same semantics as Redis (TTL, lock,
@@ -61,19 +64,22 @@ impl Cache {
     /// Holds at most 100,000 entries, evicting the least recently used.
     #[must_use]
     pub fn in_memory() -> Cache {
-        let fills = Arc::new(FillWaiters::default());
-        let store = Store::Memory(Arc::new(MemoryStore::new(fills.clone())));
-        Self::with_store(String::new(), store, fills, watch::Sender::new(()))
+        let wake = Wake {
+            fills: Arc::default(),
+            flights: Arc::default(),
+        };
+        let store = Store::Memory(Arc::new(MemoryStore::new(wake.fills.clone())));
+        Self::with_store(String::new(), store, wake, watch::Sender::new(()))
     }
 
-    fn with_store(prefix: String, store: Store, fills: Arc<FillWaiters>, shutdown: watch::Sender<()>) -> Cache {
+    fn with_store(prefix: String, store: Store, wake: Wake, shutdown: watch::Sender<()>) -> Cache {
         Cache {
             inner: Arc::new(Inner {
                 prefix,
                 store,
                 counters: Counters::default(),
-                flights: Flights::default(),
-                fills,
+                flights: wake.flights,
+                fills: wake.fills,
                 errors_logged: RateLimited::new(),
                 _shutdown: shutdown,
             }),
@@ -99,8 +105,9 @@ impl Cache {
         read_through::<ResultOption<T, E>>(self, policy, key, load).await
     }
 
-    /// Deletes `key` (as the template renders it, e.g. `"product:42"`) and voids any load
-    /// of it in flight, so that load's result is not stored.
+    /// Deletes `key` (as the template renders it, e.g. `"product:42"`) and voids every
+    /// load of it in flight, in every process: their results are returned to the callers
+    /// already waiting for them but not stored, and later callers start a new load.
     ///
     /// # Errors
     /// Unlike reads, invalidation does not fail open: if Redis did not confirm the
@@ -108,11 +115,8 @@ impl Cache {
     /// may still be served until its TTL, and the caller should know.
     pub async fn invalidate(&self, key: &str) -> Result<(), Error> {
         let key = self.key(key);
-        self.inner
-            .store
-            .delete(&key, &lease_key(&key))
-            .await
-            .map_err(StoreError::into_error)
+        self.inner.flights.detach(&key);
+        self.inner.store.delete(&key).await.map_err(StoreError::into_error)
     }
 
     /// The full Redis key of a rendered key: prefix and hash tag added.

@@ -8,6 +8,8 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 /// What a finished flight hands its waiters.
@@ -55,11 +57,24 @@ impl Flights {
     }
 }
 
-/// Waits for the flight's outcome; a vanished leader counts as abandoned.
-pub(crate) async fn wait(mut waiter: watch::Receiver<Option<Outcome>>) -> Outcome {
-    match waiter.wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or(Outcome::Abandoned),
-        Err(_) => Outcome::Abandoned,
+impl Flights {
+    /// New callers of `key` no longer join the load running now (it was invalidated);
+    /// the callers already waiting still get its result.
+    pub(crate) fn detach(&self, key: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(key);
+    }
+}
+
+/// Waits at most `limit` for the flight's outcome. A vanished leader counts as
+/// abandoned; one that takes longer than `limit` as failed (the waiter loads itself).
+pub(crate) async fn wait(mut waiter: watch::Receiver<Option<Outcome>>, limit: Duration) -> Outcome {
+    match tokio::time::timeout(limit, waiter.wait_for(Option::is_some)).await {
+        Ok(Ok(outcome)) => outcome.clone().unwrap_or(Outcome::Abandoned),
+        Ok(Err(_)) => Outcome::Abandoned,
+        Err(_elapsed) => Outcome::Failed,
     }
 }
 
@@ -97,6 +112,8 @@ impl Drop for LeaderGuard<'_> {
 mod tests {
     use super::*;
 
+    const LIMIT: Duration = Duration::from_secs(5);
+
     #[tokio::test]
     async fn a_dropped_leader_hands_over_to_a_waiter() {
         let flights = Flights::default();
@@ -107,8 +124,25 @@ mod tests {
             panic!("second caller waits")
         };
         drop(leader);
-        assert!(matches!(wait(waiter).await, Outcome::Abandoned));
+        assert!(matches!(wait(waiter, LIMIT).await, Outcome::Abandoned));
         assert!(matches!(flights.join("k"), Join::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn after_detach_new_callers_lead_a_new_load() {
+        let flights = Flights::default();
+        let Join::Leader(old) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        flights.detach("k");
+        let Join::Leader(new) = flights.join("k") else {
+            panic!("a new load after detach")
+        };
+        drop(old);
+        let Join::Waiter(_) = flights.join("k") else {
+            panic!("the old leader did not remove the new flight")
+        };
+        drop(new);
     }
 
     #[tokio::test]
@@ -121,7 +155,7 @@ mod tests {
             panic!("second caller waits")
         };
         leader.finish(Outcome::Done(Arc::new(Shared::Value(5u8))));
-        let Outcome::Done(shared) = wait(waiter).await else {
+        let Outcome::Done(shared) = wait(waiter, LIMIT).await else {
             panic!("done")
         };
         assert!(matches!(shared.downcast_ref::<Shared<u8>>(), Some(Shared::Value(5))));

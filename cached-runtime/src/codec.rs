@@ -104,20 +104,32 @@ fn header(kind: u8, codec: Codec, version: u32, out: &mut Vec<u8>) {
     }
 }
 
-/// Encodes a value, or the reason it cannot be stored. A value the codec cannot read
-/// back is refused here, so the cache never writes bytes it will not be able to read.
+/// Why a loaded value is not stored.
+#[derive(Debug)]
+pub(crate) enum Unstorable {
+    /// Its encoding is larger than [`DECODE_LIMIT`] (bytes).
+    TooLarge(usize),
+    /// The codec failed, or cannot decode what it encoded.
+    NotReadBack(String),
+}
+
+/// Encodes a value, or says why it cannot be stored. A value the codec cannot read back
+/// is refused here, so the cache never writes bytes it will not be able to read.
 pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
     value: &T,
     codec: Codec,
     version: u32,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Unstorable> {
     let mut out = Vec::with_capacity(64);
     header(KIND_VALUE, codec, version, &mut out);
     let start = out.len();
-    codec.encode(value, &mut out)?;
+    codec.encode(value, &mut out).map_err(Unstorable::NotReadBack)?;
+    if out.len() - start > DECODE_LIMIT {
+        return Err(Unstorable::TooLarge(out.len() - start));
+    }
     codec
         .decode::<T>(&out[start..])
-        .map_err(|e| format!("{} cannot read this value back: {e}", codec.name()))?;
+        .map_err(|e| Unstorable::NotReadBack(format!("{} cannot read this value back: {e}", codec.name())))?;
     Ok(out)
 }
 
@@ -273,7 +285,9 @@ mod tests {
     #[test]
     fn bincode_refuses_what_it_cannot_read_back() {
         let sparse = Sparse { id: 1, note: None };
-        let err = encode_value(&sparse, Codec::Bincode, 0).unwrap_err();
+        let Err(Unstorable::NotReadBack(err)) = encode_value(&sparse, Codec::Bincode, 0) else {
+            panic!("bincode cannot store this")
+        };
         assert!(err.contains("bincode cannot read this value back"), "{err}");
         assert!(encode_value(&sparse, Codec::MsgPack, 0).is_ok());
     }

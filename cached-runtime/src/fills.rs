@@ -1,9 +1,33 @@
-//! Fill notifications: a caller waiting for another process's load registers the key
+//! Fill announcements: a caller waiting for another process's load registers the key
 //! here; the store's fill message (pub/sub for Redis, a direct call in memory) wakes it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+use crate::coalesce::Flights;
+
+/// Whom a fill announcement concerns in this process.
+#[derive(Debug, Clone)]
+pub(crate) struct Wake {
+    pub(crate) fills: Arc<FillWaiters>,
+    pub(crate) flights: Arc<Flights>,
+}
+
+impl Wake {
+    /// `f<key>`: filled or released, waiters ask again. `d<key>`: invalidated, and
+    /// loads of it already running here are no longer shared with new callers.
+    pub(crate) fn announced(&self, payload: &[u8]) {
+        let Some((&kind, key)) = payload.split_first() else {
+            return;
+        };
+        let Ok(key) = std::str::from_utf8(key) else { return };
+        if kind == b'd' {
+            self.flights.detach(key);
+        }
+        self.fills.notify(key);
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct FillWaiters {

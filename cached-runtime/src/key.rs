@@ -92,12 +92,14 @@ pub(crate) fn full_key(prefix: &str, rendered: &str) -> String {
     key
 }
 
-/// The lease of a value: same hash tag, so the same slot.
+/// The exclusive lease of a value (`lock`): same hash tag, so the same slot.
 pub(crate) fn lease_key(full_key: &str) -> String {
-    let mut key = String::with_capacity(full_key.len() + 6);
-    key.push_str(full_key);
-    key.push_str(":lease");
-    key
+    format!("{full_key}:lease")
+}
+
+/// The fence of a value's unlocked loads: same hash tag, so the same slot.
+pub(crate) fn fence_key(full_key: &str) -> String {
+    format!("{full_key}:fence")
 }
 
 #[cfg(test)]
@@ -143,6 +145,7 @@ mod tests {
         assert_eq!(full_key("p:", "user:{42}:orders"), "p:user:{42}:orders");
         assert_eq!(full_key("p:", "odd:{}:x"), "p:{odd:{}:x}");
         assert_eq!(lease_key("p:{a}"), "p:{a}:lease");
+        assert_eq!(fence_key("p:{a}"), "p:{a}:fence");
     }
 
     #[test]

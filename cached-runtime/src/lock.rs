@@ -2,9 +2,10 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::backend::Store;
+use crate::DEFAULT_LEASE;
+use crate::backend::{Lease, Store};
 use crate::cache::Inner;
 
 /// A 128-bit token unique to this load: two per-process random hash keys over a counter.
@@ -16,29 +17,42 @@ pub(crate) fn new_token() -> String {
     format!("{:016x}{:016x}", KEYS.0.hash_one(n), KEYS.1.hash_one(n))
 }
 
-/// Releases the lease if the load ends without doing so (error, panic, dropped future).
-/// The release runs on a spawned task; the lease's expiry is the backstop.
+/// `now + duration`, saturating a year ahead instead of overflowing.
+pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365))
+}
+
+/// Releases the lease when dropped while armed: a request that may have taken it got
+/// no answer, or the load ended without the fill giving it up (error, panic, dropped
+/// future, failed fill). The release runs on a spawned task; the lease's expiry is the
+/// backstop.
 pub(crate) struct LeaseGuard {
     store: Store,
-    key: String,
-    lease_key: String,
-    token: String,
+    lease: Lease,
     armed: bool,
 }
 
 impl LeaseGuard {
-    pub(crate) fn new(store: &Store, key: &str, lease_key: &str, token: &str) -> Self {
+    pub(crate) fn new(store: &Store, lease: Lease) -> Self {
         Self {
             store: store.clone(),
-            key: key.to_owned(),
-            lease_key: lease_key.to_owned(),
-            token: token.to_owned(),
-            armed: true,
+            lease,
+            armed: false,
         }
     }
 
-    /// The fill (or an explicit release) took care of the lease.
-    pub(crate) fn disarm(mut self) {
+    pub(crate) fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// The lease may be ours from now on.
+    pub(crate) fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// The lease is not ours, or was given up already.
+    pub(crate) fn disarm(&mut self) {
         self.armed = false;
     }
 }
@@ -49,38 +63,42 @@ impl Drop for LeaseGuard {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = self.store.clone();
-            let key = std::mem::take(&mut self.key);
-            let lease_key = std::mem::take(&mut self.lease_key);
-            let token = std::mem::take(&mut self.token);
-            runtime.spawn(async move {
-                let _ = store.release(&key, &lease_key, &token).await;
-            });
+            runtime.spawn(release(self.store.clone(), self.lease.clone()));
         }
+    }
+}
+
+/// Releases `lease`, retrying while Redis is unreachable (the request that took the lease
+/// may still run when it comes back) until the lease would have expired anyway.
+async fn release(store: Store, lease: Lease) {
+    let mut pause = Duration::from_millis(50);
+    let mut waited = Duration::ZERO;
+    while store.release(&lease).await.is_err() && waited < DEFAULT_LEASE {
+        tokio::time::sleep(pause).await;
+        waited += pause;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
 /// Runs the loader while renewing the lease at a third of its length, so a loader
 /// slower than the lease keeps it; a dead process stops renewing and the lease expires.
-pub(crate) async fn hold_lease<F: Future>(
-    inner: &Inner,
-    lease_key: &str,
-    token: &str,
-    lease: Duration,
-    load: F,
-) -> F::Output {
-    let period = (lease / 3).max(Duration::from_millis(1));
-    let mut load = std::pin::pin!(load);
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut load => return out,
-            _ = renew.tick() => match inner.store.extend(lease_key, token, lease).await {
-                Ok(_) => {}
-                Err(e) => inner.failed(e),
-            },
+/// Renewal runs beside the loader, never pausing it.
+pub(crate) async fn hold_lease<F: Future>(inner: &Inner, lease: &Lease, duration: Duration, load: F) -> F::Output {
+    let period = (duration / 3).max(Duration::from_millis(1));
+    let renew = async {
+        loop {
+            tokio::time::sleep(period).await;
+            if let Err(e) = inner.store.extend(lease, duration).await {
+                inner.failed(e);
+            }
         }
+    };
+    let mut load = std::pin::pin!(load);
+    tokio::select! {
+        biased;
+        out = &mut load => out,
+        // `renew` never ends; should it, the load still runs to the end.
+        () = renew => load.await,
     }
 }
 

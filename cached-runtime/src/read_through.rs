@@ -16,12 +16,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::Policy;
-use crate::backend::{Acquire, LeaseRequest};
+use crate::backend::{Acquire, Lease, StoreError};
 use crate::cache::{Cache, Inner};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
-use crate::codec::{self, Decoded};
-use crate::key::{full_key, lease_key};
-use crate::lock::{LeaseGuard, hold_lease, new_token};
+use crate::codec::{self, DECODE_LIMIT, Decoded, Unstorable};
+use crate::key::{fence_key, full_key, lease_key};
+use crate::lock::{LeaseGuard, hold_lease, later, new_token};
 use crate::shape::{Loaded, Shape};
 use crate::stats::Counters;
 
@@ -60,7 +60,8 @@ pub(crate) async fn read_through<S: Shape>(
     loop {
         match inner.flights.join(&key) {
             Join::Leader(flight) => return lead::<S>(inner, policy, &key, load, flight).await,
-            Join::Waiter(waiter) => match coalesce::wait(waiter).await {
+            // Bounded, in case the leader's future is kept but no longer polled.
+            Join::Waiter(waiter) => match coalesce::wait(waiter, policy.lease().saturating_mul(3)).await {
                 Outcome::Done(shared) => {
                     if let Some(out) = shared.downcast_ref::<Shared<S::Value>>().and_then(S::from_shared) {
                         Counters::bump(&counters.coalesced);
@@ -116,46 +117,42 @@ async fn lead<S: Shape>(
     load: impl Future<Output = S::Output>,
     flight: LeaderGuard<'_>,
 ) -> S::Output {
-    let lease_key = lease_key(key);
-    let token = new_token();
-    let lease = policy.lease();
+    let exclusive = policy.lock.is_some();
+    let lease = Lease {
+        key: key.to_owned(),
+        lease_key: if exclusive { lease_key(key) } else { fence_key(key) },
+        token: new_token(),
+        exclusive,
+    };
+    let mut guard = LeaseGuard::new(&inner.store, lease);
+    let duration = policy.lease();
     // Registered before the first request, so no fill or release can slip by unseen.
     let registration = inner.fills.register(key);
     // Past this, stop waiting for a holder that keeps renewing and load (fail open).
-    let give_up = Instant::now() + lease * 2;
+    let give_up = Instant::from_std(later(std::time::Instant::now(), duration.saturating_mul(2)));
     let mut counted_wait = false;
 
     let fenced = loop {
         let announced = registration.watch.filled.notified();
         let mut announced = std::pin::pin!(announced);
         announced.as_mut().enable();
-        let request = LeaseRequest {
-            key,
-            lease_key: &lease_key,
-            token: &token,
-            lease,
-            exclusive: policy.lock.is_some(),
-            check_value: true,
-        };
-        let acquired = match inner.store.acquire(request).await {
+        // A request that gets no answer may still have taken the lease.
+        guard.arm();
+        let acquired = match inner.store.acquire(guard.lease(), duration, true).await {
             Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, false) {
-                Some(found) => return finish::<S>(flight, output(found)),
-                // The stored entry is unusable (corrupt, other version): take the lease over it.
-                None => {
-                    inner
-                        .store
-                        .acquire(LeaseRequest {
-                            check_value: false,
-                            ..request
-                        })
-                        .await
+                Some(found) => {
+                    guard.disarm();
+                    return finish::<S>(flight, output(found));
                 }
+                // The stored entry is unusable (corrupt, other version): take the lease over it.
+                None => inner.store.acquire(guard.lease(), duration, false).await,
             },
             other => other,
         };
         match acquired {
             Ok(Acquire::Won) => break true,
             Ok(Acquire::Held { remaining }) => {
+                guard.disarm();
                 if !counted_wait {
                     Counters::bump(&inner.counters.lock_waits);
                     counted_wait = true;
@@ -173,9 +170,15 @@ async fn lead<S: Shape>(
                 let wait = remaining.min(poll).min(give_up - now).max(Duration::from_millis(1));
                 let _ = tokio::time::timeout(wait, announced).await;
             }
-            // Only asked for with `check_value`; load unfenced rather than guess.
-            Ok(Acquire::Value(_)) => break false,
+            // Only returned when the value was asked for; load unfenced rather than guess.
+            Ok(Acquire::Value(_)) => {
+                guard.disarm();
+                break false;
+            }
             Err(e) => {
+                if matches!(e, StoreError::Skipped) {
+                    guard.disarm();
+                }
                 inner.failed(e);
                 break false;
             }
@@ -185,14 +188,15 @@ async fn lead<S: Shape>(
 
     Counters::bump(&inner.counters.loads);
     let out = if fenced {
-        let guard = LeaseGuard::new(&inner.store, key, &lease_key, &token);
-        let out = hold_lease(inner, &lease_key, &token, lease, load).await;
-        store::<S>(inner, policy, key, &lease_key, &token, &out).await;
-        guard.disarm();
+        let out = hold_lease(inner, guard.lease(), duration, load).await;
+        if store::<S>(inner, policy, guard.lease(), &out).await {
+            guard.disarm();
+        }
         out
     } else {
         load.await
     };
+    drop(guard);
     finish::<S>(flight, out)
 }
 
@@ -201,22 +205,16 @@ fn finish<S: Shape>(flight: LeaderGuard<'_>, out: S::Output) -> S::Output {
     out
 }
 
-/// Stores the loader's result under the fence, or releases the lease.
-async fn store<S: Shape>(inner: &Inner, policy: &Policy, key: &str, lease_key: &str, token: &str, out: &S::Output) {
+/// Stores the loader's result under the lease, or gives the lease up. True when the
+/// lease was dealt with; false leaves it to the guard's release.
+async fn store<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease, out: &S::Output) -> bool {
     let entry = match S::classify(out) {
         Loaded::Value(value) => match codec::encode_value(value, policy.codec, policy.version) {
             Ok(bytes) => Some((bytes, policy.ttl)),
             Err(why) => {
                 Counters::bump(&inner.counters.unstorable);
                 if policy.first_unstorable() {
-                    tracing::error!(
-                        function = policy.name,
-                        codec = policy.codec.name(),
-                        "redis-cached: `{}` returns values that the {} codec cannot read back ({why}); \
-                         they are not cached. Use `#[redis_cached(codec = \"msgpack\")]` (or \"json\").",
-                        policy.name,
-                        policy.codec.name(),
-                    );
+                    unstorable(policy, &why);
                 }
                 None
             }
@@ -227,21 +225,42 @@ async fn store<S: Shape>(inner: &Inner, policy: &Policy, key: &str, lease_key: &
         Loaded::Failed => None,
     };
     let result = match entry {
-        Some((bytes, ttl)) => inner
-            .store
-            .fill(key, lease_key, token, &bytes, ttl)
-            .await
-            .map(|stored| {
-                if !stored {
-                    tracing::debug!(
-                        key,
-                        "redis-cached: lease voided during the load (invalidated); result not stored"
-                    );
-                }
-            }),
-        None => inner.store.release(key, lease_key, token).await,
+        Some((bytes, ttl)) => inner.store.fill(lease, &bytes, ttl).await.map(|stored| {
+            if !stored {
+                tracing::debug!(
+                    key = lease.key,
+                    "redis-cached: lease voided during the load (invalidated); result not stored"
+                );
+            }
+        }),
+        None => inner.store.release(lease).await,
     };
-    if let Err(e) = result {
-        inner.failed(e);
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            inner.failed(e);
+            false
+        }
+    }
+}
+
+/// Says once per function, loudly, why its values are not cached and what to do.
+fn unstorable(policy: &Policy, why: &Unstorable) {
+    match why {
+        Unstorable::TooLarge(bytes) => tracing::error!(
+            function = policy.name,
+            "redis-cached: `{}` returned a value of {bytes} bytes, over the {} MiB decode limit; \
+             it is not cached",
+            policy.name,
+            DECODE_LIMIT / (1024 * 1024),
+        ),
+        Unstorable::NotReadBack(reason) => tracing::error!(
+            function = policy.name,
+            codec = policy.codec.name(),
+            "redis-cached: `{}` returns values that the {} codec cannot read back ({reason}); they are \
+             not cached. Use `#[redis_cached(codec = \"msgpack\")]` (or \"json\").",
+            policy.name,
+            policy.codec.name(),
+        ),
     }
 }

@@ -28,6 +28,7 @@ macro_rules! behaviour_tests {
             a_panicking_loader_hands_over_to_waiters,
             a_dropped_caller_hands_over_to_waiters,
             another_version_or_codec_is_a_miss,
+            a_call_after_invalidate_does_not_join_the_older_load,
             values_the_codec_cannot_read_back_are_not_stored,
         );
     };
@@ -96,6 +97,8 @@ impl Db {
     async fn query(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         let panic = self.panic.load(Ordering::SeqCst);
+        // What the database holds when the query starts.
+        let generation = self.generation.load(Ordering::SeqCst);
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -104,7 +107,6 @@ impl Db {
         if self.fail.load(Ordering::SeqCst) {
             return Err(DbError("connection refused".into()));
         }
-        let generation = self.generation.load(Ordering::SeqCst);
         Ok((id != 0).then(|| Product {
             id,
             name: format!("product {id} v{generation}"),
@@ -119,6 +121,11 @@ impl Db {
 
     #[redis_cached(key = "product:<id>", ttl = 60, lock, negative = "400ms", version = 2, cache = self.cache)]
     pub async fn product_v2(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    #[redis_cached(key = "product:<id>", ttl = 60, lock = "60s", cache = self.cache)]
+    pub async fn product_long_lease(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.query(id).await
     }
 
@@ -356,4 +363,32 @@ pub async fn values_the_codec_cannot_read_back_are_not_stored(db: &Db) {
     assert_eq!(db.sparse_msgpack(1).await, Sparse { id: 1, note: None });
     assert_eq!(db.sparse_msgpack(1).await, Sparse { id: 1, note: None });
     assert_eq!(db.loads(), 3);
+}
+
+/// Regression: a call that starts after `invalidate` returned joined the load that was
+/// already running and got its stale result.
+pub async fn a_call_after_invalidate_does_not_join_the_older_load(db: &Arc<Db>) {
+    db.delay_ms.store(300, Ordering::SeqCst);
+    let old = tokio::spawn({
+        let db = db.clone();
+        async move { db.product(61).await }
+    });
+    eventually("the old load starts", async || db.loads() == 1).await;
+    db.generation.store(1, Ordering::SeqCst);
+    db.product_invalidate(61).await.unwrap();
+    assert_eq!(
+        db.product(61).await,
+        Ok(Some(product(61, 1))),
+        "a new load, not the old one"
+    );
+    assert_eq!(
+        old.await.unwrap(),
+        Ok(Some(product(61, 0))),
+        "the old caller still gets its load"
+    );
+    assert_eq!(
+        db.product(61).await,
+        Ok(Some(product(61, 1))),
+        "the old load was not stored"
+    );
 }

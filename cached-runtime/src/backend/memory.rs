@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::sync::Cache as Moka;
 
-use super::{Acquire, LeaseRequest};
+use super::{Acquire, Lease};
 use crate::fills::FillWaiters;
+use crate::key::{fence_key, lease_key};
+use crate::lock::later;
 
 /// Entries kept at most; the least recently used go first past this.
 const MAX_ENTRIES: u64 = 100_000;
@@ -40,16 +42,18 @@ impl Expiry<String, Stored> for StoredTtl {
     }
 }
 
+/// A lease (one token) or a fence (the tokens of every unlocked load in flight).
 #[derive(Debug)]
-struct Lease {
-    token: String,
+struct Claim {
+    tokens: Vec<String>,
     expires: Instant,
 }
 
 pub(crate) struct MemoryStore {
     values: Moka<String, Stored>,
-    /// Leases; also serialises every write so a fenced fill is atomic with its check.
-    leases: Mutex<HashMap<String, Lease>>,
+    /// Leases and fences; the mutex also serialises every write, so a fenced fill is
+    /// atomic with its check.
+    claims: Mutex<HashMap<String, Claim>>,
     fills: Arc<FillWaiters>,
 }
 
@@ -68,97 +72,106 @@ impl MemoryStore {
                 .max_capacity(MAX_ENTRIES)
                 .expire_after(StoredTtl)
                 .build(),
-            leases: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
             fills,
         }
     }
 
-    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
-        self.leases.lock().unwrap_or_else(|poison| poison.into_inner())
+    fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claim>> {
+        self.claims.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.values.get(key).map(|stored| stored.bytes.to_vec())
     }
 
-    pub(crate) fn acquire(&self, request: LeaseRequest<'_>) -> Acquire {
-        let mut leases = self.leases();
-        if request.check_value
-            && let Some(bytes) = self.get(request.key)
-        {
+    pub(crate) fn acquire(&self, lease: &Lease, duration: Duration, check_value: bool) -> Acquire {
+        let mut claims = self.claims();
+        if check_value && let Some(bytes) = self.get(&lease.key) {
             return Acquire::Value(bytes);
         }
         let now = Instant::now();
-        if request.exclusive
-            && let Some(held) = leases.get(request.lease_key)
-            && held.expires > now
-        {
+        let expires = later(now, duration);
+        let claim = claims.entry(lease.lease_key.clone()).or_insert(Claim {
+            tokens: Vec::new(),
+            expires: now,
+        });
+        if claim.expires <= now {
+            claim.tokens.clear();
+        }
+        if lease.exclusive && !claim.tokens.is_empty() {
             return Acquire::Held {
-                remaining: held.expires - now,
+                remaining: claim.expires - now,
             };
         }
-        leases.insert(
-            request.lease_key.to_owned(),
-            Lease {
-                token: request.token.to_owned(),
-                expires: now + request.lease,
-            },
-        );
+        claim.tokens.push(lease.token.clone());
+        claim.expires = expires;
         Acquire::Won
     }
 
-    pub(crate) fn fill(&self, key: &str, lease_key: &str, token: &str, bytes: &[u8], ttl: Duration) -> bool {
+    pub(crate) fn fill(&self, lease: &Lease, bytes: &[u8], ttl: Duration) -> bool {
         {
-            let mut leases = self.leases();
-            if !holds(&leases, lease_key, token) {
+            let mut claims = self.claims();
+            if !give_up(&mut claims, lease) {
                 return false;
             }
             self.values.insert(
-                key.to_owned(),
+                lease.key.clone(),
                 Stored {
                     bytes: bytes.into(),
                     ttl,
                 },
             );
-            leases.remove(lease_key);
         }
-        self.fills.notify(key);
+        self.fills.notify(&lease.key);
         true
     }
 
-    pub(crate) fn extend(&self, lease_key: &str, token: &str, lease: Duration) -> bool {
-        let mut leases = self.leases();
-        if !holds(&leases, lease_key, token) {
-            return false;
-        }
-        if let Some(held) = leases.get_mut(lease_key) {
-            held.expires = Instant::now() + lease;
-        }
-        true
-    }
-
-    pub(crate) fn release(&self, key: &str, lease_key: &str, token: &str) {
-        let released = {
-            let mut leases = self.leases();
-            holds(&leases, lease_key, token) && leases.remove(lease_key).is_some()
-        };
-        if released {
-            self.fills.notify(key);
+    pub(crate) fn extend(&self, lease: &Lease, duration: Duration) -> bool {
+        let mut claims = self.claims();
+        let now = Instant::now();
+        match claims.get_mut(&lease.lease_key) {
+            Some(claim) if claim.expires > now && claim.tokens.contains(&lease.token) => {
+                claim.expires = later(now, duration);
+                true
+            }
+            _ => false,
         }
     }
 
-    pub(crate) fn delete(&self, key: &str, lease_key: &str) {
+    pub(crate) fn release(&self, lease: &Lease) {
+        let released = give_up(&mut self.claims(), lease);
+        if released && lease.exclusive {
+            self.fills.notify(&lease.key);
+        }
+    }
+
+    pub(crate) fn delete(&self, key: &str) {
         {
-            let mut leases = self.leases();
+            let mut claims = self.claims();
             self.values.invalidate(key);
-            leases.remove(lease_key);
+            claims.remove(&lease_key(key));
+            claims.remove(&fence_key(key));
         }
         self.fills.notify(key);
     }
 }
 
-fn holds(leases: &HashMap<String, Lease>, lease_key: &str, token: &str) -> bool {
-    leases
-        .get(lease_key)
-        .is_some_and(|held| held.token == token && held.expires > Instant::now())
+/// Removes `lease`'s token from its claim; false if the claim was not (or no longer) ours.
+fn give_up(claims: &mut HashMap<String, Claim>, lease: &Lease) -> bool {
+    let Some(claim) = claims.get_mut(&lease.lease_key) else {
+        return false;
+    };
+    let Some(position) = claim.tokens.iter().position(|t| *t == lease.token) else {
+        return false;
+    };
+    if claim.expires <= Instant::now() {
+        claims.remove(&lease.lease_key);
+        return false;
+    }
+    claim.tokens.swap_remove(position);
+    if claim.tokens.is_empty() {
+        claims.remove(&lease.lease_key);
+    }
+    true
 }

@@ -42,18 +42,16 @@ pub(crate) enum Acquire {
     Held { remaining: Duration },
 }
 
-/// The arguments of a lease request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LeaseRequest<'a> {
-    pub(crate) key: &'a str,
-    pub(crate) lease_key: &'a str,
-    pub(crate) token: &'a str,
-    pub(crate) lease: Duration,
-    /// `lock`: only one holder. Without it the lease is just a fence: always granted,
-    /// taken over by the latest loader, and still voided by an invalidation.
+/// One load's claim on a key. Under `lock` it is an exclusive lease (`<key>:lease`, one
+/// token, `NX`); without `lock` it is a fence (`<key>:fence`, a set of tokens) that every
+/// load joins without waiting and that only an invalidation voids. Either way the fill
+/// stores only while the claim is valid.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    pub(crate) key: String,
+    pub(crate) lease_key: String,
+    pub(crate) token: String,
     pub(crate) exclusive: bool,
-    /// Return the value if one is stored (false when the stored one was unusable).
-    pub(crate) check_value: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -70,56 +68,56 @@ impl Store {
         }
     }
 
-    pub(crate) async fn acquire(&self, request: LeaseRequest<'_>) -> Result<Acquire, StoreError> {
-        match self {
-            Store::Redis(store) => store.acquire(request).await,
-            Store::Memory(store) => Ok(store.acquire(request)),
-        }
-    }
-
-    /// Stores `bytes` only while `token` still holds the lease, then drops the lease and
-    /// announces the fill. `Ok(false)`: the lease was voided (an invalidation) or taken
-    /// over; nothing was written.
-    pub(crate) async fn fill(
+    /// Returns the stored value if `check_value` and there is one; else takes the lease
+    /// for `duration` (or reports its holder).
+    pub(crate) async fn acquire(
         &self,
-        key: &str,
-        lease_key: &str,
-        token: &str,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
+        lease: &Lease,
+        duration: Duration,
+        check_value: bool,
+    ) -> Result<Acquire, StoreError> {
         match self {
-            Store::Redis(store) => store.fill(key, lease_key, token, bytes, ttl).await,
-            Store::Memory(store) => Ok(store.fill(key, lease_key, token, bytes, ttl)),
+            Store::Redis(store) => store.acquire(lease, duration, check_value).await,
+            Store::Memory(store) => Ok(store.acquire(lease, duration, check_value)),
         }
     }
 
-    /// Extends the lease while `token` holds it; `Ok(false)` when it no longer does.
-    pub(crate) async fn extend(&self, lease_key: &str, token: &str, lease: Duration) -> Result<bool, StoreError> {
+    /// Stores `bytes` only while the lease is valid, gives the lease up and announces
+    /// the fill. `Ok(false)`: the lease was voided (an invalidation) or expired; nothing
+    /// was written.
+    pub(crate) async fn fill(&self, lease: &Lease, bytes: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         match self {
-            Store::Redis(store) => store.extend(lease_key, token, lease).await,
-            Store::Memory(store) => Ok(store.extend(lease_key, token, lease)),
+            Store::Redis(store) => store.fill(lease, bytes, ttl).await,
+            Store::Memory(store) => Ok(store.fill(lease, bytes, ttl)),
         }
     }
 
-    /// Deletes the lease if `token` still holds it, and tells waiters to ask again.
-    pub(crate) async fn release(&self, key: &str, lease_key: &str, token: &str) -> Result<(), StoreError> {
+    /// Extends the lease while it is valid; `Ok(false)` when it no longer is.
+    pub(crate) async fn extend(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
         match self {
-            Store::Redis(store) => store.release(key, lease_key, token).await,
+            Store::Redis(store) => store.extend(lease, duration).await,
+            Store::Memory(store) => Ok(store.extend(lease, duration)),
+        }
+    }
+
+    /// Gives the lease up if it is still ours, and tells waiters to ask again.
+    pub(crate) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(store) => store.release(lease).await,
             Store::Memory(store) => {
-                store.release(key, lease_key, token);
+                store.release(lease);
                 Ok(())
             }
         }
     }
 
-    /// Deletes a value and its lease together, voiding any load in flight, and tells
-    /// waiters to ask again.
-    pub(crate) async fn delete(&self, key: &str, lease_key: &str) -> Result<(), StoreError> {
+    /// Deletes a value with its lease and fence, voiding every load in flight, and tells
+    /// every process (waiters and in-process loads) about it.
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
-            Store::Redis(store) => store.delete(key, lease_key).await,
+            Store::Redis(store) => store.delete(key).await,
             Store::Memory(store) => {
-                store.delete(key, lease_key);
+                store.delete(key);
                 Ok(())
             }
         }

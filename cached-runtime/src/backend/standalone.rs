@@ -6,25 +6,31 @@
 //! the suspect connection, connects afresh and `PING`s with a growing backoff, and
 //! closes the breaker when Redis answers. A second task keeps the fill subscription.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
-use tokio::sync::watch;
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use tokio::sync::{Notify, watch};
 
-use super::{Acquire, LeaseRequest, StoreError};
+use super::{Acquire, Lease, StoreError};
 use crate::breaker::Breaker;
-use crate::fills::FillWaiters;
+use crate::fills::Wake;
+use crate::key::{fence_key, lease_key};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// Reconnect attempts never wait longer than this, so hits resume well within a second.
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
 
-/// Returns the value if present; else takes the lease (`NX` under `lock`).
-/// KEYS: value, lease. ARGV: token, lease ms, exclusive (1/0), check value (1/0).
+// Scripts. KEYS[1] is always the value; the lease, fence and value share a hash tag.
+// Fill announcements on the fills channel are `f<key>` (filled or released: ask again)
+// and `d<key>` (invalidated: also stop sharing in-process loads of it).
+
+/// Returns the value if asked and present; else takes the lease (`NX` when exclusive,
+/// joining the fence set otherwise). KEYS: value, lease.
+/// ARGV: token, lease ms, exclusive (1/0), check value (1/0).
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -34,55 +40,74 @@ if ARGV[4] == '1' then
 end
 if ARGV[3] == '1' then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-  return {3, redis.call('PTTL', KEYS[2])}
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
+  return {3, ttl}
 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return {2}
 ",
     )
 });
 
-/// The fenced fill. KEYS: value, lease. ARGV: token, bytes, ttl ms, fills channel.
+/// The fenced fill: writes only while the lease is ours (the value first, so a write
+/// refused under OOM leaves the lease for the release). KEYS: value, lease.
+/// ARGV: token, bytes, ttl ms, fills channel, exclusive (1/0).
 static FILL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[5] == '1' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+elseif redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[4], KEYS[1])
+if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) else redis.call('SREM', KEYS[2], ARGV[1]) end
+redis.call('PUBLISH', ARGV[4], 'f' .. KEYS[1])
 return 1
 ",
     )
 });
 
-/// KEYS: lease. ARGV: token, lease ms.
+/// KEYS: lease. ARGV: token, lease ms, exclusive (1/0).
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local ours
+if ARGV[3] == '1' then
+  ours = redis.call('GET', KEYS[1]) == ARGV[1]
+else
+  ours = redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1
+end
+if ours then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 ",
     )
 });
 
-/// KEYS: value, lease. ARGV: token, fills channel. Waiters hear of it and ask again.
+/// KEYS: value, lease. ARGV: token, fills channel, exclusive (1/0).
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+if ARGV[3] ~= '1' then return redis.call('SREM', KEYS[2], ARGV[1]) end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[2], KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'f' .. KEYS[1])
 return 1
 ",
     )
 });
 
-/// Invalidation. KEYS: value, lease. ARGV: fills channel.
+/// Invalidation. KEYS: value, lease, fence. ARGV: fills channel.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local deleted = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[1], KEYS[1])
+local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[1], 'd' .. KEYS[1])
 return deleted
 ",
     )
@@ -92,7 +117,11 @@ return deleted
 pub(crate) struct RedisStore {
     client: Client,
     connection: RwLock<Option<MultiplexedConnection>>,
+    /// Bumped with every new connection: failures of an older one do not count.
+    generation: AtomicU64,
     breaker: Breaker,
+    /// Tells the subscription to start afresh after a reconnect (it may be stuck too).
+    resubscribe: Notify,
     op_timeout: Duration,
     connect_timeout: Duration,
     channel: String,
@@ -106,20 +135,22 @@ impl RedisStore {
         op_timeout: Duration,
         connect_timeout: Duration,
         channel: String,
-        fills: Arc<FillWaiters>,
+        wake: Wake,
         shutdown: &watch::Sender<()>,
     ) -> Arc<Self> {
         let store = Arc::new(Self {
             client,
             connection: RwLock::new(None),
+            generation: AtomicU64::new(0),
             breaker: Breaker::new_open(),
+            resubscribe: Notify::new(),
             op_timeout,
             connect_timeout,
             channel,
             subscribed: AtomicBool::new(false),
         });
         tokio::spawn(keep_connected(store.clone(), shutdown.subscribe()));
-        tokio::spawn(keep_subscribed(store.clone(), fills, shutdown.subscribe()));
+        tokio::spawn(keep_subscribed(store.clone(), wake, shutdown.subscribe()));
         store
     }
 
@@ -133,14 +164,16 @@ impl RedisStore {
         self.subscribed.load(Ordering::Relaxed)
     }
 
-    fn connection(&self) -> Option<MultiplexedConnection> {
+    fn connection(&self) -> Option<(MultiplexedConnection, u64)> {
         if self.breaker.is_open() {
             return None;
         }
-        self.connection
+        let connection = self
+            .connection
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
+            .clone()?;
+        Some((connection, self.generation.load(Ordering::Acquire)))
     }
 
     /// Runs one operation under the cache's deadline and feeds the breaker.
@@ -148,24 +181,31 @@ impl RedisStore {
     where
         F: Future<Output = Result<T, RedisError>>,
     {
-        let Some(connection) = self.connection() else {
+        let Some((connection, generation)) = self.connection() else {
             return Err(StoreError::Skipped);
         };
-        match tokio::time::timeout(self.op_timeout, op(connection)).await {
+        let result = tokio::time::timeout(self.op_timeout, op(connection)).await;
+        // A late failure on a connection that was already replaced says nothing about Redis now.
+        let current = self.generation.load(Ordering::Acquire) == generation;
+        match result {
             Ok(Ok(value)) => {
                 self.breaker.record_success();
                 Ok(value)
             }
             Ok(Err(e)) => {
-                if e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    self.breaker.trip();
-                } else if e.is_io_error() || e.is_timeout() {
-                    self.breaker.record_failure();
+                match health(&e) {
+                    Health::Broken if current => self.breaker.trip(),
+                    Health::Failing if current => {
+                        self.breaker.record_failure();
+                    }
+                    _ => {}
                 }
                 Err(StoreError::Redis(e))
             }
             Err(_elapsed) => {
-                self.breaker.record_failure();
+                if current {
+                    self.breaker.record_failure();
+                }
                 Err(StoreError::Timeout(self.op_timeout))
             }
         }
@@ -176,16 +216,21 @@ impl RedisStore {
             .await
     }
 
-    pub(crate) async fn acquire(&self, request: LeaseRequest<'_>) -> Result<Acquire, StoreError> {
+    pub(crate) async fn acquire(
+        &self,
+        lease: &Lease,
+        duration: Duration,
+        check_value: bool,
+    ) -> Result<Acquire, StoreError> {
         let reply: Value = self
             .run(|mut c| async move {
                 ACQUIRE
-                    .key(request.key)
-                    .key(request.lease_key)
-                    .arg(request.token)
-                    .arg(millis(request.lease))
-                    .arg(u8::from(request.exclusive))
-                    .arg(u8::from(request.check_value))
+                    .key(&lease.key)
+                    .key(&lease.lease_key)
+                    .arg(&lease.token)
+                    .arg(millis(duration))
+                    .arg(u8::from(lease.exclusive))
+                    .arg(u8::from(check_value))
                     .invoke_async(&mut c)
                     .await
             })
@@ -204,23 +249,17 @@ impl RedisStore {
         }
     }
 
-    pub(crate) async fn fill(
-        &self,
-        key: &str,
-        lease_key: &str,
-        token: &str,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    pub(crate) async fn fill(&self, lease: &Lease, bytes: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let channel = self.channel.as_str();
         let stored: i64 = self
             .run(|mut c| async move {
-                FILL.key(key)
-                    .key(lease_key)
-                    .arg(token)
+                FILL.key(&lease.key)
+                    .key(&lease.lease_key)
+                    .arg(&lease.token)
                     .arg(bytes)
                     .arg(millis(ttl))
                     .arg(channel)
+                    .arg(u8::from(lease.exclusive))
                     .invoke_async(&mut c)
                     .await
             })
@@ -228,13 +267,14 @@ impl RedisStore {
         Ok(stored == 1)
     }
 
-    pub(crate) async fn extend(&self, lease_key: &str, token: &str, lease: Duration) -> Result<bool, StoreError> {
+    pub(crate) async fn extend(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
         let extended: i64 = self
             .run(|mut c| async move {
                 EXTEND
-                    .key(lease_key)
-                    .arg(token)
-                    .arg(millis(lease))
+                    .key(&lease.lease_key)
+                    .arg(&lease.token)
+                    .arg(millis(duration))
+                    .arg(u8::from(lease.exclusive))
                     .invoke_async(&mut c)
                     .await
             })
@@ -242,15 +282,16 @@ impl RedisStore {
         Ok(extended == 1)
     }
 
-    pub(crate) async fn release(&self, key: &str, lease_key: &str, token: &str) -> Result<(), StoreError> {
+    pub(crate) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let channel = self.channel.as_str();
         let _released: i64 = self
             .run(|mut c| async move {
                 RELEASE
-                    .key(key)
-                    .key(lease_key)
-                    .arg(token)
+                    .key(&lease.key)
+                    .key(&lease.lease_key)
+                    .arg(&lease.token)
                     .arg(channel)
+                    .arg(u8::from(lease.exclusive))
                     .invoke_async(&mut c)
                     .await
             })
@@ -258,10 +299,19 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn delete(&self, key: &str, lease_key: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let channel = self.channel.as_str();
+        let (lease_key, fence_key) = (lease_key(key), fence_key(key));
         let _deleted: i64 = self
-            .run(|mut c| async move { DELETE.key(key).key(lease_key).arg(channel).invoke_async(&mut c).await })
+            .run(|mut c| async move {
+                DELETE
+                    .key(key)
+                    .key(&lease_key)
+                    .key(&fence_key)
+                    .arg(channel)
+                    .invoke_async(&mut c)
+                    .await
+            })
             .await?;
         Ok(())
     }
@@ -276,6 +326,31 @@ impl RedisStore {
             .await?;
         redis::cmd("PING").query_async::<()>(&mut connection).await?;
         Ok(connection)
+    }
+}
+
+/// What an error says about the connection.
+enum Health {
+    /// Replace the connection now: it is gone, or it talks to a demoted primary.
+    Broken,
+    /// Counts towards opening the breaker.
+    Failing,
+    /// About this one command (a script error, `NOPERM`): the connection is fine.
+    Fine,
+}
+
+fn health(e: &RedisError) -> Health {
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => Health::Broken,
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown,
+        ) => Health::Failing,
+        _ if e.is_connection_dropped() || e.is_unrecoverable_error() => Health::Broken,
+        _ if e.is_io_error() || e.is_timeout() => Health::Failing,
+        _ => Health::Fine,
     }
 }
 
@@ -319,7 +394,9 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
         match tokio::time::timeout(store.connect_timeout, store.connect()).await {
             Ok(Ok(connection)) => {
                 *store.connection.write().unwrap_or_else(|poison| poison.into_inner()) = Some(connection);
+                store.generation.fetch_add(1, Ordering::AcqRel);
                 store.breaker.close();
+                store.resubscribe.notify_one();
                 backoff = MIN_BACKOFF;
                 was_connected = true;
                 tracing::info!("redis-cached: connected to redis");
@@ -334,8 +411,8 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
     }
 }
 
-/// Keeps one subscription to the fills channel and wakes this process's waiters.
-async fn keep_subscribed(store: Arc<RedisStore>, fills: Arc<FillWaiters>, mut shutdown: watch::Receiver<()>) {
+/// Keeps one subscription to the fills channel and passes its messages on.
+async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch::Receiver<()>) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let subscribe = async {
@@ -351,13 +428,10 @@ async fn keep_subscribed(store: Arc<RedisStore>, fills: Arc<FillWaiters>, mut sh
                 loop {
                     tokio::select! {
                         message = messages.next() => match message {
-                            Some(message) => {
-                                if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
-                                    fills.notify(key);
-                                }
-                            }
+                            Some(message) => wake.announced(message.get_payload_bytes()),
                             None => break,
                         },
+                        () = store.resubscribe.notified() => break,
                         _ = shutdown.changed() => return,
                     }
                 }
