@@ -141,6 +141,38 @@ async fn a_loader_error_releases_the_lock() {
     assert!(!redis.conn().exists::<_, bool>("shop:{product:12}:lease").unwrap());
 }
 
+/// A loader that panics releases the lease: the process waiting on it takes over at
+/// once instead of waiting for the lease to expire, and nothing is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_releases_the_lock() {
+    let redis = RedisServer::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    a.panic.store(true, Ordering::SeqCst);
+    a.delay_ms.store(200, Ordering::SeqCst);
+    let panicking = tokio::spawn({
+        let a = a.clone();
+        async move { a.product_long_lease(14).await }
+    });
+    eventually("a holds the lease", async || {
+        redis.conn().exists::<_, bool>("shop:{product:14}:lease").unwrap()
+    })
+    .await;
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.product_long_lease(14).await }
+    });
+    assert!(panicking.await.unwrap_err().is_panic());
+    assert_eq!(
+        waiting.await.unwrap(),
+        Ok(Some(product(14, 0))),
+        "b took over after a's release"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    assert_eq!(b.cache.stats().lock_waits, 1);
+}
+
 /// A caller dropped while holding the lease releases it (on a spawned task), so the
 /// next process does not wait for the lease to expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -378,6 +378,8 @@ async fn pause(duration: Duration, shutdown: &mut watch::Receiver<()>) -> bool {
 async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()>) {
     let mut backoff = MIN_BACKOFF;
     let mut was_connected = false;
+    // After the first connection, every new one also renews the subscription.
+    let mut reconnected = false;
     loop {
         if !store.breaker.is_open() {
             tokio::select! {
@@ -396,7 +398,10 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
                 *store.connection.write().unwrap_or_else(|poison| poison.into_inner()) = Some(connection);
                 store.generation.fetch_add(1, Ordering::AcqRel);
                 store.breaker.close();
-                store.resubscribe.notify_one();
+                if reconnected {
+                    store.resubscribe.notify_one();
+                }
+                reconnected = true;
                 backoff = MIN_BACKOFF;
                 was_connected = true;
                 tracing::info!("redis-cached: connected to redis");
