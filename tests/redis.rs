@@ -109,68 +109,50 @@ async fn the_lock_runs_one_load_across_processes() {
     );
 }
 
-/// A loader error releases the lease at once: the other process loads without waiting
-/// for the 10 s lease to expire, and nothing is cached.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_loader_error_releases_the_lock() {
+/// Process `a` takes the 60 s lease and its load ends badly (`spoil` sets how); process
+/// `b`, waiting on the lease, must take over at once and load, and nothing is cached.
+async fn the_lease_is_released_when_its_load(spoil: impl Fn(&Db), id: u64) -> Result<(), tokio::task::JoinError> {
     let redis = RedisServer::start();
     let loads = Arc::new(AtomicUsize::new(0));
     let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
     let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
-    a.fail.store(true, Ordering::SeqCst);
-    a.delay_ms.store(100, Ordering::SeqCst);
-    let failing = tokio::spawn({
-        let a = a.clone();
-        async move { a.product(12).await }
-    });
-    eventually("a holds the lease", async || {
-        redis.conn().exists::<_, bool>("shop:{product:12}:lease").unwrap()
-    })
-    .await;
-    let waiting = tokio::spawn({
-        let b = b.clone();
-        async move { b.product(12).await }
-    });
-    assert!(failing.await.unwrap().is_err());
-    assert_eq!(
-        waiting.await.unwrap(),
-        Ok(Some(product(12, 0))),
-        "b loaded after a's release"
-    );
-    assert_eq!(loads.load(Ordering::SeqCst), 2);
-    assert!(!redis.conn().exists::<_, bool>("shop:{product:12}:lease").unwrap());
-}
-
-/// A loader that panics releases the lease: the process waiting on it takes over at
-/// once instead of waiting for the lease to expire, and nothing is cached.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_loader_releases_the_lock() {
-    let redis = RedisServer::start();
-    let loads = Arc::new(AtomicUsize::new(0));
-    let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
-    let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
-    a.panic.store(true, Ordering::SeqCst);
+    spoil(&a);
     a.delay_ms.store(200, Ordering::SeqCst);
-    let panicking = tokio::spawn({
+    let lease = format!("shop:{{product:{id}}}:lease");
+    let spoiled = tokio::spawn({
         let a = a.clone();
-        async move { a.product_long_lease(14).await }
+        async move { a.product_long_lease(id).await }
     });
     eventually("a holds the lease", async || {
-        redis.conn().exists::<_, bool>("shop:{product:14}:lease").unwrap()
+        redis.conn().exists::<_, bool>(&lease).unwrap()
     })
     .await;
     let waiting = tokio::spawn({
         let b = b.clone();
-        async move { b.product_long_lease(14).await }
+        async move { b.product_long_lease(id).await }
     });
-    assert!(panicking.await.unwrap_err().is_panic());
+    let outcome = spoiled.await.map(|result| assert!(result.is_err()));
     assert_eq!(
         waiting.await.unwrap(),
-        Ok(Some(product(14, 0))),
+        Ok(Some(product(id, 0))),
         "b took over after a's release"
     );
     assert_eq!(loads.load(Ordering::SeqCst), 2);
     assert_eq!(b.cache.stats().lock_waits, 1);
+    assert!(!redis.conn().exists::<_, bool>(&lease).unwrap());
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_error_releases_the_lock() {
+    let outcome = the_lease_is_released_when_its_load(|a| a.fail.store(true, Ordering::SeqCst), 12).await;
+    assert!(outcome.is_ok(), "the loader returned its error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_releases_the_lock() {
+    let outcome = the_lease_is_released_when_its_load(|a| a.panic.store(true, Ordering::SeqCst), 14).await;
+    assert!(outcome.unwrap_err().is_panic());
 }
 
 /// A caller dropped while holding the lease releases it (on a spawned task), so the
