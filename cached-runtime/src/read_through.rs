@@ -5,7 +5,7 @@
 //! 3. The leader asks for the lease in one round trip that also re-checks the value.
 //!    Under `lock` only one caller in the deployment gets it; the others wait for the
 //!    holder's fill or release announcement (a poll is the fallback), then ask again.
-//!    Without `lock` the lease is only a fence.
+//!    Without `lock` every loader joins the key's fence instead and nobody waits.
 //! 4. The leader runs the loader (renewing the lease) and stores the result only if its
 //!    lease is still valid: an invalidation during the load voids the fill.
 //!
