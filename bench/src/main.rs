@@ -1,0 +1,33 @@
+//! The redis-cached benchmark: starts its own `redis-server` on loopback and prints one
+//! table per scenario, every row measured in the same run so ratios hold on a noisy
+//! machine.
+//!
+//! ```text
+//! cargo run --release -p redis-cached-bench
+//! ```
+
+mod hit;
+mod model;
+mod outage;
+mod report;
+mod seed;
+mod server;
+mod size;
+mod stampede;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--stampede-child") {
+        stampede::child(&args[1..]).await;
+        return;
+    }
+    let server = server::Server::start();
+    println!("redis-cached bench: redis-server on 127.0.0.1:{}", server.port);
+    for table in hit::run(&server).await {
+        table.print();
+    }
+    tokio::task::block_in_place(|| stampede::run(&server)).print();
+    outage::run().await.print();
+    size::run(&server).await.print();
+}

@@ -1,0 +1,168 @@
+//! Scenario 2: a stampede. A cold key, a loader that takes 200 ms and counts its calls in
+//! Redis (`INCR`, so counts from several processes add up), 4 OS processes (copies of
+//! this binary) x 250 concurrent tasks, all starting at the same instant.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use redis_cached::{Cache, redis_cached};
+
+use crate::model::{Product, product};
+use crate::report::{Samples, Table, millis};
+use crate::seed;
+use crate::server::Server;
+
+const PROCESSES: usize = 4;
+const TASKS: usize = 250;
+const RUNS: u64 = 3;
+const LOAD: Duration = Duration::from_millis(200);
+/// Time for the children to start and connect before the common start instant.
+const START_DELAY: Duration = Duration::from_millis(1_500);
+
+const ROWS: [(&str, &str); 4] = [
+    ("none", "no cache: every call loads (the reference)"),
+    ("lock", "`#[redis_cached(lock)]`"),
+    ("nolock", "`#[redis_cached]` without `lock`"),
+    (
+        "seed",
+        "hand-written getOrSetLocked (lock, 50 ms sleep, one retry, load)",
+    ),
+];
+
+pub(crate) fn run(server: &Server) -> Table {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let mut table = Table::new(
+        "Stampede: 4 processes x 250 tasks on one cold key, 200 ms load",
+        &[
+            "",
+            "loader calls per run",
+            "caller latency beyond the load, median",
+            "p99",
+        ],
+    );
+    let mut conn = server.conn();
+    for (row, name) in ROWS {
+        let mut calls = Vec::new();
+        let mut beyond = Samples::default();
+        for run in 0..RUNS {
+            let id = run + 1;
+            let counter = format!("stampede-loads:{row}:{id}");
+            let start_at = SystemTime::now() + START_DELAY;
+            let start_ms = start_at.duration_since(UNIX_EPOCH).expect("clock").as_millis();
+            let children: Vec<_> = (0..PROCESSES)
+                .map(|_| {
+                    Command::new(&exe)
+                        .args([
+                            "--stampede-child",
+                            row,
+                            &server.url(),
+                            &id.to_string(),
+                            &start_ms.to_string(),
+                        ])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .expect("spawn a stampede process")
+                })
+                .collect();
+            for child in children {
+                let output = child.wait_with_output().expect("a stampede process");
+                assert!(output.status.success(), "a stampede process failed");
+                for line in String::from_utf8_lossy(&output.stdout).lines() {
+                    let micros: u64 = line.trim().parse().expect("a latency in microseconds");
+                    beyond.push(Duration::from_micros(micros).saturating_sub(LOAD));
+                }
+            }
+            let loads: u64 = redis::Commands::get(&mut conn, &counter).unwrap_or(0);
+            calls.push(loads.to_string());
+        }
+        assert_eq!(beyond.len(), PROCESSES * TASKS * RUNS as usize, "every call answered");
+        table.row(vec![
+            name.to_owned(),
+            calls.join(", "),
+            millis(beyond.quantile(0.5)),
+            millis(beyond.quantile(0.99)),
+        ]);
+    }
+    table
+}
+
+struct Loader {
+    cache: Cache,
+    counter: MultiplexedConnection,
+    counter_key: String,
+}
+
+impl Loader {
+    async fn load(&self, id: u64) -> Product {
+        let mut counter = self.counter.clone();
+        let _: redis::RedisResult<u64> = counter.incr(&self.counter_key, 1).await;
+        tokio::time::sleep(LOAD).await;
+        product(id)
+    }
+
+    #[redis_cached(key = "stampede-lock:<id>", ttl = 600, lock, cache = self.cache)]
+    async fn locked(&self, id: u64) -> Product {
+        self.load(id).await
+    }
+
+    #[redis_cached(key = "stampede-nolock:<id>", ttl = 600, cache = self.cache)]
+    async fn unlocked(&self, id: u64) -> Product {
+        self.load(id).await
+    }
+
+    async fn seed(&self, id: u64) -> Product {
+        let mut conn = self.counter.clone();
+        seed::get_or_set_locked(&mut conn, &format!("stampede-seed:{id}"), 600, self.load(id)).await
+    }
+}
+
+/// One stampede process: waits for the common instant, fires 250 calls, prints their
+/// latencies in microseconds, one per line.
+pub(crate) async fn child(args: &[String]) {
+    let [row, url, id, start_ms] = args else {
+        panic!("usage: --stampede-child ROW URL ID START_MS")
+    };
+    let id: u64 = id.parse().expect("id");
+    let start_ms: u64 = start_ms.parse().expect("start instant");
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let loader = std::sync::Arc::new(Loader {
+        cache: Cache::builder()
+            .url(url.as_str())
+            .prefix("bench:")
+            .build()
+            .await
+            .expect("cache"),
+        counter: client.get_multiplexed_async_connection().await.expect("connect"),
+        counter_key: format!("stampede-loads:{row}:{id}"),
+    });
+    let start = UNIX_EPOCH + Duration::from_millis(start_ms);
+    if let Ok(wait) = start.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    let row = row.clone();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let loader = loader.clone();
+            let row = row.clone();
+            tokio::spawn(async move {
+                let begun = std::time::Instant::now();
+                let value = match row.as_str() {
+                    "none" => loader.load(id).await,
+                    "lock" => loader.locked(id).await,
+                    "nolock" => loader.unlocked(id).await,
+                    _ => loader.seed(id).await,
+                };
+                assert_eq!(value.id, id);
+                begun.elapsed()
+            })
+        })
+        .collect();
+    let mut out = String::new();
+    for task in tasks {
+        let latency = task.await.expect("a stampede task");
+        out.push_str(&format!("{}\n", latency.as_micros()));
+    }
+    print!("{out}");
+}
