@@ -20,7 +20,7 @@ const ID: u64 = 1;
 const ROUNDS: usize = 20;
 const OPS_PER_ROUND: usize = 250;
 const TASKS: usize = 64;
-const CONCURRENT_ROUNDS: usize = 6;
+const CONCURRENT_ROUNDS: usize = 12;
 const OPS_PER_TASK: usize = 150;
 
 /// The `#[redis_cached]` rows.

@@ -3,7 +3,8 @@
 //! machine.
 //!
 //! ```text
-//! cargo run --release -p redis-cached-bench
+//! cargo run --release -p redis-cached-bench                 # every scenario
+//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, stampede, outage, size
 //! ```
 
 mod hit;
@@ -22,12 +23,21 @@ async fn main() {
         stampede::child(&args[1..]).await;
         return;
     }
+    let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     let server = server::Server::start();
     println!("redis-cached bench: redis-server on 127.0.0.1:{}", server.port);
-    for table in hit::run(&server).await {
-        table.print();
+    if wanted("hit") {
+        for table in hit::run(&server).await {
+            table.print();
+        }
     }
-    tokio::task::block_in_place(|| stampede::run(&server)).print();
-    outage::run().await.print();
-    size::run(&server).await.print();
+    if wanted("stampede") {
+        tokio::task::block_in_place(|| stampede::run(&server)).print();
+    }
+    if wanted("outage") {
+        outage::run().await.print();
+    }
+    if wanted("size") {
+        size::run(&server).await.print();
+    }
 }

@@ -155,3 +155,20 @@ pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Err
         None => Ok(()),
     }
 }
+
+/// The stored bytes of `value` (envelope and payload), for the micro benchmarks;
+/// `None` when the value cannot be stored.
+#[must_use]
+pub fn encode_envelope<T: Cacheable>(value: &T, codec: Codec, version: u32) -> Option<Vec<u8>> {
+    crate::codec::encode_value(value, codec, version).ok()
+}
+
+/// Reads stored bytes back, for the micro benchmarks; `None` for anything but a value
+/// of this codec and version.
+#[must_use]
+pub fn decode_envelope<T: Cacheable>(bytes: &[u8], codec: Codec, version: u32) -> Option<T> {
+    match crate::codec::decode(bytes, codec, version) {
+        crate::codec::Decoded::Value(value) => Some(value),
+        _ => None,
+    }
+}

@@ -56,10 +56,16 @@ pub(crate) async fn read_through<S: Shape>(
         Err(e) => inner.failed(e),
     }
     Counters::bump(&counters.misses);
+    // Boxed: the miss path's state is large, and the future of every hit would carry it.
+    Box::pin(miss::<S>(inner, policy, &key, load)).await
+}
 
+/// After a miss: share a load already running in this process, or lead one.
+async fn miss<S: Shape>(inner: &Inner, policy: &Policy, key: &str, load: impl Future<Output = S::Output>) -> S::Output {
+    let counters = &inner.counters;
     loop {
-        match inner.flights.join(&key) {
-            Join::Leader(flight) => return lead::<S>(inner, policy, &key, load, flight).await,
+        match inner.flights.join(key) {
+            Join::Leader(flight) => return lead::<S>(inner, policy, key, load, flight).await,
             // Bounded, in case the leader's future is kept but no longer polled.
             Join::Waiter(waiter) => match coalesce::wait(waiter, policy.lease().saturating_mul(3)).await {
                 Outcome::Done(shared) => {
