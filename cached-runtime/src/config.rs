@@ -1,11 +1,12 @@
 //! Building a [`Cache`].
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::{Cache, Error};
 
 /// Builds a Redis-backed [`Cache`]; from [`Cache::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct CacheBuilder {
     url: String,
@@ -22,6 +23,31 @@ impl Default for CacheBuilder {
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
         }
+    }
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("op_timeout", &self.op_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// The URL with its password (the part between `:` and `@` after the scheme) hidden.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => format!("{scheme}://<redacted>@{host}"),
     }
 }
 
@@ -76,5 +102,21 @@ impl CacheBuilder {
         }
         let client = redis::Client::open(self.url.as_str()).map_err(Error::InvalidUrl)?;
         Ok(Cache::connect(client, self.prefix, self.op_timeout, self.connect_timeout).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://app:s3cr3t@db:6379/0"),
+            "redis://app:<redacted>@db:6379/0"
+        );
+        assert_eq!(redact("rediss://:s3cr3t@db"), "rediss://:<redacted>@db");
+        assert_eq!(redact("redis://s3cr3t@db"), "redis://<redacted>@db");
+        assert_eq!(redact("redis://db:6379"), "redis://db:6379");
     }
 }

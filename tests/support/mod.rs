@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use redis_cached::Cache;
 
+pub mod logs;
+
 /// A redis-server process; killed when dropped.
 pub struct RedisServer {
     pub port: u16,

@@ -19,6 +19,7 @@ use super::{Acquire, Lease, StoreError};
 use crate::breaker::Breaker;
 use crate::fills::Wake;
 use crate::key::{fence_key, lease_key};
+use crate::log::RateLimited;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// Reconnect attempts never wait longer than this, so hits resume well within a second.
@@ -377,6 +378,7 @@ async fn pause(duration: Duration, shutdown: &mut watch::Receiver<()>) -> bool {
 /// Owns the connection: while the breaker is open, reconnects and probes with backoff.
 async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()>) {
     let mut backoff = MIN_BACKOFF;
+    let failures_logged = RateLimited::new();
     let mut was_connected = false;
     // After the first connection, every new one also renews the subscription.
     let mut reconnected = false;
@@ -406,7 +408,18 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
                 was_connected = true;
                 tracing::info!("redis-cached: connected to redis");
             }
-            Ok(Err(_)) | Err(_) => {
+            failed => {
+                if let Some(suppressed) = failures_logged.admit() {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {:?}", store.connect_timeout),
+                    };
+                    tracing::warn!(
+                        %error,
+                        suppressed,
+                        "redis-cached: cannot connect to redis; calls fail open and the cache keeps trying"
+                    );
+                }
                 if !pause(backoff, &mut shutdown).await {
                     return;
                 }
