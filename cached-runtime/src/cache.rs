@@ -140,6 +140,7 @@ impl Inner {
             StoreError::Timeout(_) | StoreError::Redis(_) => {
                 Counters::bump(&self.counters.errors);
                 if let Some(suppressed) = self.errors_logged.admit() {
+                    let hint = error.hint();
                     let error = error.into_error();
                     let cause = std::error::Error::source(&error)
                         .map(ToString::to_string)
@@ -147,6 +148,7 @@ impl Inner {
                     tracing::warn!(
                         error = %error,
                         cause = %cause,
+                        hint,
                         suppressed,
                         "redis-cached: redis operation failed; calls fail open to their loader"
                     );

@@ -82,6 +82,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Creates an ACL user from the rules of an `ACL SETUSER` line (everything after the
+    /// user name) and returns its URL.
+    pub fn acl_user(&self, name: &str, password: &str, rules: &str) -> String {
+        let mut command = redis::cmd("ACL");
+        command.arg("SETUSER").arg(name).arg("on").arg(format!(">{password}"));
+        for rule in rules.split_whitespace() {
+            command.arg(rule);
+        }
+        let _: () = command.query(&mut self.conn()).expect("ACL SETUSER");
+        format!("redis://{name}:{password}@127.0.0.1:{}", self.port)
+    }
+
     /// A cache on this server; waits until it is connected.
     pub async fn cache(&self, prefix: &str) -> Cache {
         let cache = Cache::builder()

@@ -22,6 +22,16 @@ pub(crate) enum StoreError {
 }
 
 impl StoreError {
+    /// What the user can do about it, where the error says.
+    pub(crate) fn hint(&self) -> &'static str {
+        match self {
+            StoreError::Redis(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                "the Redis user lacks a permission the cache needs; grant the README's ACL line"
+            }
+            _ => "",
+        }
+    }
+
     pub(crate) fn into_error(self) -> crate::Error {
         match self {
             StoreError::Skipped => crate::Error::Unavailable,

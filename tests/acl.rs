@@ -1,0 +1,73 @@
+//! Least privilege: the whole behaviour suite runs as a Redis ACL user that has only the
+//! rules the README gives; without a needed command the cache fails open and says which.
+
+mod behaviour;
+mod support;
+
+use std::sync::Arc;
+
+use behaviour::{Db, behaviour_tests, product};
+use redis_cached::Cache;
+use support::RedisServer;
+use support::logs::Logs;
+
+/// The README's ACL line for the prefix `shop:`, after `ACL SETUSER <user> on >password`.
+const RULES: &str = "resetkeys ~shop:* resetchannels &shop:fills -@all \
+    +get +evalsha +script|load +subscribe +ping \
+    +set +del +pexpire +pttl +sadd +srem +sismember +publish";
+
+async fn acl_db() -> (RedisServer, Arc<Db>) {
+    let redis = RedisServer::start();
+    let url = redis.acl_user("cache", "cache-password", RULES);
+    let cache = Cache::builder().url(url).prefix("shop:").build().await.expect("build");
+    support::wait_connected(&cache).await;
+    (redis, Arc::new(Db::new(cache)))
+}
+
+behaviour_tests!(acl_db());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_user_also_runs_the_lock_across_processes() {
+    let (redis, a) = acl_db().await;
+    let url = format!("redis://cache:cache-password@127.0.0.1:{}", redis.port);
+    let b = Arc::new(Db::sharing(
+        Cache::builder().url(url).prefix("shop:").build().await.unwrap(),
+        a.loads.clone(),
+    ));
+    a.delay_ms.store(200, std::sync::atomic::Ordering::SeqCst);
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { db.product(5).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(Some(product(5, 0))));
+    }
+    assert_eq!(a.loads(), 1);
+    assert_eq!(a.cache.stats().errors + b.cache.stats().errors, 0);
+}
+
+/// A user without `EVALSHA`: every call still returns the loader's result, the errors are
+/// counted, and the log says which permission is missing, once (rate-limited).
+#[tokio::test]
+async fn a_missing_permission_fails_open_with_one_clear_log_line() {
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start();
+    let rules = RULES.replace("+evalsha ", "");
+    let url = redis.acl_user("cache", "cache-password", &rules);
+    let db = Db::new(Cache::builder().url(url).prefix("shop:").build().await.unwrap());
+    for _ in 0..5 {
+        assert_eq!(db.product(7).await, Ok(Some(product(7, 0))));
+    }
+    assert_eq!(db.loads(), 5, "nothing could be stored");
+    assert!(db.cache.stats().errors >= 5, "{:?}", db.cache.stats());
+    let noperm: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("no permissions"))
+        .collect();
+    assert_eq!(noperm.len(), 1, "{:?}", logs.lines());
+    assert!(noperm[0].contains("'evalsha'"), "names the command: {}", noperm[0]);
+    assert!(noperm[0].contains("ACL line"), "says what to do: {}", noperm[0]);
+}
