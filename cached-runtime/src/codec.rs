@@ -291,4 +291,40 @@ mod tests {
         assert!(err.contains("bincode cannot read this value back"), "{err}");
         assert!(encode_value(&sparse, Codec::MsgPack, 0).is_ok());
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the decoder, for several value types.
+        #[test]
+        fn arbitrary_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
+                let _ = decode::<Product>(&bytes, codec, 0);
+                let _ = decode::<String>(&bytes, codec, 0);
+                let _ = decode::<Vec<u64>>(&bytes, codec, 0);
+                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0);
+            }
+        }
+
+        /// A well-formed header in front of arbitrary payload bytes: still no panic, and
+        /// never a value unless the payload decodes in full.
+        #[test]
+        fn valid_header_with_arbitrary_payload(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
+                let mut bytes = Vec::new();
+                header(KIND_VALUE, codec, 0, &mut bytes);
+                bytes.extend(&payload);
+                let _ = decode::<Product>(&bytes, codec, 0);
+                let _ = decode::<Vec<String>>(&bytes, codec, 0);
+            }
+        }
+
+        /// Whatever a value is, what is stored decodes back to it.
+        #[test]
+        fn stored_values_read_back(id in proptest::num::u64::ANY, name in "\\PC{0,40}", version in 0u32..100_000) {
+            let value = Product { id, name };
+            for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
+                let bytes = encode_value(&value, codec, version).unwrap();
+                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version), Decoded::Value(v) if v == value));
+            }
+        }
+    }
 }

@@ -154,4 +154,60 @@ mod tests {
         k.value("café bar");
         assert_eq!(k.finish(), "café%20bar");
     }
+
+    /// Reverses the escaping, to prove it loses nothing.
+    fn unescape(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A small alphabet full of separators, so a broken escaping would collide often.
+    const HOSTILE: &str = "[a:%{}7 \\-é]{0,6}";
+
+    proptest::proptest! {
+        #[test]
+        fn distinct_argument_pairs_render_distinct_keys(
+            a1 in HOSTILE, b1 in HOSTILE, a2 in HOSTILE, b2 in HOSTILE,
+        ) {
+            if (a1.as_str(), b1.as_str()) != (a2.as_str(), b2.as_str()) {
+                proptest::prop_assert_ne!(pair(&a1, &b1), pair(&a2, &b2));
+            }
+        }
+
+        #[test]
+        fn escaping_loses_nothing(value in "\\PC{0,24}", separators in "[:/|.-]{0,3}") {
+            let separators: &'static str = Box::leak(separators.into_boxed_str());
+            let mut k = KeyBuilder::new(8, separators);
+            k.value(&value);
+            let rendered = k.finish();
+            proptest::prop_assert_eq!(unescape(&rendered), value);
+            proptest::prop_assert!(!rendered.contains(['{', '}', ':']), "unescaped structure in {}", rendered);
+            proptest::prop_assert!(!rendered.chars().any(|c| separators.contains(c)));
+        }
+
+        /// Untrusted values cannot leave the prefix's namespace or pick the hash slot.
+        #[test]
+        fn values_stay_inside_their_namespace_and_slot(value in "\\PC{0,24}") {
+            let mut k = KeyBuilder::new(8, "");
+            k.literal("user:");
+            k.value(&value);
+            let full = full_key("app:", &k.finish());
+            proptest::prop_assert!(full.starts_with("app:{user:"), "left the namespace: {}", full);
+            proptest::prop_assert!(full.ends_with('}'), "left the hash tag: {}", full);
+            // The hash tag is exactly the wrapped key: one `{`, one `}`.
+            proptest::prop_assert_eq!(full.matches('{').count(), 1);
+            proptest::prop_assert_eq!(full.matches('}').count(), 1);
+        }
+    }
 }
