@@ -14,7 +14,7 @@ use support::logs::Logs;
 /// The README's ACL line for the prefix `shop:`, after `ACL SETUSER <user> on >password`.
 const RULES: &str = "resetkeys ~shop:* resetchannels &shop:fills -@all \
     +get +evalsha +script|load +subscribe +ping \
-    +set +del +pexpire +pttl +sadd +srem +sismember +publish";
+    +set +del +strlen +pexpire +pttl +sadd +srem +sismember +publish";
 
 async fn acl_db() -> (RedisServer, Arc<Db>) {
     let redis = RedisServer::start();

@@ -17,6 +17,9 @@ const FORMAT_V1: u8 = 0xC1;
 const KIND_VALUE: u8 = 1;
 const KIND_NEGATIVE: u8 = 2;
 
+/// The longest envelope header: format, kind and codec, a 5-byte varint.
+pub(crate) const ENVELOPE_HEADER_MAX: usize = 7;
+
 /// The largest payload a decode will accept or allocate for. A corrupt length prefix
 /// can make a decoder try to allocate far more than the stored bytes; this caps it.
 pub const DECODE_LIMIT: usize = 32 * 1024 * 1024;

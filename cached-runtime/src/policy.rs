@@ -88,6 +88,13 @@ impl Policy {
         }
     }
 
+    /// How long a caller waits for another caller's load (a lease that keeps being
+    /// renewed) before it loads itself: twice the lease, and at least 30 s, so a loader
+    /// slower than its lease is waited for while its owner renews it.
+    pub(crate) fn wait_budget(&self) -> Duration {
+        self.lease().saturating_mul(2).max(Duration::from_secs(30))
+    }
+
     /// True the first time only: the "cannot store" error is said once per function.
     pub(crate) fn first_unstorable(&self) -> bool {
         !self.warned_unstorable.swap(true, Ordering::Relaxed)

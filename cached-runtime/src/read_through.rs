@@ -67,7 +67,7 @@ async fn miss<S: Shape>(inner: &Inner, policy: &Policy, key: &str, load: impl Fu
         match inner.flights.join(key) {
             Join::Leader(flight) => return lead::<S>(inner, policy, key, load, flight).await,
             // Bounded, in case the leader's future is kept but no longer polled.
-            Join::Waiter(waiter) => match coalesce::wait(waiter, policy.lease().saturating_mul(3)).await {
+            Join::Waiter(waiter) => match coalesce::wait(waiter, policy.wait_budget().saturating_mul(2)).await {
                 Outcome::Done(shared) => {
                     if let Some(out) = shared.downcast_ref::<Shared<S::Value>>().and_then(S::from_shared) {
                         Counters::bump(&counters.coalesced);
@@ -135,7 +135,7 @@ async fn lead<S: Shape>(
     // Registered before the first request, so no fill or release can slip by unseen.
     let registration = inner.fills.register(key);
     // Past this, stop waiting for a holder that keeps renewing and load (fail open).
-    let give_up = Instant::from_std(later(std::time::Instant::now(), duration.saturating_mul(2)));
+    let give_up = Instant::from_std(later(std::time::Instant::now(), policy.wait_budget()));
     let mut counted_wait = false;
 
     let fenced = loop {

@@ -1,6 +1,12 @@
 //! Behaviours every store must show, run against Redis (`tests/redis.rs`) and the
 //! in-memory store (`tests/memory.rs`).
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    unused_macros,
+    unused_imports,
+    reason = "each test binary uses part of it"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -126,6 +132,11 @@ impl Db {
 
     #[redis_cached(key = "product:<id>", ttl = 60, lock = "60s", cache = self.cache)]
     pub async fn product_long_lease(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    #[redis_cached(key = "product:<id>", ttl = 60, lock = "300ms", cache = self.cache)]
+    pub async fn product_short_lease(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.query(id).await
     }
 

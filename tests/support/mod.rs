@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use redis_cached::Cache;
 
 pub mod logs;
+pub mod proxy;
 
 /// A redis-server process; killed when dropped.
 pub struct RedisServer {

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{Acquire, Lease, StoreError};
 use crate::breaker::Breaker;
+use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_MAX};
 use crate::fills::Wake;
 use crate::key::{fence_key, lease_key};
 use crate::log::RateLimited;
@@ -29,15 +30,16 @@ const MAX_BACKOFF: Duration = Duration::from_millis(400);
 // Fill announcements on the fills channel are `f<key>` (filled or released: ask again)
 // and `d<key>` (invalidated: also stop sharing in-process loads of it).
 
-/// Returns the value if asked and present; else takes the lease (`NX` when exclusive,
-/// joining the fence set otherwise). KEYS: value, lease.
-/// ARGV: token, lease ms, exclusive (1/0), check value (1/0).
+/// Returns the value if asked and present (and not over the decode limit, which could
+/// never be read and would only be slow to send); else takes the lease (`NX` when
+/// exclusive, joining the fence set otherwise). KEYS: value, lease.
+/// ARGV: token, lease ms, exclusive (1/0), check value (1/0), decode limit.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if ARGV[4] == '1' then
-  local v = redis.call('GET', KEYS[1])
-  if v then return {1, v} end
+  local size = redis.call('STRLEN', KEYS[1])
+  if size > 0 and size <= tonumber(ARGV[5]) then return {1, redis.call('GET', KEYS[1])} end
 end
 if ARGV[3] == '1' then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
@@ -232,6 +234,7 @@ impl RedisStore {
                     .arg(millis(duration))
                     .arg(u8::from(lease.exclusive))
                     .arg(u8::from(check_value))
+                    .arg(DECODE_LIMIT + ENVELOPE_HEADER_MAX)
                     .invoke_async(&mut c)
                     .await
             })
