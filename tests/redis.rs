@@ -264,7 +264,14 @@ async fn calls_succeed_while_redis_hangs_and_hits_resume_after() {
 
     redis.pause();
     for _ in 0..20 {
+        let start = std::time::Instant::now();
         assert_eq!(db.product(2).await, Ok(Some(product(2, 0))));
+        // A few 50 ms deadlines at most: never redis-rs's 500 ms timeout or its reconnects.
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "a call took {:?}",
+            start.elapsed()
+        );
     }
     let stats = db.cache.stats();
     assert!(stats.errors >= 1, "deadline misses are counted: {stats:?}");
