@@ -19,8 +19,10 @@
 /// - `key = "text <param> <param.field> <self.field>"` (required): the key template.
 ///   Placeholder values are rendered with `Display` and escaped.
 /// - `ttl = 300` (seconds) or `ttl = "5m"` (`ms`, `s`, `m`, `h`, `d`) (required).
-/// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss.
-/// - `negative` or `negative = "30s"`: cache `None` (only on `Option` returns).
+/// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss (the lease
+///   defaults to 10 s and is renewed while the loader runs).
+/// - `negative` or `negative = "30s"`: cache `None`, for the smaller of `ttl` and 60 s by
+///   default (only on `Option<T>` or `Result<Option<T>, E>` returns).
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
 /// - `codec = "bincode" | "msgpack" | "json"`: the value codec (bincode by default).
 /// - `version = N`: values stored under another version are misses.
@@ -35,7 +37,7 @@
 /// ```text
 /// async fn get_product(id: u64) -> Result<Option<Product>, std::io::Error> {
 ///     static POLICY: Policy = Policy::new("get_product", Duration::from_millis(300_000))
-///         .lock(Duration::from_millis(10_000))
+///         .lock(DEFAULT_LEASE)
 ///         .negative(Duration::from_millis(60_000));
 ///     let key = /* "product:" + escaped id */;
 ///     let cache = default_cache();
@@ -43,9 +45,9 @@
 /// }
 /// /// Runs `get_product`'s body without the cache.
 /// async fn get_product_uncached(id: u64) -> Result<Option<Product>, std::io::Error> { /* body */ }
-/// /// The full Redis key, e.g. `shop:{product:42}`.
+/// /// The full Redis key under which `get_product` caches its result, e.g. `shop:{product:42}`.
 /// fn get_product_key(id: u64) -> String { /* ... */ }
-/// /// Deletes the cached result and voids a load in flight.
+/// /// Deletes `get_product`'s cached result for these arguments and voids a load of it in flight.
 /// async fn get_product_invalidate(id: u64) -> Result<(), redis_cached::Error> { /* ... */ }
 /// ```
 pub use redis_cached_macro::redis_cached;

@@ -9,7 +9,6 @@ use crate::args::{self, Args, CodecName};
 use crate::key::{Placeholder, Segment, Template};
 use crate::sig::{self, Returns, Signature};
 
-const DEFAULT_LEASE_MS: u64 = 10_000;
 const MAX_DEFAULT_NEGATIVE_MS: u64 = 60_000;
 
 /// Expands `#[redis_cached(args)] function`. On any error, the function comes back
@@ -45,7 +44,9 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
     let parsed = args::parse(args).map_err(|e| errors.push(e)).ok();
     let sig = sig::check(function).map_err(|e| errors.push(e)).ok();
     let (Some(args), Some(sig)) = (parsed, sig) else {
-        return Err(args::combine(errors).unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid")));
+        return Err(args::combine(errors).unwrap_or_else(|| {
+            syn::Error::new(Span::call_site(), "internal error in `#[redis_cached]`; please report")
+        }));
     };
 
     let name = &function.sig.ident;
@@ -107,7 +108,10 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
         return Err(error);
     }
     let (Some(key), Some(template), Some(ttl)) = (args.key.clone(), template, args.ttl) else {
-        return Err(syn::Error::new(Span::call_site(), "invalid arguments"));
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "internal error in `#[redis_cached]`; please report",
+        ));
     };
     Ok(Plan {
         key,
@@ -275,9 +279,13 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         #function_name,
         ::redis_cached::__private::Duration::from_millis(#ttl)
     ));
-    if let Some(lease) = &plan.args.lock {
-        let ms = lease.map_or(DEFAULT_LEASE_MS, |l| l.ms);
-        chain = quote!(#chain.lock(::redis_cached::__private::Duration::from_millis(#ms)));
+    match &plan.args.lock {
+        Some(Some(lease)) => {
+            let ms = lease.ms;
+            chain = quote!(#chain.lock(::redis_cached::__private::Duration::from_millis(#ms)));
+        }
+        Some(None) => chain = quote!(#chain.lock(::redis_cached::__private::DEFAULT_LEASE)),
+        None => {}
     }
     if let Some((_, negative)) = &plan.args.negative {
         let ms = negative.map_or(ttl.min(MAX_DEFAULT_NEGATIVE_MS), |n| n.ms);
@@ -484,7 +492,7 @@ mod tests {
             "get_product_uncached (db , id)",
             "fn get_product_key (id : u64 ,)",
             "fn get_product_invalidate (id : u64 ,)",
-            ". lock (:: redis_cached :: __private :: Duration :: from_millis (10000u64))",
+            ". lock (:: redis_cached :: __private :: DEFAULT_LEASE)",
             ". negative (:: redis_cached :: __private :: Duration :: from_millis (60000u64))",
         ] {
             assert!(out.contains(expected), "missing `{expected}` in {out}");

@@ -119,13 +119,12 @@ fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
     let mut parts = inner.split('.');
     let root = parts.next().unwrap_or_default();
     let fields: Vec<&str> = parts.collect();
-    for part in std::iter::once(root).chain(fields.iter().copied()) {
-        if !is_ident(part) {
-            return Err(format!(
-                "`<{inner}>` is not a placeholder; write a parameter name, optionally with fields: \
-                 `<param>` or `<param.field>`"
-            ));
-        }
+    let root_ok = root == "self" || is_ident(root) && !root.starts_with(|c: char| c.is_ascii_digit());
+    if !root_ok || !fields.iter().all(|field| is_ident(field)) {
+        return Err(format!(
+            "`<{inner}>` is not a placeholder; write a parameter name, optionally with fields: \
+             `<param>` or `<param.field>`"
+        ));
     }
     Ok(Placeholder {
         root: root.to_owned(),
@@ -133,10 +132,9 @@ fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
     })
 }
 
+/// A Rust identifier (as `syn` parses it, so the expansion can name it) or a tuple index.
 fn is_ident(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic()) && chars.all(|c| c == '_' || c.is_alphanumeric())
-        || text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty()
+    syn::parse_str::<syn::Ident>(text).is_ok() || !text.is_empty() && text.chars().all(|c| c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -185,6 +183,12 @@ mod tests {
         assert!(Template::parse("product:<id").unwrap_err().contains("unclosed `<`"));
         assert!(Template::parse("p:<>").unwrap_err().contains("empty placeholder"));
         assert!(Template::parse("p:<a b>").unwrap_err().contains("is not a placeholder"));
+        assert!(
+            Template::parse("p:<a.fn>")
+                .unwrap_err()
+                .contains("is not a placeholder"),
+            "a keyword"
+        );
         assert!(Template::parse("p:<a><b>").unwrap_err().contains("must be separated"));
         assert!(Template::parse("").unwrap_err().contains("empty"));
     }

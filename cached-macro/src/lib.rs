@@ -1,5 +1,5 @@
 //! The `#[redis_cached]` attribute. Use it through the `redis-cached` crate, whose
-//! docs describe every argument; this crate only forwards to [`expand`].
+//! docs describe every argument; this crate only forwards to `expand`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod args;

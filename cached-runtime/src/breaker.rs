@@ -38,14 +38,12 @@ impl Breaker {
         }
     }
 
-    /// Counts a failure; returns true when this one opened the breaker.
-    pub(crate) fn record_failure(&self) -> bool {
+    /// Counts a failure; the third in a row opens the breaker.
+    pub(crate) fn record_failure(&self) {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= FAILURES_TO_OPEN && !self.open.swap(true, Ordering::AcqRel) {
-            self.opened.notify_one();
-            return true;
+        if failures >= FAILURES_TO_OPEN {
+            self.trip();
         }
-        false
     }
 
     /// Opens at once (a connection the cache knows is broken).
@@ -85,13 +83,14 @@ mod tests {
     fn opens_after_consecutive_failures_only() {
         let breaker = Breaker::new_open();
         breaker.close();
-        assert!(!breaker.record_failure());
-        assert!(!breaker.record_failure());
+        breaker.record_failure();
+        breaker.record_failure();
         breaker.record_success();
-        assert!(!breaker.record_failure());
-        assert!(!breaker.record_failure());
-        assert!(breaker.record_failure());
-        assert!(breaker.is_open());
+        breaker.record_failure();
+        breaker.record_failure();
+        assert!(!breaker.is_open(), "two in a row");
+        breaker.record_failure();
+        assert!(breaker.is_open(), "three in a row");
         breaker.close();
         assert!(!breaker.is_open());
     }

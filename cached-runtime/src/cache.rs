@@ -48,10 +48,7 @@ impl Cache {
         op_timeout: Duration,
         connect_timeout: Duration,
     ) -> Cache {
-        let wake = Wake {
-            fills: Arc::default(),
-            flights: Arc::default(),
-        };
+        let wake = Wake::default();
         let shutdown = watch::Sender::new(());
         let channel = format!("{prefix}fills");
         let store = RedisStore::start(client, op_timeout, connect_timeout, channel, wake.clone(), &shutdown);
@@ -64,10 +61,7 @@ impl Cache {
     /// Holds at most 100,000 entries, evicting the least recently used.
     #[must_use]
     pub fn in_memory() -> Cache {
-        let wake = Wake {
-            fills: Arc::default(),
-            flights: Arc::default(),
-        };
+        let wake = Wake::default();
         let store = Store::Memory(Arc::new(MemoryStore::new(wake.fills.clone())));
         Self::with_store(String::new(), store, wake, watch::Sender::new(()))
     }
@@ -107,7 +101,8 @@ impl Cache {
 
     /// Deletes `key` (as the template renders it, e.g. `"product:42"`) and voids every
     /// load of it in flight, in every process: their results are returned to the callers
-    /// already waiting for them but not stored, and later callers start a new load.
+    /// already waiting for them but not stored. Later callers start a new load: at once
+    /// in this process, in others once the invalidation message reaches them.
     ///
     /// # Errors
     /// Unlike reads, invalidation does not fail open: if Redis did not confirm the

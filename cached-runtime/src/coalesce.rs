@@ -55,9 +55,7 @@ impl Flights {
             outcome: None,
         })
     }
-}
 
-impl Flights {
     /// New callers of `key` no longer join the load running now (it was invalidated);
     /// the callers already waiting still get its result.
     pub(crate) fn detach(&self, key: &str) {

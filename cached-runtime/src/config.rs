@@ -37,8 +37,19 @@ impl fmt::Debug for CacheBuilder {
     }
 }
 
-/// The URL with its password (the part between `:` and `@` after the scheme) hidden.
+/// The URL with its password hidden: the part between `:` and `@` after the scheme, and
+/// a `pass=`/`password=` query parameter (`redis+unix://` URLs).
 fn redact(url: &str) -> String {
+    if let Some((path, query)) = url.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name @ ("pass" | "password"), _)) => format!("{name}=<redacted>"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        return format!("{}?{}", redact(path), query.join("&"));
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -74,7 +85,8 @@ impl CacheBuilder {
         self
     }
 
-    /// The deadline of one background connection attempt. Calls never wait for it.
+    /// The deadline of one connection (or subscription) attempt. `build` waits at most
+    /// this long for the first one; calls of cached functions never wait for it.
     /// Defaults to 500 ms.
     pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
         self.connect_timeout = connect_timeout;
@@ -90,6 +102,9 @@ impl CacheBuilder {
     /// # Errors
     /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse; [`Error::InvalidConfig`]
     /// for a prefix with `{` or `}`, or a zero timeout.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, or in one without the time driver.
     pub async fn build(self) -> Result<Cache, Error> {
         if self.prefix.contains(['{', '}']) {
             return Err(Error::InvalidConfig(format!(
@@ -118,5 +133,9 @@ mod tests {
         assert_eq!(redact("rediss://:s3cr3t@db"), "rediss://:<redacted>@db");
         assert_eq!(redact("redis://s3cr3t@db"), "redis://<redacted>@db");
         assert_eq!(redact("redis://db:6379"), "redis://db:6379");
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=s3cr3t"),
+            "redis+unix:///run/redis.sock?db=1&pass=<redacted>"
+        );
     }
 }

@@ -14,13 +14,16 @@ pub enum Error {
     InvalidUrl(redis::RedisError),
     /// A builder setting is out of range; the message says which and why.
     InvalidConfig(String),
-    /// Redis answered with an error.
+    /// The Redis command failed: an error reply, or a broken connection (see `source()`).
     Redis(redis::RedisError),
     /// Redis did not answer within the cache's `op_timeout`.
     Timeout(Duration),
     /// The cache is not talking to Redis right now: it is connecting, or it stopped
     /// calling Redis after repeated failures and is probing in the background.
     Unavailable,
+    /// A `#[redis_cached]` companion was called with no cache installed or named, so it
+    /// could not act (the caches of other processes may hold the value).
+    NotInstalled,
 }
 
 impl fmt::Display for Error {
@@ -28,9 +31,12 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidUrl(_) => f.write_str("invalid redis url"),
             Error::InvalidConfig(why) => write!(f, "invalid cache configuration: {why}"),
-            Error::Redis(_) => f.write_str("redis returned an error"),
+            Error::Redis(_) => f.write_str("the redis command failed"),
             Error::Timeout(limit) => write!(f, "redis did not answer within {limit:?}"),
             Error::Unavailable => f.write_str("redis is unavailable; the cache is failing open"),
+            Error::NotInstalled => {
+                f.write_str("no cache installed; call `redis_cached::install` or name one with `cache = ...`")
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use crate::coalesce::Flights;
 
 /// Whom a fill announcement concerns in this process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Wake {
     pub(crate) fills: Arc<FillWaiters>,
     pub(crate) flights: Arc<Flights>,

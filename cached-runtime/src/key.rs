@@ -1,7 +1,8 @@
 //! Rendering keys: escaping placeholder values and adding the prefix and hash tag.
 //!
 //! A full key is `<prefix>{<rendered>}`: the braces are a Redis Cluster hash tag, so
-//! the value and its lease (`<full key>:lease`) always share one slot. A template that
+//! the value, its lease (`<full key>:lease`) and its fence (`<full key>:fence`) always
+//! share one slot. A template that
 //! already has a `{...}` tag keeps it and gets no second one. Placeholder values are
 //! percent-encoded where they could forge structure: `%`, `{`, `}`, `:`, whitespace,
 //! control characters, and every character the template puts between placeholders.
@@ -19,7 +20,10 @@ pub struct KeyBuilder {
 }
 
 impl KeyBuilder {
-    /// Starts a key whose placeholder values also escape every char of `separators`.
+    /// Starts a key of `capacity` bytes (a first guess) whose placeholder values also
+    /// escape every char of `separators`. When a key has several values, pass the text
+    /// between them as `separators`, or two different argument lists could build the
+    /// same key (`("1:2", "3")` and `("1", "2:3")` around a `:` when `:` is not passed).
     #[must_use]
     pub fn new(capacity: usize, separators: &'static str) -> Self {
         Self {

@@ -4,9 +4,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::DEFAULT_LEASE;
-use crate::backend::{Lease, Store};
-use crate::cache::Inner;
+use crate::backend::Lease;
+use crate::cache::{Cache, Inner};
 
 /// A 128-bit token unique to this load: two per-process random hash keys over a counter.
 pub(crate) fn new_token() -> String {
@@ -28,16 +27,18 @@ pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
 /// future, failed fill). The release runs on a spawned task; the lease's expiry is the
 /// backstop.
 pub(crate) struct LeaseGuard {
-    store: Store,
+    cache: Cache,
     lease: Lease,
+    duration: Duration,
     armed: bool,
 }
 
 impl LeaseGuard {
-    pub(crate) fn new(store: &Store, lease: Lease) -> Self {
+    pub(crate) fn new(cache: &Cache, lease: Lease, duration: Duration) -> Self {
         Self {
-            store: store.clone(),
+            cache: cache.clone(),
             lease,
+            duration,
             armed: false,
         }
     }
@@ -63,17 +64,25 @@ impl Drop for LeaseGuard {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(release(self.store.clone(), self.lease.clone()));
+            runtime.spawn(release(self.cache.clone(), self.lease.clone(), self.duration));
         }
     }
 }
 
 /// Releases `lease`, retrying while Redis is unreachable (the request that took the lease
 /// may still run when it comes back) until the lease would have expired anyway.
-async fn release(store: Store, lease: Lease) {
+async fn release(cache: Cache, lease: Lease, duration: Duration) {
     let mut pause = Duration::from_millis(50);
     let mut waited = Duration::ZERO;
-    while store.release(&lease).await.is_err() && waited < DEFAULT_LEASE {
+    loop {
+        match cache.inner.store.release(&lease).await {
+            Ok(()) => return,
+            Err(e) if waited >= duration => {
+                cache.inner.failed(e);
+                return;
+            }
+            Err(_) => {}
+        }
         tokio::time::sleep(pause).await;
         waited += pause;
         pause = (pause * 2).min(Duration::from_secs(1));
@@ -88,8 +97,11 @@ pub(crate) async fn hold_lease<F: Future>(inner: &Inner, lease: &Lease, duration
     let renew = async {
         loop {
             tokio::time::sleep(period).await;
-            if let Err(e) = inner.store.extend(lease, duration).await {
-                inner.failed(e);
+            match inner.store.extend(lease, duration).await {
+                Ok(true) => {}
+                // Invalidated or expired: the fill will fail; nothing left to renew.
+                Ok(false) => break,
+                Err(e) => inner.failed(e),
             }
         }
     };
@@ -97,7 +109,7 @@ pub(crate) async fn hold_lease<F: Future>(inner: &Inner, lease: &Lease, duration
     tokio::select! {
         biased;
         out = &mut load => out,
-        // `renew` never ends; should it, the load still runs to the end.
+        // Renewal stops when the lease is gone; the load still runs to the end.
         () = renew => load.await,
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::Codec;
 
-/// The lease of a load when `lock` names none.
+/// The lease of `lock` when it names none, and the lifetime of the fence that every
+/// load without `lock` joins.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// The storage settings of one cached function: the `#[redis_cached]` arguments, for

@@ -4,12 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::key::KeyBuilder;
-pub use crate::{Cache, Cacheable, Codec, Error, Policy};
+pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, Error, Policy};
 pub use core::time::Duration;
 
 use crate::cache::installed;
 use crate::read_through::read_through;
-use crate::shape::{Fallible, Optional, Plain, ResultOption};
+use crate::shape::{Fallible, Optional, Plain, ResultOption, Shape};
 
 /// Where the expansion gets its cache when the attribute names none.
 #[must_use]
@@ -66,6 +66,22 @@ fn not_installed(policy: &Policy) {
     }
 }
 
+/// Reads through `cache`, or runs the loader when there is none.
+async fn call<S: Shape>(
+    cache: Option<&Cache>,
+    policy: &Policy,
+    key: &str,
+    load: impl Future<Output = S::Output>,
+) -> S::Output {
+    match cache {
+        Some(cache) => read_through::<S>(cache, policy, key, load).await,
+        None => {
+            not_installed(policy);
+            load.await
+        }
+    }
+}
+
 /// `-> T`
 pub async fn plain<T: Cacheable>(
     cache: Option<&Cache>,
@@ -73,13 +89,7 @@ pub async fn plain<T: Cacheable>(
     key: &str,
     load: impl Future<Output = T>,
 ) -> T {
-    match cache {
-        Some(cache) => read_through::<Plain<T>>(cache, policy, key, load).await,
-        None => {
-            not_installed(policy);
-            load.await
-        }
-    }
+    call::<Plain<T>>(cache, policy, key, load).await
 }
 
 /// `-> Option<T>`
@@ -89,13 +99,7 @@ pub async fn option<T: Cacheable>(
     key: &str,
     load: impl Future<Output = Option<T>>,
 ) -> Option<T> {
-    match cache {
-        Some(cache) => read_through::<Optional<T>>(cache, policy, key, load).await,
-        None => {
-            not_installed(policy);
-            load.await
-        }
-    }
+    call::<Optional<T>>(cache, policy, key, load).await
 }
 
 /// `-> Result<T, E>`
@@ -108,13 +112,7 @@ pub async fn result<T: Cacheable, E>(
     key: &str,
     load: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    match cache {
-        Some(cache) => read_through::<Fallible<T, E>>(cache, policy, key, load).await,
-        None => {
-            not_installed(policy);
-            load.await
-        }
-    }
+    call::<Fallible<T, E>>(cache, policy, key, load).await
 }
 
 /// `-> Result<Option<T>, E>`
@@ -127,13 +125,7 @@ pub async fn result_option<T: Cacheable, E>(
     key: &str,
     load: impl Future<Output = Result<Option<T>, E>>,
 ) -> Result<Option<T>, E> {
-    match cache {
-        Some(cache) => read_through::<ResultOption<T, E>>(cache, policy, key, load).await,
-        None => {
-            not_installed(policy);
-            load.await
-        }
-    }
+    call::<ResultOption<T, E>>(cache, policy, key, load).await
 }
 
 /// The full key of `f_key`: with no cache, the rendered key with its hash tag only.
@@ -145,17 +137,17 @@ pub fn full_key(cache: Option<&Cache>, rendered: &str) -> String {
     }
 }
 
-/// `f_invalidate`: with no cache, nothing is cached, so there is nothing to do.
+/// `f_invalidate`.
 ///
 /// # Errors
-/// See [`Cache::invalidate`].
+/// See [`Cache::invalidate`]; [`Error::NotInstalled`] with no cache, since the caches
+/// of other processes may well hold the value.
 pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Error> {
     match cache {
         Some(cache) => cache.invalidate(rendered).await,
-        None => Ok(()),
+        None => Err(Error::NotInstalled),
     }
 }
-
 /// The stored bytes of `value` (envelope and payload), for the micro benchmarks;
 /// `None` when the value cannot be stored.
 #[must_use]

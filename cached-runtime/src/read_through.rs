@@ -57,15 +57,16 @@ pub(crate) async fn read_through<S: Shape>(
     }
     Counters::bump(&counters.misses);
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
-    Box::pin(miss::<S>(inner, policy, &key, load)).await
+    Box::pin(miss::<S>(cache, policy, &key, load)).await
 }
 
 /// After a miss: share a load already running in this process, or lead one.
-async fn miss<S: Shape>(inner: &Inner, policy: &Policy, key: &str, load: impl Future<Output = S::Output>) -> S::Output {
+async fn miss<S: Shape>(cache: &Cache, policy: &Policy, key: &str, load: impl Future<Output = S::Output>) -> S::Output {
+    let inner = &*cache.inner;
     let counters = &inner.counters;
     loop {
         match inner.flights.join(key) {
-            Join::Leader(flight) => return lead::<S>(inner, policy, key, load, flight).await,
+            Join::Leader(flight) => return lead::<S>(cache, policy, key, load, flight).await,
             // Bounded, in case the leader's future is kept but no longer polled.
             Join::Waiter(waiter) => match coalesce::wait(waiter, policy.wait_budget().saturating_mul(2)).await {
                 Outcome::Done(shared) => {
@@ -117,12 +118,13 @@ fn output<T>(answer: Answer<T>) -> T {
 
 /// The flight leader: get the lease (or wait for its holder to finish), load, fill.
 async fn lead<S: Shape>(
-    inner: &Inner,
+    cache: &Cache,
     policy: &Policy,
     key: &str,
     load: impl Future<Output = S::Output>,
     flight: LeaderGuard<'_>,
 ) -> S::Output {
+    let inner = &*cache.inner;
     let exclusive = policy.lock.is_some();
     let lease = Lease {
         key: key.to_owned(),
@@ -130,8 +132,8 @@ async fn lead<S: Shape>(
         token: new_token(),
         exclusive,
     };
-    let mut guard = LeaseGuard::new(&inner.store, lease);
     let duration = policy.lease();
+    let mut guard = LeaseGuard::new(cache, lease, duration);
     // Registered before the first request, so no fill or release can slip by unseen.
     let registration = inner.fills.register(key);
     // Past this, stop waiting for a holder that keeps renewing and load (fail open).
@@ -195,7 +197,7 @@ async fn lead<S: Shape>(
     Counters::bump(&inner.counters.loads);
     let out = if fenced {
         let out = hold_lease(inner, guard.lease(), duration, load).await;
-        if store::<S>(inner, policy, guard.lease(), &out).await {
+        if fill_or_release::<S>(inner, policy, guard.lease(), &out).await {
             guard.disarm();
         }
         out
@@ -213,14 +215,14 @@ fn finish<S: Shape>(flight: LeaderGuard<'_>, out: S::Output) -> S::Output {
 
 /// Stores the loader's result under the lease, or gives the lease up. True when the
 /// lease was dealt with; false leaves it to the guard's release.
-async fn store<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease, out: &S::Output) -> bool {
+async fn fill_or_release<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease, out: &S::Output) -> bool {
     let entry = match S::classify(out) {
         Loaded::Value(value) => match codec::encode_value(value, policy.codec, policy.version) {
             Ok(bytes) => Some((bytes, policy.ttl)),
             Err(why) => {
                 Counters::bump(&inner.counters.unstorable);
                 if policy.first_unstorable() {
-                    unstorable(policy, &why);
+                    log_unstorable(policy, &why);
                 }
                 None
             }
@@ -251,7 +253,7 @@ async fn store<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease, out: &S:
 }
 
 /// Says once per function, loudly, why its values are not cached and what to do.
-fn unstorable(policy: &Policy, why: &Unstorable) {
+fn log_unstorable(policy: &Policy, why: &Unstorable) {
     match why {
         Unstorable::TooLarge(bytes) => tracing::error!(
             function = policy.name,

@@ -9,7 +9,7 @@ use crate::coalesce::{Outcome, Shared};
 /// A type whose values a cache can store and hand to concurrent callers.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be cached",
-    label = "the cached value must implement `Serialize`, `DeserializeOwned` and `Clone`",
+    label = "the cached value must implement `Serialize`, `DeserializeOwned` and `Clone`, and be `Send + Sync + 'static`",
     note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
 )]
 pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}

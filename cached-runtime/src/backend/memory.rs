@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache as Moka;
 
 use super::{Acquire, Lease};
@@ -70,6 +71,7 @@ impl MemoryStore {
         Self {
             values: Moka::builder()
                 .max_capacity(MAX_ENTRIES)
+                .eviction_policy(EvictionPolicy::lru())
                 .expire_after(StoredTtl)
                 .build(),
             claims: Mutex::new(HashMap::new()),

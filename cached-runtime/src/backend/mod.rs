@@ -25,9 +25,7 @@ impl StoreError {
     /// What the user can do about it, where the error says.
     pub(crate) fn hint(&self) -> &'static str {
         match self {
-            StoreError::Redis(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
-                "the Redis user lacks a permission the cache needs; grant the README's ACL line"
-            }
+            StoreError::Redis(e) => hint(e),
             _ => "",
         }
     }
@@ -38,6 +36,15 @@ impl StoreError {
             StoreError::Timeout(limit) => crate::Error::Timeout(limit),
             StoreError::Redis(e) => crate::Error::Redis(e),
         }
+    }
+}
+
+/// What the user can do about `e`, where the error says.
+pub(crate) fn hint(e: &redis::RedisError) -> &'static str {
+    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) {
+        "the Redis user lacks a permission the cache needs; grant the README's ACL line"
+    } else {
+        ""
     }
 }
 

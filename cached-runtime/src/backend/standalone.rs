@@ -413,12 +413,13 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
             }
             failed => {
                 if let Some(suppressed) = failures_logged.admit() {
-                    let error = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => format!("no answer within {:?}", store.connect_timeout),
+                    let (error, hint) = match &failed {
+                        Ok(Err(e)) => (e.to_string(), super::hint(e)),
+                        _ => (format!("no answer within {:?}", store.connect_timeout), ""),
                     };
                     tracing::warn!(
                         %error,
+                        hint,
                         suppressed,
                         "redis-cached: cannot connect to redis; calls fail open and the cache keeps trying"
                     );
@@ -435,6 +436,7 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
 /// Keeps one subscription to the fills channel and passes its messages on.
 async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch::Receiver<()>) {
     let mut backoff = MIN_BACKOFF;
+    let failures_logged = RateLimited::new();
     loop {
         let subscribe = async {
             let mut pubsub = store.client.get_async_pubsub().await?;
@@ -458,7 +460,19 @@ async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch
                 }
                 store.subscribed.store(false, Ordering::Relaxed);
             }
-            Ok(Err(_)) | Err(_) => {
+            failed => {
+                if let Some(suppressed) = failures_logged.admit() {
+                    let (error, hint) = match &failed {
+                        Ok(Err(e)) => (e.to_string(), super::hint(e)),
+                        _ => (format!("no answer within {:?}", store.connect_timeout), ""),
+                    };
+                    tracing::warn!(
+                        %error,
+                        hint,
+                        suppressed,
+                        "redis-cached: cannot subscribe to fill messages; waiters poll instead"
+                    );
+                }
                 if !pause(backoff, &mut shutdown).await {
                     return;
                 }

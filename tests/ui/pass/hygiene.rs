@@ -69,6 +69,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        redis_cached::install(redis_cached::Cache::in_memory());
         assert_eq!(shadowed::product(&query).await.unwrap().unwrap().id, 5);
         assert_eq!(shadowed::count().await, 3);
         assert_eq!(store.name(9).await.as_deref(), Some("9"));
