@@ -51,9 +51,32 @@
 /// async fn get_product_invalidate(id: u64) -> Result<(), redis_cached::Error> { /* ... */ }
 /// ```
 pub use redis_cached_macro::redis_cached;
+
+/// Invalidates keys after an async fn succeeds (evict on write).
+///
+/// ```no_run
+/// use redis_cached::redis_invalidate;
+///
+/// struct Product { id: u64 }
+/// #[derive(Debug)]
+/// struct DbError;
+///
+/// #[redis_invalidate(key = "product:<product.id>", key = "product:<product.id>:related")]
+/// async fn save_product(product: &Product) -> Result<(), DbError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// The keys use `#[redis_cached]`'s template rules and escaping, and are rendered before
+/// the body runs (it may consume its arguments). After the body returns they are
+/// invalidated, unless it returned `Err`. Invalidation fails open: a key Redis did not
+/// confirm is counted, logged and retried in the background for up to
+/// [`INVALIDATION_RETRY`]; meanwhile the old value may still be served. `cache = EXPR`
+/// names the cache, as for `#[redis_cached]`.
+pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
-    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_LEASE, Error, KeyBuilder, Policy, Stats, install,
-    redis,
+    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_LEASE, Error, INVALIDATION_RETRY, KeyBuilder, Policy,
+    Stats, install, redis,
 };
 
 #[doc(hidden)]

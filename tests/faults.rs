@@ -235,3 +235,22 @@ async fn a_dead_owners_lease_still_expires() {
         "it waited for the dead owner's lease first"
     );
 }
+
+/// An invalidation Redis did not confirm (its request was lost) is retried in the
+/// background, so the old value does not outlive the outage by its whole ttl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_lost_in_a_black_hole_is_retried_in_the_background() {
+    let (_redis, proxy, db) = through_proxy().await;
+    calls_succeed(&db, [8, 8]).await;
+    proxy.set(Fault::BlackHole);
+    assert_eq!(
+        db.update_product(8, false).await,
+        Ok(1),
+        "the write succeeds; its invalidation fails open"
+    );
+    proxy.set(Fault::None);
+    eventually("the retried invalidation evicts the old value", async || {
+        db.product(8).await == Ok(Some(product(8, 1)))
+    })
+    .await;
+}

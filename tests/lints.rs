@@ -4,7 +4,7 @@
 
 use std::fmt::Display;
 
-use redis_cached::{Cache, redis_cached};
+use redis_cached::{Cache, redis_cached, redis_invalidate};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,11 @@ where
     Ok(source(key.into()))
 }
 
+#[redis_invalidate(key = "plain:<id>", key = "option:<id>")]
+async fn save(id: u64) -> Result<u64, LoadError> {
+    if id == 0 { Err(LoadError) } else { Ok(id) }
+}
+
 struct Service {
     cache: Cache,
     region: String,
@@ -74,4 +79,6 @@ async fn every_shape_runs() {
     assert_eq!(service.describe(&Item { id: 2 }).await, "2 in eu");
     assert_eq!(service.describe_key(&Item { id: 2 }), "{svc:eu:2}");
     service.describe_invalidate(&Item { id: 2 }).await.unwrap();
+    assert!(save(0).await.is_err());
+    assert_eq!(save(1).await.unwrap(), 1);
 }

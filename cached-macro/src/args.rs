@@ -145,6 +145,50 @@ fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, errors: &
     }
 }
 
+/// The arguments of `#[redis_invalidate]`.
+#[derive(Default)]
+pub(crate) struct InvalidateArgs {
+    /// Every `key = "..."`, in order.
+    pub(crate) keys: Vec<LitStr>,
+    pub(crate) cache: Option<Expr>,
+}
+
+const VALID_INVALIDATE: &str = "`key` (one or more) and `cache`";
+
+/// Parses `#[redis_invalidate]`'s arguments; every error found is returned at once.
+pub(crate) fn parse_invalidate(tokens: TokenStream) -> Result<InvalidateArgs, syn::Error> {
+    let mut args = InvalidateArgs::default();
+    let mut errors: Vec<syn::Error> = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let Some(name) = meta.path.get_ident().map(ToString::to_string) else {
+            return Err(meta.error(format!("unknown argument; expected {VALID_INVALIDATE}")));
+        };
+        let span = meta.path.span_of_ident();
+        match name.as_str() {
+            "key" => args.keys.push(meta.value()?.parse()?),
+            "cache" => {
+                let cache: Expr = meta.value()?.parse()?;
+                set_once(&mut args.cache, cache, span, "cache", &mut errors);
+            }
+            _ => {
+                if meta.input.peek(syn::Token![=]) {
+                    let _: Expr = meta.value()?.parse()?;
+                }
+                errors.push(syn::Error::new(
+                    span,
+                    format!("unknown argument `{name}`; expected {VALID_INVALIDATE}"),
+                ));
+            }
+        }
+        Ok(())
+    });
+    parser.parse2(tokens)?;
+    match combine(errors) {
+        Some(error) => Err(error),
+        None => Ok(args),
+    }
+}
+
 /// `300` (seconds) or `"5m"` (ms, s, m, h, d). A bad value is recorded and `None` returned.
 fn duration(meta: &ParseNestedMeta<'_>, name: &str, errors: &mut Vec<syn::Error>) -> syn::Result<Option<Millis>> {
     let lit: Lit = meta.value()?.parse()?;

@@ -30,6 +30,119 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
     }
 }
 
+/// Expands `#[redis_invalidate(key = "...", ..., cache = ...)] function`: the keys are
+/// rendered before the body runs (it may consume its arguments), and invalidated after
+/// it returns, unless it returned `Err`. Errors come back as for `#[redis_cached]`.
+pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote!(#error #item);
+        }
+    };
+    match plan_invalidate(args, &function) {
+        Ok(plan) => generate_invalidate(&function, &plan),
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#error #function)
+        }
+    }
+}
+
+/// `#[redis_invalidate]` checked: its arguments, each key with its parsed template, the fn.
+struct InvalidatePlan {
+    args: args::InvalidateArgs,
+    keys: Vec<(syn::LitStr, Template)>,
+    sig: Signature,
+}
+
+fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePlan, syn::Error> {
+    let mut errors = Vec::new();
+    let parsed = args::parse_invalidate(args).map_err(|e| errors.push(e)).ok();
+    let sig = sig::check(function, "redis_invalidate")
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(args), Some(sig)) = (parsed, sig) else {
+        return Err(args::combine(errors).unwrap_or_else(|| {
+            syn::Error::new(
+                Span::call_site(),
+                "internal error in `#[redis_invalidate]`; please report",
+            )
+        }));
+    };
+    if args.keys.is_empty() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            format!(
+                "`#[redis_invalidate]` needs at least one `key`, e.g. `key = \"{}:<id>\"`",
+                function.sig.ident
+            ),
+        ));
+    }
+    let mut keys = Vec::new();
+    for key in &args.keys {
+        match Template::parse(&key.value()) {
+            Err(why) => errors.push(syn::Error::new(key.span(), why)),
+            Ok(template) => {
+                for placeholder in template.placeholders() {
+                    if let Err(why) = check_placeholder(placeholder, &sig) {
+                        errors.push(syn::Error::new(key.span(), why));
+                    }
+                }
+                keys.push((key.clone(), template));
+            }
+        }
+    }
+    match args::combine(errors) {
+        Some(error) => Err(error),
+        None => Ok(InvalidatePlan { args, keys, sig }),
+    }
+}
+
+fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream {
+    let (args, keys, sig) = (&plan.args, &plan.keys, &plan.sig);
+    let attrs = &function.attrs;
+    let vis = &function.vis;
+    let signature = &function.sig;
+    let name = signature.ident.to_string();
+    let block = &function.block;
+    let renders = keys.iter().map(|(key, template)| render(template, key, sig));
+    let (cache_let, cache_ref) = cache(args.cache.as_ref());
+    let output = match &signature.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let succeeded = match &sig.returns {
+        Returns::Result(_) | Returns::ResultOption(_) => {
+            quote!(::core::result::Result::is_ok(&__redis_cached_out))
+        }
+        Returns::Plain(_) | Returns::Option(_) => quote!(true),
+    };
+    quote! {
+        #(#attrs)*
+        #vis #signature {
+            // Rendered first: the body may consume the arguments the keys use.
+            let __redis_cached_keys = [#(#renders),*];
+            let __redis_cached_out: #output = async move {
+                // Pins the block's type to the fn's, so `?` and `return` in the body work.
+                #[allow(unreachable_code, clippy::diverging_sub_expression, reason = "a type hint, never run")]
+                if false {
+                    let __redis_cached_type: #output = loop {};
+                    return __redis_cached_type;
+                }
+                #block
+            }
+            .await;
+            if #succeeded {
+                #cache_let
+                ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys).await;
+            }
+            __redis_cached_out
+        }
+    }
+}
+
 /// Everything checked; what generation needs.
 struct Plan {
     args: Args,
@@ -42,7 +155,7 @@ struct Plan {
 fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
     let mut errors = Vec::new();
     let parsed = args::parse(args).map_err(|e| errors.push(e)).ok();
-    let sig = sig::check(function).map_err(|e| errors.push(e)).ok();
+    let sig = sig::check(function, "redis_cached").map_err(|e| errors.push(e)).ok();
     let (Some(args), Some(sig)) = (parsed, sig) else {
         return Err(args::combine(errors).unwrap_or_else(|| {
             syn::Error::new(Span::call_site(), "internal error in `#[redis_cached]`; please report")
@@ -195,8 +308,8 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     };
 
     let policy = policy(name, plan);
-    let render = render(plan);
-    let (cache_let, cache_ref) = cache(plan);
+    let render = render(&plan.template, &plan.key, &plan.sig);
+    let (cache_let, cache_ref) = cache(plan.args.cache.as_ref());
     let value_ty = plan.sig.returns.value();
     let span = value_ty.span();
     let entry = match &plan.sig.returns {
@@ -308,13 +421,13 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
 }
 
 /// An expression rendering the template into a `String` (no prefix, no hash tag).
-fn render(plan: &Plan) -> TokenStream {
-    let capacity = plan.template.literal_len();
-    let separators = plan.template.separators();
-    let pushes = plan.template.segments.iter().map(|segment| match segment {
+fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStream {
+    let capacity = template.literal_len();
+    let separators = template.separators();
+    let pushes = template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
         Segment::Placeholder(placeholder) => {
-            let (span, value) = placeholder_expr(placeholder, plan);
+            let (span, value) = placeholder_expr(placeholder, key, sig);
             quote_spanned!(span=> __redis_cached_builder.value(#value);)
         }
     });
@@ -327,17 +440,16 @@ fn render(plan: &Plan) -> TokenStream {
 
 /// `&param.field`: the root spanned at the parameter's name (a missing `Display` is
 /// reported there), the fields at the key literal (where a wrong field was written).
-fn placeholder_expr(placeholder: &Placeholder, plan: &Plan) -> (Span, TokenStream) {
+fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> (Span, TokenStream) {
     let span = if placeholder.root == "self" {
-        plan.sig.receiver.unwrap_or_else(Span::call_site)
+        sig.receiver.unwrap_or_else(Span::call_site)
     } else {
-        plan.sig
-            .param(&placeholder.root)
+        sig.param(&placeholder.root)
             .and_then(|p| p.ident.as_ref())
-            .map_or_else(|| plan.key.span(), Ident::span)
+            .map_or_else(|| key.span(), Ident::span)
     };
     let root = Ident::new(&placeholder.root, span);
-    let key_span = plan.key.span();
+    let key_span = key.span();
     let fields = placeholder.fields.iter().map(|field| {
         let member: syn::Member = match field.parse::<u32>() {
             Ok(index) => syn::Member::Unnamed(syn::Index { index, span: key_span }),
@@ -349,8 +461,8 @@ fn placeholder_expr(placeholder: &Placeholder, plan: &Plan) -> (Span, TokenStrea
 }
 
 /// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.
-fn cache(plan: &Plan) -> (TokenStream, TokenStream) {
-    match &plan.args.cache {
+fn cache(expr: Option<&syn::Expr>) -> (TokenStream, TokenStream) {
+    match expr {
         Some(expr) => (
             quote_spanned! {expr.span()=>
                 let __redis_cached_cache = ::redis_cached::__private::AsCache::as_cache(&(#expr));

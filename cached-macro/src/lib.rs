@@ -1,4 +1,4 @@
-//! The `#[redis_cached]` attribute. Use it through the `redis-cached` crate, whose
+//! The `#[redis_cached]` and `#[redis_invalidate]` attributes. Use it through the `redis-cached` crate, whose
 //! docs describe every argument; this crate only forwards to `expand`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
@@ -11,4 +11,10 @@ mod sig;
 #[proc_macro_attribute]
 pub fn redis_cached(args: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
     expand::redis_cached(args.into(), item.into()).into()
+}
+
+/// Invalidates keys after an async fn succeeds. See the `redis-cached` crate docs.
+#[proc_macro_attribute]
+pub fn redis_invalidate(args: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    expand::redis_invalidate(args.into(), item.into()).into()
 }

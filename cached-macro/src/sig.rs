@@ -66,19 +66,20 @@ impl Signature {
     }
 }
 
-pub(crate) fn check(function: &ItemFn) -> Result<Signature, syn::Error> {
+/// Checks `function` for the attribute `attribute` (named in the errors).
+pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn::Error> {
     let sig = &function.sig;
     let mut errors = Vec::new();
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span,
-            format!("`#[redis_cached]` needs an async fn; write `async fn {}`", sig.ident),
+            format!("`#[{attribute}]` needs an async fn; write `async fn {}`", sig.ident),
         ));
     }
     if let Some(variadic) = &sig.variadic {
         errors.push(syn::Error::new(
             variadic.span(),
-            "`#[redis_cached]` cannot cache a variadic fn",
+            format!("`#[{attribute}]` cannot take a variadic fn"),
         ));
     }
     let mut receiver = None;
@@ -153,7 +154,10 @@ mod tests {
 
     fn shape(function: &str) -> (String, String) {
         let function: ItemFn = syn::parse_str(function).unwrap();
-        let returns = check(&function).map_err(|e| e.to_string()).unwrap().returns;
+        let returns = check(&function, "redis_cached")
+            .map_err(|e| e.to_string())
+            .unwrap()
+            .returns;
         let kind = match returns {
             Returns::Plain(_) => "plain",
             Returns::Option(_) => "option",
@@ -182,7 +186,7 @@ mod tests {
     #[test]
     fn requires_async() {
         let function: ItemFn = syn::parse_str("fn get() -> u8 { 1 }").unwrap();
-        let error = check(&function).err().unwrap().to_string();
+        let error = check(&function, "redis_cached").err().unwrap().to_string();
         assert_eq!(error, "`#[redis_cached]` needs an async fn; write `async fn get`");
     }
 }

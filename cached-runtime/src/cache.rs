@@ -114,6 +114,20 @@ impl Cache {
         self.inner.store.delete(&key).await.map_err(StoreError::into_error)
     }
 
+    /// What `#[redis_invalidate]` does after its fn succeeded: invalidates `key` (as
+    /// rendered) and, if Redis does not confirm, counts and logs it and keeps retrying in
+    /// the background for up to [`INVALIDATION_RETRY`] instead of forgetting it.
+    pub(crate) async fn invalidate_or_retry(&self, key: &str) {
+        let key = self.key(key);
+        self.inner.flights.detach(&key);
+        if let Err(e) = self.inner.store.delete(&key).await {
+            self.inner.failed(e);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(retry_invalidation(self.clone(), key));
+            }
+        }
+    }
+
     /// The full Redis key of a rendered key: prefix and hash tag added.
     #[must_use]
     pub fn key(&self, rendered: &str) -> String {
@@ -149,6 +163,35 @@ impl Inner {
                     );
                 }
             }
+        }
+    }
+}
+
+/// How long an invalidation that Redis did not confirm is retried in the background.
+pub const INVALIDATION_RETRY: Duration = Duration::from_secs(30);
+
+/// Retries deleting `key` (a full key) with a growing pause until Redis confirms or
+/// [`INVALIDATION_RETRY`] has passed; then says, loudly, that the value may be stale.
+async fn retry_invalidation(cache: Cache, key: String) {
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        tokio::time::sleep(pause).await;
+        match cache.inner.store.delete(&key).await {
+            Ok(()) => {
+                cache.inner.flights.detach(&key);
+                tracing::info!(key, "redis-cached: a delayed invalidation went through");
+                return;
+            }
+            Err(_) if start.elapsed() >= INVALIDATION_RETRY => {
+                tracing::error!(
+                    key,
+                    "redis-cached: could not invalidate for {INVALIDATION_RETRY:?}; the old value may be served \
+                     until its ttl"
+                );
+                return;
+            }
+            Err(_) => pause = (pause * 2).min(Duration::from_secs(2)),
         }
     }
 }

@@ -22,7 +22,7 @@ mod stats;
 #[doc(hidden)]
 pub mod private;
 
-pub use cache::{Cache, install};
+pub use cache::{Cache, INVALIDATION_RETRY, install};
 pub use codec::{Codec, DECODE_LIMIT};
 pub use config::CacheBuilder;
 pub use error::Error;

@@ -148,6 +148,25 @@ pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Err
         None => Err(Error::NotInstalled),
     }
 }
+/// `#[redis_invalidate]`, after its fn succeeded: invalidates every key (rendered),
+/// failing open (counted, logged, retried in the background).
+pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, keys: &[String]) {
+    let Some(cache) = cache else {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                function,
+                "redis-cached: no cache installed and none named; nothing was invalidated. \
+                 Call `redis_cached::install(cache)` at startup or add `cache = ...`."
+            );
+        }
+        return;
+    };
+    for key in keys {
+        cache.invalidate_or_retry(key).await;
+    }
+}
+
 /// The stored bytes of `value` (envelope and payload), for the micro benchmarks;
 /// `None` when the value cannot be stored.
 #[must_use]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis_cached::{Cache, redis_cached};
+use redis_cached::{Cache, redis_cached, redis_invalidate};
 use serde::{Deserialize, Serialize};
 
 use crate::support::eventually;
@@ -35,6 +35,7 @@ macro_rules! behaviour_tests {
             a_dropped_caller_hands_over_to_waiters,
             another_version_or_codec_is_a_miss,
             a_call_after_invalidate_does_not_join_the_older_load,
+            redis_invalidate_evicts_every_key_on_ok_and_none_on_err,
             values_the_codec_cannot_read_back_are_not_stored,
         );
     };
@@ -152,6 +153,16 @@ impl Db {
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("product {id} exists"))
+    }
+
+    /// Writes product `id` (a new generation) and evicts what depends on it, unless the
+    /// write is rejected.
+    #[redis_invalidate(key = "product:<id>", key = "short:<id>", cache = self.cache)]
+    pub async fn update_product(&self, id: u64, reject: bool) -> Result<u64, DbError> {
+        if reject {
+            return Err(DbError("rejected".into()));
+        }
+        Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     #[redis_cached(key = "maybe:<id>", ttl = 60, cache = self.cache)]
@@ -402,4 +413,16 @@ pub async fn a_call_after_invalidate_does_not_join_the_older_load(db: &Arc<Db>) 
         Ok(Some(product(61, 1))),
         "the old load was not stored"
     );
+}
+
+pub async fn redis_invalidate_evicts_every_key_on_ok_and_none_on_err(db: &Db) {
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 0))));
+    assert_eq!(db.short_lived(4).await, product(4, 0));
+    assert_eq!(db.update_product(4, true).await, Err(DbError("rejected".into())));
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 0))), "an `Err` evicts nothing");
+    assert_eq!(db.loads(), 2);
+    assert_eq!(db.update_product(4, false).await, Ok(1));
+    assert_eq!(db.product(4).await, Ok(Some(product(4, 1))), "evicted on `Ok`");
+    assert_eq!(db.short_lived(4).await, product(4, 1), "every key is evicted");
+    assert_eq!(db.loads(), 4);
 }

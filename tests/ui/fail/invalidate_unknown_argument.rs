@@ -1,0 +1,9 @@
+use redis_cached::redis_invalidate;
+
+#[redis_invalidate(key = "product:<id>", ttl = 300)]
+async fn save_product(id: u64) -> Result<(), String> {
+    let _ = id;
+    Ok(())
+}
+
+fn main() {}
