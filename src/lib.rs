@@ -26,6 +26,8 @@
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
 /// - `codec = "bincode" | "msgpack" | "json"`: the value codec (bincode by default).
 /// - `version = N`: values stored under another version are misses.
+/// - `jitter = "10%"` or `jitter = 0`: a random share taken off each stored ttl (5% by
+///   default, at most 50%).
 ///
 /// The crate docs describe each one, what happens under concurrency and how Redis
 /// failures fail open.
@@ -75,8 +77,8 @@ pub use redis_cached_macro::redis_cached;
 /// names the cache, as for `#[redis_cached]`.
 pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
-    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_LEASE, Error, INVALIDATION_RETRY, KeyBuilder, Policy,
-    Stats, install, redis,
+    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, Error,
+    INVALIDATION_RETRY, KeyBuilder, Policy, Stats, install, redis,
 };
 
 #[doc(hidden)]

@@ -46,7 +46,8 @@ async fn keys_have_the_prefix_and_one_hash_tag_and_the_ttl_asked_for() {
     let mut conn = redis.conn();
     assert_eq!(db.product_key(42), "shop:{product:42}");
     let value_ttl: i64 = conn.pttl("shop:{product:42}").unwrap();
-    assert!((59_000..=60_000).contains(&value_ttl), "value pttl {value_ttl}");
+    // The default jitter takes up to 5% off.
+    assert!((57_000..=60_000).contains(&value_ttl), "value pttl {value_ttl}");
     let negative_ttl: i64 = conn.pttl("shop:{product:0}").unwrap();
     assert!((1..=400).contains(&negative_ttl), "negative pttl {negative_ttl}");
     assert!(
@@ -330,4 +331,45 @@ async fn bad_urls_and_prefixes_are_refused() {
         Cache::builder().prefix("a{b}").build().await,
         Err(redis_cached::Error::InvalidConfig(_))
     ));
+}
+
+struct Spread {
+    cache: Cache,
+}
+
+impl Spread {
+    #[redis_cached::redis_cached(key = "spread:<id>", ttl = 100, jitter = "20%", cache = self.cache)]
+    async fn spread(&self, id: u64) -> u64 {
+        id
+    }
+
+    #[redis_cached::redis_cached(key = "exact:<id>", ttl = 100, jitter = 0, cache = self.cache)]
+    async fn exact(&self, id: u64) -> u64 {
+        id
+    }
+}
+
+/// Keys written together get ttls spread over the jitter window; `jitter = 0` keeps the
+/// ttl exact.
+#[tokio::test]
+async fn jitter_spreads_the_expiry_of_keys_written_together() {
+    let redis = RedisServer::start();
+    let spread = Spread {
+        cache: redis.cache("shop:").await,
+    };
+    let mut conn = redis.conn();
+    let mut ttls = Vec::new();
+    for id in 0..40 {
+        spread.spread(id).await;
+        spread.exact(id).await;
+        ttls.push(conn.pttl::<_, i64>(spread.spread_key(id)).unwrap());
+        let exact: i64 = conn.pttl(spread.exact_key(id)).unwrap();
+        assert!((99_000..=100_000).contains(&exact), "exact pttl {exact}");
+    }
+    assert!(
+        ttls.iter().all(|t| (79_000..=100_000).contains(t)),
+        "within the 20% window: {ttls:?}"
+    );
+    let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
+    assert!(max - min > 5_000, "spread over the window, not bunched: {ttls:?}");
 }

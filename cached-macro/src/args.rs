@@ -5,7 +5,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, Lit, LitStr};
 
-const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `cache`, `codec`, `version`";
+const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `cache`, `codec`, `version`, `jitter`";
 
 /// A duration in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,8 @@ pub(crate) struct Args {
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<CodecName>,
     pub(crate) version: Option<u32>,
+    /// Percent of the ttl taken off at random.
+    pub(crate) jitter: Option<u32>,
 }
 
 /// Parses the arguments; every error found is returned at once.
@@ -101,6 +103,25 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
                     Err(_) => errors.push(syn::Error::new(
                         version.span(),
                         "`version` must be a whole number from 0 to 4294967295",
+                    )),
+                }
+            }
+            "jitter" => {
+                let lit: Lit = meta.value()?.parse()?;
+                let percent = match &lit {
+                    Lit::Int(int) if int.base10_digits() == "0" => Some(0),
+                    Lit::Str(text) => text
+                        .value()
+                        .strip_suffix('%')
+                        .and_then(|n| n.trim().parse::<u32>().ok()),
+                    _ => None,
+                };
+                match percent {
+                    Some(percent @ 0..=50) => set_once(&mut args.jitter, percent, span, "jitter", &mut errors),
+                    _ => errors.push(syn::Error::new(
+                        lit.span(),
+                        "`jitter` takes a percentage from `\"0%\"` to `\"50%\"`, such as `jitter = \"10%\"`, \
+                         or `jitter = 0` to turn it off",
                     )),
                 }
             }

@@ -415,6 +415,9 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
     if let Some(version) = plan.args.version {
         chain = quote!(#chain.version(#version));
     }
+    if let Some(jitter) = plan.args.jitter {
+        chain = quote!(#chain.jitter(#jitter));
+    }
     quote! {
         static __REDIS_CACHED_POLICY: ::redis_cached::__private::Policy = #chain;
     }

@@ -7,13 +7,20 @@ use std::time::{Duration, Instant};
 use crate::backend::Lease;
 use crate::cache::{Cache, Inner};
 
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+static KEYS: std::sync::LazyLock<(RandomState, RandomState)> =
+    std::sync::LazyLock::new(|| (RandomState::new(), RandomState::new()));
+
 /// A 128-bit token unique to this load: two per-process random hash keys over a counter.
 pub(crate) fn new_token() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static KEYS: std::sync::LazyLock<(RandomState, RandomState)> =
-        std::sync::LazyLock::new(|| (RandomState::new(), RandomState::new()));
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}{:016x}", KEYS.0.hash_one(n), KEYS.1.hash_one(n))
+}
+
+/// A random number in `0.0..1.0` (for jitter; not for secrets).
+pub(crate) fn random_unit() -> f64 {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    (KEYS.0.hash_one(n) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `now + duration`, saturating a year ahead instead of overflowing.

@@ -32,12 +32,16 @@ pub struct Policy {
     pub(crate) negative: Option<Duration>,
     pub(crate) codec: Codec,
     pub(crate) version: u32,
+    pub(crate) jitter_percent: u32,
     warned_unstorable: AtomicBool,
 }
 
+/// The share of a ttl that jitter may take off by default, in percent.
+pub const DEFAULT_JITTER_PERCENT: u32 = 5;
+
 impl Policy {
     /// Values of the function `name` (used in logs) live for `ttl`. No lock, no negative
-    /// caching, bincode, version 0.
+    /// caching, bincode, version 0, [`DEFAULT_JITTER_PERCENT`] jitter.
     #[must_use]
     pub const fn new(name: &'static str, ttl: Duration) -> Self {
         Self {
@@ -47,6 +51,7 @@ impl Policy {
             negative: None,
             codec: Codec::Bincode,
             version: 0,
+            jitter_percent: DEFAULT_JITTER_PERCENT,
             warned_unstorable: AtomicBool::new(false),
         }
     }
@@ -78,6 +83,24 @@ impl Policy {
     pub const fn version(mut self, version: u32) -> Self {
         self.version = version;
         self
+    }
+
+    /// Takes up to `percent` % (at most 50) off each stored ttl at random, so entries
+    /// written together do not expire together; 0 turns it off. Defaults to
+    /// [`DEFAULT_JITTER_PERCENT`].
+    #[must_use]
+    pub const fn jitter(mut self, percent: u32) -> Self {
+        self.jitter_percent = if percent > 50 { 50 } else { percent };
+        self
+    }
+
+    /// `ttl` with the jitter taken off: uniformly between `ttl * (1 - jitter)` and `ttl`.
+    pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        if self.jitter_percent == 0 {
+            return ttl;
+        }
+        let share = f64::from(self.jitter_percent) / 100.0 * crate::lock::random_unit();
+        ttl.mul_f64(1.0 - share).max(Duration::from_millis(1))
     }
 
     /// The lease of a load: the `lock` lease, or [`DEFAULT_LEASE`] for the fence that

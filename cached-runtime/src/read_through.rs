@@ -218,7 +218,7 @@ fn finish<S: Shape>(flight: LeaderGuard<'_>, out: S::Output) -> S::Output {
 async fn fill_or_release<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease, out: &S::Output) -> bool {
     let entry = match S::classify(out) {
         Loaded::Value(value) => match codec::encode_value(value, policy.codec, policy.version) {
-            Ok(bytes) => Some((bytes, policy.ttl)),
+            Ok(bytes) => Some((bytes, policy.jittered(policy.ttl))),
             Err(why) => {
                 Counters::bump(&inner.counters.unstorable);
                 if policy.first_unstorable() {
@@ -227,9 +227,12 @@ async fn fill_or_release<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease
                 None
             }
         },
-        Loaded::Absent => policy
-            .negative
-            .map(|ttl| (codec::encode_negative(policy.codec, policy.version), ttl)),
+        Loaded::Absent => policy.negative.map(|ttl| {
+            (
+                codec::encode_negative(policy.codec, policy.version),
+                policy.jittered(ttl),
+            )
+        }),
         Loaded::Failed => None,
     };
     let result = match entry {
