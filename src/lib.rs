@@ -28,6 +28,8 @@
 /// - `version = N`: values stored under another version are misses.
 /// - `jitter = "10%"` or `jitter = 0`: a random share taken off each stored ttl (5% by
 ///   default, at most 50%).
+/// - `tags = ["catalog", "category:<id>"]`: invalidate many values at once with
+///   `Cache::invalidate_tag`.
 ///
 /// The crate docs describe each one, what happens under concurrency and how Redis
 /// failures fail open.
@@ -71,7 +73,7 @@ pub use redis_cached_macro::redis_cached;
 ///
 /// The keys use `#[redis_cached]`'s template rules and escaping, and are rendered before
 /// the body runs (it may consume its arguments). After the body returns they are
-/// invalidated, unless it returned `Err`. Invalidation fails open: a key Redis did not
+/// invalidated, unless it returned `Err`. `tags = [...]` invalidates tags the same way. Invalidation fails open: a key Redis did not
 /// confirm is counted, logged and retried in the background for up to
 /// [`INVALIDATION_RETRY`]; meanwhile the old value may still be served. `cache = EXPR`
 /// names the cache, as for `#[redis_cached]`.

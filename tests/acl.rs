@@ -14,22 +14,39 @@ use support::logs::Logs;
 /// The README's ACL line for the prefix `shop:`, after `ACL SETUSER <user> on >password`.
 const RULES: &str = "resetkeys ~shop:* resetchannels &shop:fills -@all \
     +get +evalsha +script|load +subscribe +ping \
-    +set +del +strlen +pexpire +pttl +sadd +srem +sismember +publish";
+    +mget +set +del +strlen +pexpire +pttl +sadd +srem +sismember +publish";
 
-async fn acl_db() -> (RedisServer, Arc<Db>) {
+/// Keeps the server up for a test, and checks at its end that the cache never met a
+/// Redis error: a missing permission fails open, so only the counter shows it.
+struct NoErrors {
+    redis: RedisServer,
+    db: Arc<Db>,
+}
+
+impl Drop for NoErrors {
+    fn drop(&mut self) {
+        let stats = self.db.cache.stats();
+        if !std::thread::panicking() {
+            assert_eq!(stats.errors, 0, "the ACL user lacked a permission: {stats:?}");
+        }
+    }
+}
+
+async fn acl_db() -> (NoErrors, Arc<Db>) {
     let redis = RedisServer::start();
     let url = redis.acl_user("cache", "cache-password", RULES);
     let cache = Cache::builder().url(url).prefix("shop:").build().await.expect("build");
     support::wait_connected(&cache).await;
-    (redis, Arc::new(Db::new(cache)))
+    let db = Arc::new(Db::new(cache));
+    (NoErrors { redis, db: db.clone() }, db)
 }
 
 behaviour_tests!(acl_db());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_acl_user_also_runs_the_lock_across_processes() {
-    let (redis, a) = acl_db().await;
-    let url = format!("redis://cache:cache-password@127.0.0.1:{}", redis.port);
+    let (guard, a) = acl_db().await;
+    let url = format!("redis://cache:cache-password@127.0.0.1:{}", guard.redis.port);
     let b = Arc::new(Db::sharing(
         Cache::builder().url(url).prefix("shop:").build().await.unwrap(),
         a.loads.clone(),

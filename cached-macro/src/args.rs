@@ -5,7 +5,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, Lit, LitStr};
 
-const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `cache`, `codec`, `version`, `jitter`";
+const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `cache`, `codec`, `version`, `jitter`, `tags`";
 
 /// A duration in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +33,8 @@ pub(crate) struct Args {
     pub(crate) version: Option<u32>,
     /// Percent of the ttl taken off at random.
     pub(crate) jitter: Option<u32>,
+    /// `tags = ["...", ...]`: templates like the key's.
+    pub(crate) tags: Option<Vec<LitStr>>,
 }
 
 /// Parses the arguments; every error found is returned at once.
@@ -106,6 +108,10 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
                     )),
                 }
             }
+            "tags" => {
+                let tags = tag_list(&meta, &mut errors)?;
+                set_once(&mut args.tags, tags, span, "tags", &mut errors);
+            }
             "jitter" => {
                 let lit: Lit = meta.value()?.parse()?;
                 let percent = match &lit {
@@ -171,10 +177,11 @@ fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, errors: &
 pub(crate) struct InvalidateArgs {
     /// Every `key = "..."`, in order.
     pub(crate) keys: Vec<LitStr>,
+    pub(crate) tags: Option<Vec<LitStr>>,
     pub(crate) cache: Option<Expr>,
 }
 
-const VALID_INVALIDATE: &str = "`key` (one or more) and `cache`";
+const VALID_INVALIDATE: &str = "`key` (one or more), `tags` and `cache`";
 
 /// Parses `#[redis_invalidate]`'s arguments; every error found is returned at once.
 pub(crate) fn parse_invalidate(tokens: TokenStream) -> Result<InvalidateArgs, syn::Error> {
@@ -187,6 +194,10 @@ pub(crate) fn parse_invalidate(tokens: TokenStream) -> Result<InvalidateArgs, sy
         let span = meta.path.span_of_ident();
         match name.as_str() {
             "key" => args.keys.push(meta.value()?.parse()?),
+            "tags" => {
+                let tags = tag_list(&meta, &mut errors)?;
+                set_once(&mut args.tags, tags, span, "tags", &mut errors);
+            }
             "cache" => {
                 let cache: Expr = meta.value()?.parse()?;
                 set_once(&mut args.cache, cache, span, "cache", &mut errors);
@@ -208,6 +219,22 @@ pub(crate) fn parse_invalidate(tokens: TokenStream) -> Result<InvalidateArgs, sy
         Some(error) => Err(error),
         None => Ok(args),
     }
+}
+
+/// `tags = ["catalog", "category:<id>"]`: string literals only; others are recorded.
+fn tag_list(meta: &ParseNestedMeta<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<Vec<LitStr>> {
+    let list: syn::ExprArray = meta.value()?.parse()?;
+    let mut tags = Vec::new();
+    for element in list.elems {
+        match element {
+            Expr::Lit(syn::ExprLit { lit: Lit::Str(tag), .. }) => tags.push(tag),
+            other => errors.push(syn::Error::new_spanned(
+                other,
+                "a tag is a string with optional placeholders, e.g. `\"category:<id>\"`",
+            )),
+        }
+    }
+    Ok(tags)
 }
 
 /// `300` (seconds) or `"5m"` (ms, s, m, h, d). A bad value is recorded and `None` returned.

@@ -54,7 +54,28 @@ pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStr
 struct InvalidatePlan {
     args: args::InvalidateArgs,
     keys: Vec<(syn::LitStr, Template)>,
+    tags: Vec<(syn::LitStr, Template)>,
     sig: Signature,
+}
+
+/// Parses key or tag templates and checks their placeholders against the fn, recording
+/// every error; returns the ones that parsed.
+fn templates(literals: &[syn::LitStr], sig: &Signature, errors: &mut Vec<syn::Error>) -> Vec<(syn::LitStr, Template)> {
+    let mut parsed = Vec::new();
+    for literal in literals {
+        match Template::parse(&literal.value()) {
+            Err(why) => errors.push(syn::Error::new(literal.span(), why)),
+            Ok(template) => {
+                for placeholder in template.placeholders() {
+                    if let Err(why) = check_placeholder(placeholder, sig) {
+                        errors.push(syn::Error::new(literal.span(), why));
+                    }
+                }
+                parsed.push((literal.clone(), template));
+            }
+        }
+    }
+    parsed
 }
 
 fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePlan, syn::Error> {
@@ -80,34 +101,24 @@ fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePla
             ),
         ));
     }
-    let mut keys = Vec::new();
-    for key in &args.keys {
-        match Template::parse(&key.value()) {
-            Err(why) => errors.push(syn::Error::new(key.span(), why)),
-            Ok(template) => {
-                for placeholder in template.placeholders() {
-                    if let Err(why) = check_placeholder(placeholder, &sig) {
-                        errors.push(syn::Error::new(key.span(), why));
-                    }
-                }
-                keys.push((key.clone(), template));
-            }
-        }
-    }
+    let keys = templates(&args.keys, &sig, &mut errors);
+    let tags = templates(args.tags.as_deref().unwrap_or_default(), &sig, &mut errors);
     match args::combine(errors) {
         Some(error) => Err(error),
-        None => Ok(InvalidatePlan { args, keys, sig }),
+        None => Ok(InvalidatePlan { args, keys, tags, sig }),
     }
 }
 
 fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream {
     let (args, keys, sig) = (&plan.args, &plan.keys, &plan.sig);
+    let (key_count, tag_count) = (keys.len(), plan.tags.len());
     let attrs = &function.attrs;
     let vis = &function.vis;
     let signature = &function.sig;
     let name = signature.ident.to_string();
     let block = &function.block;
     let renders = keys.iter().map(|(key, template)| render(template, key, sig));
+    let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
     let (cache_let, cache_ref) = cache(args.cache.as_ref());
     let output = match &signature.output {
         syn::ReturnType::Default => quote!(()),
@@ -123,7 +134,8 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
         #(#attrs)*
         #vis #signature {
             // Rendered first: the body may consume the arguments the keys use.
-            let __redis_cached_keys = [#(#renders),*];
+            let __redis_cached_keys: [::redis_cached::__private::String; #key_count] = [#(#renders),*];
+            let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
             let __redis_cached_out: #output = async move {
                 // Pins the block's type to the fn's, so `?` and `return` in the body work.
                 #[allow(unreachable_code, clippy::diverging_sub_expression, reason = "a type hint, never run")]
@@ -136,7 +148,8 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
             .await;
             if #succeeded {
                 #cache_let
-                ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys).await;
+                ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys, &__redis_cached_tags)
+                    .await;
             }
             __redis_cached_out
         }
@@ -148,6 +161,8 @@ struct Plan {
     args: Args,
     key: syn::LitStr,
     template: Template,
+    /// Each tag with its parsed template.
+    tags: Vec<(syn::LitStr, Template)>,
     ttl_ms: u64,
     sig: Signature,
 }
@@ -202,6 +217,7 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
             }
         }
     }
+    let tags = templates(args.tags.as_deref().unwrap_or_default(), &sig, &mut errors);
     if let Some((span, _)) = &args.negative
         && !sig.returns.has_none()
     {
@@ -229,6 +245,7 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
     Ok(Plan {
         key,
         template,
+        tags,
         ttl_ms: ttl.ms,
         sig,
         args,
@@ -248,7 +265,7 @@ fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), S
     match sig.param(&placeholder.root) {
         Some(_) => Ok(()),
         None => Err(format!(
-            "unknown placeholder `{}`: the key can use {}",
+            "unknown placeholder `{}`: a template can use {}",
             placeholder.text(),
             sig.names()
         )),
@@ -320,8 +337,21 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     };
     // Spanned at the value type: a type that cannot be cached is reported there.
     let call = quote_spanned! {span=>
-        #entry(#cache_ref, &__REDIS_CACHED_POLICY, &__redis_cached_key, #callee #turbofish (#(#call_args),*)).await
+        #entry(
+            #cache_ref,
+            &__REDIS_CACHED_POLICY,
+            &__redis_cached_key,
+            &__redis_cached_tags,
+            #callee #turbofish (#(#call_args),*),
+        )
+        .await
     };
+    let tag_count = plan.tags.len();
+    let tag_renders: Vec<TokenStream> = plan
+        .tags
+        .iter()
+        .map(|(tag, template)| self::render(template, tag, &plan.sig))
+        .collect();
     let cached_inputs = &cached_sig.inputs;
     let asyncness = &sig.asyncness;
     let constness = &sig.constness;
@@ -349,6 +379,7 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
         #vis #constness #asyncness fn #name #generics (#cached_inputs) #output #where_clause {
             #policy
             let __redis_cached_key = #render;
+            let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
             #cache_let
             #call
         }

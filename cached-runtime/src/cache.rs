@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::backend::{MemoryStore, RedisStore, Store, StoreError};
 use crate::coalesce::Flights;
 use crate::fills::{FillWaiters, Wake};
-use crate::key::full_key;
+use crate::key::{full_key, tag_key};
 use crate::log::RateLimited;
 use crate::read_through::read_through;
 use crate::shape::ResultOption;
@@ -96,7 +96,44 @@ impl Cache {
         T: Cacheable,
         F: Future<Output = Result<Option<T>, E>>,
     {
-        read_through::<ResultOption<T, E>>(self, policy, key, load).await
+        read_through::<ResultOption<T, E>>(self, policy, key, &[], load).await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) for a value that depends on `tags` (as rendered,
+    /// e.g. `"category:7"`): it is served only while none of them has been invalidated
+    /// with [`invalidate_tag`](Self::invalidate_tag) since it was loaded.
+    ///
+    /// # Errors
+    /// Exactly the errors `load` returns.
+    pub async fn get_or_load_tagged<T, E, F>(
+        &self,
+        policy: &Policy,
+        key: &str,
+        tags: &[String],
+        load: F,
+    ) -> Result<Option<T>, E>
+    where
+        T: Cacheable,
+        F: Future<Output = Result<Option<T>, E>>,
+    {
+        read_through::<ResultOption<T, E>>(self, policy, key, tags, load).await
+    }
+
+    /// Invalidates every value cached with `tag` (as rendered, e.g. `"category:7"`), in
+    /// one write whatever their number: the tag gets a new version, and values carry the
+    /// versions they were loaded under. Loads running now are no longer shared with new
+    /// callers, here at once and in other processes once the message reaches them.
+    ///
+    /// # Errors
+    /// As [`invalidate`](Self::invalidate), this does not fail open.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
+        self.inner.flights.detach_all();
+        let tag_key = tag_key(&self.inner.prefix, tag);
+        self.inner
+            .store
+            .bump_tag(&tag_key)
+            .await
+            .map_err(StoreError::into_error)
     }
 
     /// Deletes `key` (as the template renders it, e.g. `"product:42"`) and voids every
@@ -118,12 +155,22 @@ impl Cache {
     /// rendered) and, if Redis does not confirm, counts and logs it and keeps retrying in
     /// the background for up to [`INVALIDATION_RETRY`] instead of forgetting it.
     pub(crate) async fn invalidate_or_retry(&self, key: &str) {
-        let key = self.key(key);
-        self.inner.flights.detach(&key);
-        if let Err(e) = self.inner.store.delete(&key).await {
+        let target = Target::Key(self.key(key));
+        if let Err(e) = target.invalidate(self).await {
             self.inner.failed(e);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(retry_invalidation(self.clone(), key));
+                runtime.spawn(retry_invalidation(self.clone(), target));
+            }
+        }
+    }
+
+    /// [`invalidate_or_retry`](Self::invalidate_or_retry) for a tag.
+    pub(crate) async fn invalidate_tag_or_retry(&self, tag: &str) {
+        let target = Target::Tag(tag_key(&self.inner.prefix, tag));
+        if let Err(e) = target.invalidate(self).await {
+            self.inner.failed(e);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(retry_invalidation(self.clone(), target));
             }
         }
     }
@@ -170,16 +217,44 @@ impl Inner {
 /// How long an invalidation that Redis did not confirm is retried in the background.
 pub const INVALIDATION_RETRY: Duration = Duration::from_secs(30);
 
-/// Retries deleting `key` (a full key) with a growing pause until Redis confirms or
-/// [`INVALIDATION_RETRY`] has passed; then says, loudly, that the value may be stale.
-async fn retry_invalidation(cache: Cache, key: String) {
+/// What an invalidation deletes: a key, or a tag's version (full keys).
+#[derive(Debug)]
+enum Target {
+    Key(String),
+    Tag(String),
+}
+
+impl Target {
+    async fn invalidate(&self, cache: &Cache) -> Result<(), StoreError> {
+        match self {
+            Target::Key(key) => {
+                cache.inner.flights.detach(key);
+                cache.inner.store.delete(key).await
+            }
+            Target::Tag(tag_key) => {
+                cache.inner.flights.detach_all();
+                cache.inner.store.bump_tag(tag_key).await
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Target::Key(key) | Target::Tag(key) => key,
+        }
+    }
+}
+
+/// Retries an invalidation with a growing pause until Redis confirms or
+/// [`INVALIDATION_RETRY`] has passed; then says, loudly, that values may be stale.
+async fn retry_invalidation(cache: Cache, target: Target) {
     let start = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
+    let key = target.name().to_owned();
     loop {
         tokio::time::sleep(pause).await;
-        match cache.inner.store.delete(&key).await {
+        match target.invalidate(&cache).await {
             Ok(()) => {
-                cache.inner.flights.detach(&key);
                 tracing::info!(key, "redis-cached: a delayed invalidation went through");
                 return;
             }

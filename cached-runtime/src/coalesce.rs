@@ -56,6 +56,12 @@ impl Flights {
         })
     }
 
+    /// New callers no longer join any load running now (a tag was invalidated, and
+    /// which loads depend on it is not known here).
+    pub(crate) fn detach_all(&self) {
+        self.running.lock().unwrap_or_else(|poison| poison.into_inner()).clear();
+    }
+
     /// New callers of `key` no longer join the load running now (it was invalidated);
     /// the callers already waiting still get its result.
     pub(crate) fn detach(&self, key: &str) {

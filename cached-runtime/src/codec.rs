@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! byte 0   format (FORMAT_V1)
-//! byte 1   kind (low 2 bits: value or negative) | codec << 2
+//! byte 1   kind (low 2 bits: value or negative) | codec << 2 | TAGGED (tag versions follow)
 //! varint   the function's `version` (LEB128, 1 byte below 128)
+//! [varint  number of tags, then 8 bytes (LE) per tag: the tag versions read before the load]
 //! rest     the codec payload (empty for a negative entry)
 //! ```
 //!
@@ -16,6 +17,8 @@ use serde::{Serialize, de::DeserializeOwned};
 const FORMAT_V1: u8 = 0xC1;
 const KIND_VALUE: u8 = 1;
 const KIND_NEGATIVE: u8 = 2;
+/// Set in byte 1 when tag versions follow the function's version.
+const TAGGED: u8 = 0x10;
 
 /// The longest envelope header: format, kind and codec, a 5-byte varint.
 pub(crate) const ENVELOPE_HEADER_MAX: usize = 7;
@@ -92,10 +95,20 @@ impl Codec {
 }
 
 /// The header every entry of one cached function starts with.
-fn header(kind: u8, codec: Codec, version: u32, out: &mut Vec<u8>) {
+fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], out: &mut Vec<u8>) {
     out.push(FORMAT_V1);
-    out.push(kind | (codec.id() << 2));
-    let mut v = version;
+    let tagged = if tags.is_empty() { 0 } else { TAGGED };
+    out.push(kind | (codec.id() << 2) | tagged);
+    write_varint(version, out);
+    if !tags.is_empty() {
+        write_varint(u32::try_from(tags.len()).unwrap_or(u32::MAX), out);
+        for tag in tags {
+            out.extend_from_slice(&tag.to_le_bytes());
+        }
+    }
+}
+
+fn write_varint(mut v: u32, out: &mut Vec<u8>) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -122,9 +135,10 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
     value: &T,
     codec: Codec,
     version: u32,
+    tags: &[u64],
 ) -> Result<Vec<u8>, Unstorable> {
     let mut out = Vec::with_capacity(64);
-    header(KIND_VALUE, codec, version, &mut out);
+    header(KIND_VALUE, codec, version, tags, &mut out);
     let start = out.len();
     codec.encode(value, &mut out).map_err(Unstorable::NotReadBack)?;
     if out.len() - start > DECODE_LIMIT {
@@ -137,9 +151,9 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
 }
 
 /// Encodes the "not found" sentinel of a negative entry.
-pub(crate) fn encode_negative(codec: Codec, version: u32) -> Vec<u8> {
+pub(crate) fn encode_negative(codec: Codec, version: u32, tags: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4);
-    header(KIND_NEGATIVE, codec, version, &mut out);
+    header(KIND_NEGATIVE, codec, version, tags, &mut out);
     out
 }
 
@@ -154,21 +168,47 @@ pub(crate) enum Decoded<T> {
     Unreadable,
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], codec: Codec, version: u32) -> Decoded<T> {
+/// Reads an entry of the function with this codec and version, computed under `tags`
+/// (the current versions of its tags; empty for an untagged function).
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], codec: Codec, version: u32, tags: &[u64]) -> Decoded<T> {
     let [format, kind_codec, rest @ ..] = bytes else {
         return Decoded::Unreadable;
     };
-    if *format != FORMAT_V1 {
+    if *format != FORMAT_V1 || kind_codec & !(0b1111 | TAGGED) != 0 {
         return Decoded::Unreadable;
     }
-    let (kind, stored_codec) = (kind_codec & 0b11, kind_codec >> 2);
-    let Some((stored_version, payload)) = read_varint(rest) else {
+    let (kind, stored_codec, tagged) = (kind_codec & 0b11, (kind_codec >> 2) & 0b11, kind_codec & TAGGED != 0);
+    let Some((stored_version, rest)) = read_varint(rest) else {
         return Decoded::Unreadable;
     };
     if !matches!(stored_codec, 1..=3) || !matches!(kind, KIND_VALUE | KIND_NEGATIVE) {
         return Decoded::Unreadable;
     }
+    let (stored_tags, payload) = if tagged {
+        let Some((count, rest)) = read_varint(rest) else {
+            return Decoded::Unreadable;
+        };
+        let Some(len) = usize::try_from(count)
+            .ok()
+            .and_then(|n| n.checked_mul(8))
+            .filter(|&n| n <= rest.len())
+        else {
+            return Decoded::Unreadable;
+        };
+        rest.split_at(len)
+    } else {
+        (&[][..], rest)
+    };
     if stored_codec != codec.id() || stored_version != version {
+        return Decoded::OtherFormat;
+    }
+    // Computed under other tag versions: a tag was invalidated since (or never matched).
+    if stored_tags.len() != tags.len() * 8
+        || stored_tags
+            .chunks_exact(8)
+            .zip(tags)
+            .any(|(stored, current)| stored != current.to_le_bytes())
+    {
         return Decoded::OtherFormat;
     }
     match kind {
@@ -221,54 +261,57 @@ mod tests {
     #[test]
     fn every_codec_round_trips_a_value() {
         for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-            let bytes = encode_value(&product(), codec, 3).unwrap();
-            assert!(matches!(decode::<Product>(&bytes, codec, 3), Decoded::Value(p) if p == product()));
+            let bytes = encode_value(&product(), codec, 3, &[]).unwrap();
+            assert!(matches!(decode::<Product>(&bytes, codec, 3, &[]), Decoded::Value(p) if p == product()));
         }
     }
 
     #[test]
     fn header_costs_three_bytes_below_version_128() {
-        let bytes = encode_value(&product(), Codec::Json, 5).unwrap();
+        let bytes = encode_value(&product(), Codec::Json, 5, &[]).unwrap();
         let payload = serde_json::to_vec(&product()).unwrap();
         assert_eq!(bytes.len(), payload.len() + 3);
     }
 
     #[test]
     fn another_codec_or_version_is_not_read() {
-        let bytes = encode_value(&product(), Codec::MsgPack, 1).unwrap();
+        let bytes = encode_value(&product(), Codec::MsgPack, 1, &[]).unwrap();
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 1),
+            decode::<Product>(&bytes, Codec::Json, 1, &[]),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::MsgPack, 2),
+            decode::<Product>(&bytes, Codec::MsgPack, 2, &[]),
             Decoded::OtherFormat
         ));
     }
 
     #[test]
     fn negative_sentinel_is_never_a_value() {
-        let bytes = encode_negative(Codec::Bincode, 0);
+        let bytes = encode_negative(Codec::Bincode, 0, &[]);
         assert!(matches!(
-            decode::<Option<u8>>(&bytes, Codec::Bincode, 0),
+            decode::<Option<u8>>(&bytes, Codec::Bincode, 0, &[]),
             Decoded::Negative
         ));
         // A value whose payload happens to be empty is still not negative.
-        let unit = encode_value(&(), Codec::Bincode, 0).unwrap();
-        assert!(matches!(decode::<()>(&unit, Codec::Bincode, 0), Decoded::Value(())));
+        let unit = encode_value(&(), Codec::Bincode, 0, &[]).unwrap();
+        assert!(matches!(
+            decode::<()>(&unit, Codec::Bincode, 0, &[]),
+            Decoded::Value(())
+        ));
     }
 
     #[test]
     fn garbage_and_truncation_are_unreadable() {
-        let bytes = encode_value(&product(), Codec::Bincode, 0).unwrap();
+        let bytes = encode_value(&product(), Codec::Bincode, 0, &[]).unwrap();
         for cut in 0..bytes.len() {
             assert!(!matches!(
-                decode::<Product>(&bytes[..cut], Codec::Bincode, 0),
+                decode::<Product>(&bytes[..cut], Codec::Bincode, 0, &[]),
                 Decoded::Value(_)
             ));
         }
         assert!(matches!(
-            decode::<Product>(b"hello world", Codec::Bincode, 0),
+            decode::<Product>(b"hello world", Codec::Bincode, 0, &[]),
             Decoded::Unreadable
         ));
     }
@@ -276,23 +319,58 @@ mod tests {
     #[test]
     fn huge_length_prefix_does_not_allocate() {
         // A header, then a bincode string length claiming ~2^60 bytes.
-        let mut bytes = encode_negative(Codec::Bincode, 0);
+        let mut bytes = encode_negative(Codec::Bincode, 0, &[]);
         bytes[1] = KIND_VALUE | (Codec::Bincode.id() << 2);
         bytes.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]);
         assert!(matches!(
-            decode::<String>(&bytes, Codec::Bincode, 0),
+            decode::<String>(&bytes, Codec::Bincode, 0, &[]),
             Decoded::Unreadable
+        ));
+    }
+
+    #[test]
+    fn values_computed_under_other_tag_versions_are_not_read() {
+        let bytes = encode_value(&product(), Codec::Bincode, 0, &[7, 9]).unwrap();
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 9]),
+            Decoded::Value(_)
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 10]),
+            Decoded::OtherFormat
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7]),
+            Decoded::OtherFormat
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[]),
+            Decoded::OtherFormat
+        ));
+        let untagged = encode_value(&product(), Codec::Bincode, 0, &[]).unwrap();
+        assert!(matches!(
+            decode::<Product>(&untagged, Codec::Bincode, 0, &[7]),
+            Decoded::OtherFormat
+        ));
+        let negative = encode_negative(Codec::Bincode, 0, &[3]);
+        assert!(matches!(
+            decode::<Product>(&negative, Codec::Bincode, 0, &[3]),
+            Decoded::Negative
+        ));
+        assert!(matches!(
+            decode::<Product>(&negative, Codec::Bincode, 0, &[4]),
+            Decoded::OtherFormat
         ));
     }
 
     #[test]
     fn bincode_refuses_what_it_cannot_read_back() {
         let sparse = Sparse { id: 1, note: None };
-        let Err(Unstorable::NotReadBack(err)) = encode_value(&sparse, Codec::Bincode, 0) else {
+        let Err(Unstorable::NotReadBack(err)) = encode_value(&sparse, Codec::Bincode, 0, &[]) else {
             panic!("bincode cannot store this")
         };
         assert!(err.contains("decoding failed"), "{err}");
-        assert!(encode_value(&sparse, Codec::MsgPack, 0).is_ok());
+        assert!(encode_value(&sparse, Codec::MsgPack, 0, &[]).is_ok());
     }
 
     proptest::proptest! {
@@ -300,10 +378,10 @@ mod tests {
         #[test]
         fn arbitrary_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let _ = decode::<Product>(&bytes, codec, 0);
-                let _ = decode::<String>(&bytes, codec, 0);
-                let _ = decode::<Vec<u64>>(&bytes, codec, 0);
-                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0);
+                let _ = decode::<Product>(&bytes, codec, 0, &[]);
+                let _ = decode::<String>(&bytes, codec, 0, &[]);
+                let _ = decode::<Vec<u64>>(&bytes, codec, 0, &[]);
+                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0, &[]);
             }
         }
 
@@ -313,10 +391,10 @@ mod tests {
         fn valid_header_with_arbitrary_payload(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
                 let mut bytes = Vec::new();
-                header(KIND_VALUE, codec, 0, &mut bytes);
+                header(KIND_VALUE, codec, 0, &[], &mut bytes);
                 bytes.extend(&payload);
-                let _ = decode::<Product>(&bytes, codec, 0);
-                let _ = decode::<Vec<String>>(&bytes, codec, 0);
+                let _ = decode::<Product>(&bytes, codec, 0, &[]);
+                let _ = decode::<Vec<String>>(&bytes, codec, 0, &[]);
             }
         }
 
@@ -325,8 +403,8 @@ mod tests {
         fn stored_values_read_back(id in proptest::num::u64::ANY, name in "\\PC{0,40}", version in 0u32..100_000) {
             let value = Product { id, name };
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let bytes = encode_value(&value, codec, version).unwrap();
-                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version), Decoded::Value(v) if v == value));
+                let bytes = encode_value(&value, codec, version, &[]).unwrap();
+                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[]), Decoded::Value(v) if v == value));
             }
         }
     }

@@ -96,6 +96,11 @@ pub(crate) fn full_key(prefix: &str, rendered: &str) -> String {
     key
 }
 
+/// The version key of a tag: `<prefix>tag:{<rendered tag>}`.
+pub(crate) fn tag_key(prefix: &str, rendered: &str) -> String {
+    format!("{prefix}tag:{{{rendered}}}")
+}
+
 /// The exclusive lease of a value (`lock`): same hash tag, so the same slot.
 pub(crate) fn lease_key(full_key: &str) -> String {
     format!("{full_key}:lease")

@@ -17,10 +17,15 @@ pub(crate) fn new_token() -> String {
     format!("{:016x}{:016x}", KEYS.0.hash_one(n), KEYS.1.hash_one(n))
 }
 
-/// A random number in `0.0..1.0` (for jitter; not for secrets).
-pub(crate) fn random_unit() -> f64 {
+/// A random number (for tag versions and jitter; not for secrets).
+pub(crate) fn random_u64() -> u64 {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    (KEYS.0.hash_one(n) >> 11) as f64 / (1u64 << 53) as f64
+    KEYS.0.hash_one(n) ^ KEYS.1.hash_one(n).rotate_left(32)
+}
+
+/// A random number in `0.0..1.0`.
+pub(crate) fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `now + duration`, saturating a year ahead instead of overflowing.

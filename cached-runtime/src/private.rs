@@ -71,10 +71,11 @@ async fn call<S: Shape>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
+    tags: &[String],
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
     match cache {
-        Some(cache) => read_through::<S>(cache, policy, key, load).await,
+        Some(cache) => read_through::<S>(cache, policy, key, tags, load).await,
         None => {
             not_installed(policy);
             load.await
@@ -87,9 +88,10 @@ pub async fn plain<T: Cacheable>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
+    tags: &[String],
     load: impl Future<Output = T>,
 ) -> T {
-    call::<Plain<T>>(cache, policy, key, load).await
+    call::<Plain<T>>(cache, policy, key, tags, load).await
 }
 
 /// `-> Option<T>`
@@ -97,9 +99,10 @@ pub async fn option<T: Cacheable>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
+    tags: &[String],
     load: impl Future<Output = Option<T>>,
 ) -> Option<T> {
-    call::<Optional<T>>(cache, policy, key, load).await
+    call::<Optional<T>>(cache, policy, key, tags, load).await
 }
 
 /// `-> Result<T, E>`
@@ -110,9 +113,10 @@ pub async fn result<T: Cacheable, E>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
+    tags: &[String],
     load: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    call::<Fallible<T, E>>(cache, policy, key, load).await
+    call::<Fallible<T, E>>(cache, policy, key, tags, load).await
 }
 
 /// `-> Result<Option<T>, E>`
@@ -123,9 +127,10 @@ pub async fn result_option<T: Cacheable, E>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
+    tags: &[String],
     load: impl Future<Output = Result<Option<T>, E>>,
 ) -> Result<Option<T>, E> {
-    call::<ResultOption<T, E>>(cache, policy, key, load).await
+    call::<ResultOption<T, E>>(cache, policy, key, tags, load).await
 }
 
 /// The full key of `f_key`: with no cache, the rendered key with its hash tag only.
@@ -148,9 +153,9 @@ pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Err
         None => Err(Error::NotInstalled),
     }
 }
-/// `#[redis_invalidate]`, after its fn succeeded: invalidates every key (rendered),
-/// failing open (counted, logged, retried in the background).
-pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, keys: &[String]) {
+/// `#[redis_invalidate]`, after its fn succeeded: invalidates every key and tag
+/// (rendered), failing open (counted, logged, retried in the background).
+pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, keys: &[String], tags: &[String]) {
     let Some(cache) = cache else {
         static WARNED: AtomicBool = AtomicBool::new(false);
         if !WARNED.swap(true, Ordering::Relaxed) {
@@ -165,20 +170,23 @@ pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, key
     for key in keys {
         cache.invalidate_or_retry(key).await;
     }
+    for tag in tags {
+        cache.invalidate_tag_or_retry(tag).await;
+    }
 }
 
 /// The stored bytes of `value` (envelope and payload), for the micro benchmarks;
 /// `None` when the value cannot be stored.
 #[must_use]
 pub fn encode_envelope<T: Cacheable>(value: &T, codec: Codec, version: u32) -> Option<Vec<u8>> {
-    crate::codec::encode_value(value, codec, version).ok()
+    crate::codec::encode_value(value, codec, version, &[]).ok()
 }
 
 /// Reads stored bytes back, for the micro benchmarks; `None` for anything but a value
 /// of this codec and version.
 #[must_use]
 pub fn decode_envelope<T: Cacheable>(bytes: &[u8], codec: Codec, version: u32) -> Option<T> {
-    match crate::codec::decode(bytes, codec, version) {
+    match crate::codec::decode(bytes, codec, version, &[]) {
         crate::codec::Decoded::Value(value) => Some(value),
         _ => None,
     }

@@ -20,7 +20,7 @@ use crate::backend::{Acquire, Lease, StoreError};
 use crate::cache::{Cache, Inner};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
 use crate::codec::{self, DECODE_LIMIT, Decoded, Unstorable};
-use crate::key::{fence_key, full_key, lease_key};
+use crate::key::{fence_key, full_key, lease_key, tag_key};
 use crate::lock::{LeaseGuard, hold_lease, later, new_token};
 use crate::shape::{Loaded, Shape};
 use crate::stats::Counters;
@@ -34,14 +34,38 @@ pub(crate) async fn read_through<S: Shape>(
     cache: &Cache,
     policy: &Policy,
     rendered: &str,
+    tags: &[String],
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
     let inner = &*cache.inner;
     let key = full_key(&inner.prefix, rendered);
     let counters = &inner.counters;
 
-    match inner.store.get(&key).await {
-        Ok(Some(bytes)) => match answer::<S>(inner, policy, &bytes, true) {
+    // A tagged value is read with its tags' versions, in the same round trip.
+    let mut tagging = Tagging {
+        keys: Vec::new(),
+        versions: Some(Vec::new()),
+    };
+    let read = if tags.is_empty() {
+        inner.store.get(&key).await
+    } else {
+        tagging.keys = tags.iter().map(|tag| tag_key(&inner.prefix, tag)).collect();
+        inner
+            .store
+            .get_tagged(&key, &tagging.keys)
+            .await
+            .map(|(value, versions)| {
+                // A tag with no version yet: the value cannot be current; the load creates it.
+                tagging.versions = versions.into_iter().collect();
+                value
+            })
+    };
+    match read {
+        Ok(Some(bytes)) => match tagging
+            .versions
+            .as_deref()
+            .and_then(|v| answer::<S>(inner, policy, &bytes, v, true))
+        {
             Some(Answer::Value(out)) => {
                 Counters::bump(&counters.hits);
                 return out;
@@ -53,20 +77,50 @@ pub(crate) async fn read_through<S: Shape>(
             None => {}
         },
         Ok(None) => {}
-        Err(e) => inner.failed(e),
+        Err(e) => {
+            tagging.versions = None;
+            inner.failed(e);
+        }
     }
     Counters::bump(&counters.misses);
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
-    Box::pin(miss::<S>(cache, policy, &key, load)).await
+    Box::pin(miss::<S>(cache, policy, &key, tagging, load)).await
+}
+
+/// The tags of a call: their version keys, and their current versions when known.
+struct Tagging {
+    keys: Vec<String>,
+    versions: Option<Vec<u64>>,
+}
+
+impl Tagging {
+    /// The versions the load runs under, read (or created) before it starts, so a tag
+    /// invalidated during the load makes its result stale at once.
+    async fn resolve(&mut self, inner: &Inner) -> Result<&[u64], StoreError> {
+        if self.versions.is_none() {
+            let mut versions = Vec::with_capacity(self.keys.len());
+            for key in &self.keys {
+                versions.push(inner.store.tag_version(key).await?);
+            }
+            self.versions = Some(versions);
+        }
+        Ok(self.versions.as_deref().unwrap_or_default())
+    }
 }
 
 /// After a miss: share a load already running in this process, or lead one.
-async fn miss<S: Shape>(cache: &Cache, policy: &Policy, key: &str, load: impl Future<Output = S::Output>) -> S::Output {
+async fn miss<S: Shape>(
+    cache: &Cache,
+    policy: &Policy,
+    key: &str,
+    mut tagging: Tagging,
+    load: impl Future<Output = S::Output>,
+) -> S::Output {
     let inner = &*cache.inner;
     let counters = &inner.counters;
     loop {
         match inner.flights.join(key) {
-            Join::Leader(flight) => return lead::<S>(cache, policy, key, load, flight).await,
+            Join::Leader(flight) => return lead::<S>(cache, policy, key, &mut tagging, load, flight).await,
             // Bounded, in case the leader's future is kept but no longer polled.
             Join::Waiter(waiter) => match coalesce::wait(waiter, policy.wait_budget().saturating_mul(2)).await {
                 Outcome::Done(shared) => {
@@ -96,8 +150,14 @@ enum Answer<T> {
 
 /// Reads a stored entry; `None` means "treat as a miss". Unreadable entries are counted
 /// on the first read of a call only (`count_unreadable`).
-fn answer<S: Shape>(inner: &Inner, policy: &Policy, bytes: &[u8], count_unreadable: bool) -> Option<Answer<S::Output>> {
-    match codec::decode::<S::Value>(bytes, policy.codec, policy.version) {
+fn answer<S: Shape>(
+    inner: &Inner,
+    policy: &Policy,
+    bytes: &[u8],
+    tags: &[u64],
+    count_unreadable: bool,
+) -> Option<Answer<S::Output>> {
+    match codec::decode::<S::Value>(bytes, policy.codec, policy.version, tags) {
         Decoded::Value(value) => Some(Answer::Value(S::from_value(value))),
         Decoded::Negative if policy.negative.is_some() => S::absent().map(Answer::Negative),
         Decoded::Negative | Decoded::OtherFormat => None,
@@ -121,10 +181,20 @@ async fn lead<S: Shape>(
     cache: &Cache,
     policy: &Policy,
     key: &str,
+    tagging: &mut Tagging,
     load: impl Future<Output = S::Output>,
     flight: LeaderGuard<'_>,
 ) -> S::Output {
     let inner = &*cache.inner;
+    let versions = match tagging.resolve(inner).await {
+        Ok(versions) => versions.to_vec(),
+        Err(e) => {
+            // Without its tags' versions a result cannot be stored safely: load only.
+            inner.failed(e);
+            Counters::bump(&inner.counters.loads);
+            return finish::<S>(flight, load.await);
+        }
+    };
     let exclusive = policy.lock.is_some();
     let lease = Lease {
         key: key.to_owned(),
@@ -147,7 +217,7 @@ async fn lead<S: Shape>(
         // A request that gets no answer may still have taken the lease.
         guard.arm();
         let acquired = match inner.store.acquire(guard.lease(), duration, true).await {
-            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, false) {
+            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, &versions, false) {
                 Some(found) => {
                     guard.disarm();
                     return finish::<S>(flight, output(found));
@@ -197,7 +267,7 @@ async fn lead<S: Shape>(
     Counters::bump(&inner.counters.loads);
     let out = if fenced {
         let out = hold_lease(inner, guard.lease(), duration, load).await;
-        if fill_or_release::<S>(inner, policy, guard.lease(), &out).await {
+        if fill_or_release::<S>(inner, policy, guard.lease(), &versions, &out).await {
             guard.disarm();
         }
         out
@@ -215,9 +285,15 @@ fn finish<S: Shape>(flight: LeaderGuard<'_>, out: S::Output) -> S::Output {
 
 /// Stores the loader's result under the lease, or gives the lease up. True when the
 /// lease was dealt with; false leaves it to the guard's release.
-async fn fill_or_release<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease, out: &S::Output) -> bool {
+async fn fill_or_release<S: Shape>(
+    inner: &Inner,
+    policy: &Policy,
+    lease: &Lease,
+    tags: &[u64],
+    out: &S::Output,
+) -> bool {
     let entry = match S::classify(out) {
-        Loaded::Value(value) => match codec::encode_value(value, policy.codec, policy.version) {
+        Loaded::Value(value) => match codec::encode_value(value, policy.codec, policy.version, tags) {
             Ok(bytes) => Some((bytes, policy.jittered(policy.ttl))),
             Err(why) => {
                 Counters::bump(&inner.counters.unstorable);
@@ -229,7 +305,7 @@ async fn fill_or_release<S: Shape>(inner: &Inner, policy: &Policy, lease: &Lease
         },
         Loaded::Absent => policy.negative.map(|ttl| {
             (
-                codec::encode_negative(policy.codec, policy.version),
+                codec::encode_negative(policy.codec, policy.version, tags),
                 policy.jittered(ttl),
             )
         }),

@@ -36,6 +36,8 @@ macro_rules! behaviour_tests {
             another_version_or_codec_is_a_miss,
             a_call_after_invalidate_does_not_join_the_older_load,
             redis_invalidate_evicts_every_key_on_ok_and_none_on_err,
+            a_tag_invalidation_evicts_every_value_with_that_tag,
+            a_value_loaded_before_a_tag_bump_is_not_served_after_it,
             values_the_codec_cannot_read_back_are_not_stored,
         );
     };
@@ -163,6 +165,24 @@ impl Db {
             return Err(DbError("rejected".into()));
         }
         Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    #[redis_cached(key = "tagged:<id>", ttl = 60, tags = ["catalog", "category:<category>"], cache = self.cache)]
+    pub async fn tagged(&self, id: u64, category: u32) -> Product {
+        let _ = category;
+        self.query(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("product {id} exists"))
+    }
+
+    /// Re-prices a whole category: every product cached under its tag is stale.
+    #[redis_invalidate(key = "category-page:<category>", tags = ["category:<category>"], cache = self.cache)]
+    pub async fn reprice_category(&self, category: u32) -> Result<(), DbError> {
+        let _ = category;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     #[redis_cached(key = "maybe:<id>", ttl = 60, cache = self.cache)]
@@ -425,4 +445,53 @@ pub async fn redis_invalidate_evicts_every_key_on_ok_and_none_on_err(db: &Db) {
     assert_eq!(db.product(4).await, Ok(Some(product(4, 1))), "evicted on `Ok`");
     assert_eq!(db.short_lived(4).await, product(4, 1), "every key is evicted");
     assert_eq!(db.loads(), 4);
+}
+
+pub async fn a_tag_invalidation_evicts_every_value_with_that_tag(db: &Db) {
+    for (id, category) in [(1, 7), (2, 7), (3, 8)] {
+        assert_eq!(db.tagged(id, category).await, product(id, 0));
+        assert_eq!(db.tagged(id, category).await, product(id, 0));
+    }
+    assert_eq!(db.loads(), 3);
+    assert_eq!(db.reprice_category(7).await, Ok(()));
+    assert_eq!(db.tagged(1, 7).await, product(1, 1), "category 7 was invalidated");
+    assert_eq!(db.tagged(2, 7).await, product(2, 1));
+    assert_eq!(db.tagged(3, 8).await, product(3, 0), "category 8 was not");
+    assert_eq!(db.loads(), 5);
+    db.generation.store(2, Ordering::SeqCst);
+    db.cache.invalidate_tag("catalog").await.unwrap();
+    for (id, category) in [(1, 7), (2, 7), (3, 8)] {
+        assert_eq!(
+            db.tagged(id, category).await,
+            product(id, 2),
+            "the whole catalog was invalidated"
+        );
+    }
+    assert_eq!(db.loads(), 8);
+}
+
+/// A load that started before its tag was invalidated and stored its result after: that
+/// result is never served once the invalidation returned.
+pub async fn a_value_loaded_before_a_tag_bump_is_not_served_after_it(db: &Arc<Db>) {
+    db.delay_ms.store(300, Ordering::SeqCst);
+    let early = tokio::spawn({
+        let db = db.clone();
+        async move { db.tagged(4, 9).await }
+    });
+    eventually("the load starts", async || db.loads() == 1).await;
+    db.generation.store(1, Ordering::SeqCst);
+    db.cache.invalidate_tag("category:9").await.unwrap();
+    assert_eq!(
+        early.await.unwrap(),
+        product(4, 0),
+        "its own caller gets the early load"
+    );
+    db.delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(
+        db.tagged(4, 9).await,
+        product(4, 1),
+        "the early result, stored after the bump, is not served"
+    );
+    assert_eq!(db.tagged(4, 9).await, product(4, 1));
+    assert_eq!(db.loads(), 2);
 }

@@ -11,10 +11,10 @@ use moka::Expiry;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache as Moka;
 
-use super::{Acquire, Lease};
+use super::{Acquire, Lease, TAG_TTL, parse_version};
 use crate::fills::FillWaiters;
 use crate::key::{fence_key, lease_key};
-use crate::lock::later;
+use crate::lock::{later, random_u64};
 
 /// Entries kept at most; the least recently used go first past this.
 const MAX_ENTRIES: u64 = 100_000;
@@ -85,6 +85,34 @@ impl MemoryStore {
 
     pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.values.get(key).map(|stored| stored.bytes.to_vec())
+    }
+
+    pub(crate) fn get_tagged(&self, key: &str, tag_keys: &[String]) -> (Option<Vec<u8>>, Vec<Option<u64>>) {
+        let versions = tag_keys
+            .iter()
+            .map(|tag| self.values.get(tag).and_then(|stored| parse_version(&stored.bytes)))
+            .collect();
+        (self.get(key), versions)
+    }
+
+    pub(crate) fn tag_version(&self, tag_key: &str) -> u64 {
+        let _writes = self.claims();
+        if let Some(version) = self.values.get(tag_key).and_then(|stored| parse_version(&stored.bytes)) {
+            return version;
+        }
+        let version = random_u64();
+        self.store_version(tag_key, version);
+        version
+    }
+
+    pub(crate) fn bump_tag(&self, tag_key: &str) {
+        let _writes = self.claims();
+        self.store_version(tag_key, random_u64());
+    }
+
+    fn store_version(&self, tag_key: &str, version: u64) {
+        let bytes: Arc<[u8]> = version.to_string().into_bytes().into();
+        self.values.insert(tag_key.to_owned(), Stored { bytes, ttl: TAG_TTL });
     }
 
     pub(crate) fn acquire(&self, lease: &Lease, duration: Duration, check_value: bool) -> Acquire {

@@ -39,6 +39,15 @@ impl StoreError {
     }
 }
 
+/// How long a tag version lives without a bump. When it expires, the values computed
+/// under it become misses (never stale ones).
+pub(crate) const TAG_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Parses a stored tag version.
+pub(crate) fn parse_version(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
 /// What the user can do about `e`, where the error says.
 pub(crate) fn hint(e: &redis::RedisError) -> &'static str {
     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) {
@@ -87,6 +96,39 @@ impl Store {
 
     /// Returns the stored value if `check_value` and there is one; else takes the lease
     /// for `duration` (or reports its holder).
+    /// The value of `key` and the current versions of its tags, in one round trip. A tag
+    /// with no (readable) version is `None`.
+    pub(crate) async fn get_tagged(
+        &self,
+        key: &str,
+        tag_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), StoreError> {
+        match self {
+            Store::Redis(store) => store.get_tagged(key, tag_keys).await,
+            Store::Memory(store) => Ok(store.get_tagged(key, tag_keys)),
+        }
+    }
+
+    /// The current version of a tag, created (at random) if it has none.
+    pub(crate) async fn tag_version(&self, tag_key: &str) -> Result<u64, StoreError> {
+        match self {
+            Store::Redis(store) => store.tag_version(tag_key).await,
+            Store::Memory(store) => Ok(store.tag_version(tag_key)),
+        }
+    }
+
+    /// Gives a tag a new version, so every value computed under the old one is stale, and
+    /// tells every process.
+    pub(crate) async fn bump_tag(&self, tag_key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(store) => store.bump_tag(tag_key).await,
+            Store::Memory(store) => {
+                store.bump_tag(tag_key);
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) async fn acquire(
         &self,
         lease: &Lease,

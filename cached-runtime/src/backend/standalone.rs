@@ -15,11 +15,12 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use tokio::sync::{Notify, watch};
 
-use super::{Acquire, Lease, StoreError};
+use super::{Acquire, Lease, StoreError, TAG_TTL, parse_version};
 use crate::breaker::Breaker;
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_MAX};
 use crate::fills::Wake;
 use crate::key::{fence_key, lease_key};
+use crate::lock::random_u64;
 use crate::log::RateLimited;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
@@ -112,6 +113,29 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
 local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('PUBLISH', ARGV[1], 'd' .. KEYS[1])
 return deleted
+",
+    )
+});
+
+/// The current version of a tag, created if it has none. KEYS: tag. ARGV: candidate, ttl ms.
+static TAG_VERSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+",
+    )
+});
+
+/// A new version for a tag, announced. KEYS: tag. ARGV: version, ttl ms, fills channel.
+static BUMP_TAG: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], 't' .. KEYS[1])
+return 1
 ",
     )
 });
@@ -217,6 +241,53 @@ impl RedisStore {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await
+    }
+
+    pub(crate) async fn get_tagged(
+        &self,
+        key: &str,
+        tag_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), StoreError> {
+        let replies: Vec<Option<Vec<u8>>> = self
+            .run(|mut c| async move { redis::cmd("MGET").arg(key).arg(tag_keys).query_async(&mut c).await })
+            .await?;
+        let mut replies = replies.into_iter();
+        let value = replies.next().flatten();
+        let versions = replies.map(|v| v.as_deref().and_then(parse_version)).collect();
+        Ok((value, versions))
+    }
+
+    pub(crate) async fn tag_version(&self, tag_key: &str) -> Result<u64, StoreError> {
+        let candidate = random_u64().to_string();
+        let candidate = candidate.as_str();
+        let version: Vec<u8> = self
+            .run(|mut c| async move {
+                TAG_VERSION
+                    .key(tag_key)
+                    .arg(candidate)
+                    .arg(millis(TAG_TTL))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        parse_version(&version).ok_or_else(|| unexpected(&Value::BulkString(version)))
+    }
+
+    pub(crate) async fn bump_tag(&self, tag_key: &str) -> Result<(), StoreError> {
+        let version = random_u64().to_string();
+        let (version, channel) = (version.as_str(), self.channel.as_str());
+        let _: i64 = self
+            .run(|mut c| async move {
+                BUMP_TAG
+                    .key(tag_key)
+                    .arg(version)
+                    .arg(millis(TAG_TTL))
+                    .arg(channel)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn acquire(

@@ -16,6 +16,8 @@ struct Product {
     negative = "30s",
     codec = "msgpack",
     version = 2,
+    jitter = "10%",
+    tags = ["catalog", "product:<id>"],
     cache = cache
 )]
 async fn get_product(cache: &Cache, id: u64) -> Option<Product> {
