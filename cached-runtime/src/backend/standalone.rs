@@ -441,6 +441,22 @@ fn unexpected(reply: &Value) -> StoreError {
     )))
 }
 
+/// Says why a connection or subscription attempt failed, at most once per interval.
+fn log_failed_attempt<T>(
+    limit: &RateLimited,
+    failed: &Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+    timeout: Duration,
+    what: &str,
+) {
+    if let Some(suppressed) = limit.admit() {
+        let (error, hint) = match failed {
+            Ok(Err(e)) => (e.to_string(), super::hint(e)),
+            _ => (format!("no answer within {timeout:?}"), ""),
+        };
+        tracing::warn!(%error, hint, suppressed, "redis-cached: {what}");
+    }
+}
+
 /// Sleeps, unless the cache is dropped first (then returns false).
 async fn pause(duration: Duration, shutdown: &mut watch::Receiver<()>) -> bool {
     tokio::select! {
@@ -483,18 +499,12 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
                 tracing::info!("redis-cached: connected to redis");
             }
             failed => {
-                if let Some(suppressed) = failures_logged.admit() {
-                    let (error, hint) = match &failed {
-                        Ok(Err(e)) => (e.to_string(), super::hint(e)),
-                        _ => (format!("no answer within {:?}", store.connect_timeout), ""),
-                    };
-                    tracing::warn!(
-                        %error,
-                        hint,
-                        suppressed,
-                        "redis-cached: cannot connect to redis; calls fail open and the cache keeps trying"
-                    );
-                }
+                log_failed_attempt(
+                    &failures_logged,
+                    &failed,
+                    store.connect_timeout,
+                    "cannot connect to redis; calls fail open and the cache keeps trying",
+                );
                 if !pause(backoff, &mut shutdown).await {
                     return;
                 }
@@ -532,18 +542,12 @@ async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch
                 store.subscribed.store(false, Ordering::Relaxed);
             }
             failed => {
-                if let Some(suppressed) = failures_logged.admit() {
-                    let (error, hint) = match &failed {
-                        Ok(Err(e)) => (e.to_string(), super::hint(e)),
-                        _ => (format!("no answer within {:?}", store.connect_timeout), ""),
-                    };
-                    tracing::warn!(
-                        %error,
-                        hint,
-                        suppressed,
-                        "redis-cached: cannot subscribe to fill messages; waiters poll instead"
-                    );
-                }
+                log_failed_attempt(
+                    &failures_logged,
+                    &failed,
+                    store.connect_timeout,
+                    "cannot subscribe to fill messages; waiters poll instead",
+                );
                 if !pause(backoff, &mut shutdown).await {
                     return;
                 }
