@@ -23,6 +23,8 @@
 ///   defaults to 10 s and is renewed while the loader runs).
 /// - `negative` or `negative = "30s"`: cache `None`, for the smaller of `ttl` and 60 s by
 ///   default (only on `Option<T>` or `Result<Option<T>, E>` returns).
+/// - `stale = "1m"`: past the ttl, serve the stale value for this window while one caller
+///   refreshes it, or when the refresh fails.
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
 /// - `codec = "bincode" | "msgpack" | "json"`: the value codec (bincode by default).
 /// - `version = N`: values stored under another version are misses.

@@ -5,7 +5,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, Lit, LitStr};
 
-const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `cache`, `codec`, `version`, `jitter`, `tags`";
+const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `stale`, `cache`, `codec`, `version`, `jitter`, `tags`";
 
 /// A duration in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +35,8 @@ pub(crate) struct Args {
     pub(crate) jitter: Option<u32>,
     /// `tags = ["...", ...]`: templates like the key's.
     pub(crate) tags: Option<Vec<LitStr>>,
+    /// `stale = "1m"`: how long past the ttl a value stays servable.
+    pub(crate) stale: Option<Millis>,
 }
 
 /// Parses the arguments; every error found is returned at once.
@@ -111,6 +113,11 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
             "tags" => {
                 let tags = tag_list(&meta, &mut errors)?;
                 set_once(&mut args.tags, tags, span, "tags", &mut errors);
+            }
+            "stale" => {
+                if let Some(window) = duration(&meta, "stale", &mut errors)? {
+                    set_once(&mut args.stale, window, span, "stale", &mut errors);
+                }
             }
             "jitter" => {
                 let lit: Lit = meta.value()?.parse()?;

@@ -449,6 +449,10 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
     if let Some(jitter) = plan.args.jitter {
         chain = quote!(#chain.jitter(#jitter));
     }
+    if let Some(stale) = plan.args.stale {
+        let ms = stale.ms;
+        chain = quote!(#chain.stale(::redis_cached::__private::Duration::from_millis(#ms)));
+    }
     quote! {
         static __REDIS_CACHED_POLICY: ::redis_cached::__private::Policy = #chain;
     }

@@ -31,7 +31,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) flights: Arc<Flights>,
     pub(crate) fills: Arc<FillWaiters>,
-    errors_logged: RateLimited,
+    pub(crate) errors_logged: RateLimited,
     /// Dropping the last handle drops this sender, which stops the background tasks.
     _shutdown: watch::Sender<()>,
 }

@@ -5,6 +5,7 @@
 //! byte 1   kind (low 2 bits: value or negative) | codec << 2 | TAGGED (tag versions follow)
 //! varint   the function's `version` (LEB128, 1 byte below 128)
 //! [varint  number of tags, then 8 bytes (LE) per tag: the tag versions read before the load]
+//! [8 bytes (LE): the soft expiry, unix ms, for functions with `stale` (TIMED)]
 //! rest     the codec payload (empty for a negative entry)
 //! ```
 //!
@@ -19,6 +20,8 @@ const KIND_VALUE: u8 = 1;
 const KIND_NEGATIVE: u8 = 2;
 /// Set in byte 1 when tag versions follow the function's version.
 const TAGGED: u8 = 0x10;
+/// Set in byte 1 when a soft expiry follows (the value may be served stale after it).
+const TIMED: u8 = 0x20;
 
 /// The longest envelope header: format, kind and codec, a 5-byte varint.
 pub(crate) const ENVELOPE_HEADER_MAX: usize = 7;
@@ -95,16 +98,20 @@ impl Codec {
 }
 
 /// The header every entry of one cached function starts with.
-fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], out: &mut Vec<u8>) {
+fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], soft_expiry: Option<u64>, out: &mut Vec<u8>) {
     out.push(FORMAT_V1);
     let tagged = if tags.is_empty() { 0 } else { TAGGED };
-    out.push(kind | (codec.id() << 2) | tagged);
+    let timed = if soft_expiry.is_some() { TIMED } else { 0 };
+    out.push(kind | (codec.id() << 2) | tagged | timed);
     write_varint(version, out);
     if !tags.is_empty() {
         write_varint(u32::try_from(tags.len()).unwrap_or(u32::MAX), out);
         for tag in tags {
             out.extend_from_slice(&tag.to_le_bytes());
         }
+    }
+    if let Some(soft_expiry) = soft_expiry {
+        out.extend_from_slice(&soft_expiry.to_le_bytes());
     }
 }
 
@@ -136,9 +143,10 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
     codec: Codec,
     version: u32,
     tags: &[u64],
+    soft_expiry: Option<u64>,
 ) -> Result<Vec<u8>, Unstorable> {
     let mut out = Vec::with_capacity(64);
-    header(KIND_VALUE, codec, version, tags, &mut out);
+    header(KIND_VALUE, codec, version, tags, soft_expiry, &mut out);
     let start = out.len();
     codec.encode(value, &mut out).map_err(Unstorable::NotReadBack)?;
     if out.len() - start > DECODE_LIMIT {
@@ -153,7 +161,7 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
 /// Encodes the "not found" sentinel of a negative entry.
 pub(crate) fn encode_negative(codec: Codec, version: u32, tags: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4);
-    header(KIND_NEGATIVE, codec, version, tags, &mut out);
+    header(KIND_NEGATIVE, codec, version, tags, None, &mut out);
     out
 }
 
@@ -161,6 +169,8 @@ pub(crate) fn encode_negative(codec: Codec, version: u32, tags: &[u64]) -> Vec<u
 #[derive(Debug)]
 pub(crate) enum Decoded<T> {
     Value(T),
+    /// A value past its soft expiry (`stale`): servable while it is refreshed.
+    Stale(T),
     Negative,
     /// Written by another codec or another `version` of the function: a plain miss.
     OtherFormat,
@@ -169,15 +179,23 @@ pub(crate) enum Decoded<T> {
 }
 
 /// Reads an entry of the function with this codec and version, computed under `tags`
-/// (the current versions of its tags; empty for an untagged function).
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], codec: Codec, version: u32, tags: &[u64]) -> Decoded<T> {
+/// (the current versions of its tags; empty for an untagged function). `now` (unix ms)
+/// tells a value past its soft expiry.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    codec: Codec,
+    version: u32,
+    tags: &[u64],
+    now: u64,
+) -> Decoded<T> {
     let [format, kind_codec, rest @ ..] = bytes else {
         return Decoded::Unreadable;
     };
-    if *format != FORMAT_V1 || kind_codec & !(0b1111 | TAGGED) != 0 {
+    if *format != FORMAT_V1 || kind_codec & !(0b1111 | TAGGED | TIMED) != 0 {
         return Decoded::Unreadable;
     }
     let (kind, stored_codec, tagged) = (kind_codec & 0b11, (kind_codec >> 2) & 0b11, kind_codec & TAGGED != 0);
+    let timed = kind_codec & TIMED != 0;
     let Some((stored_version, rest)) = read_varint(rest) else {
         return Decoded::Unreadable;
     };
@@ -199,6 +217,14 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], codec: Codec, version: u
     } else {
         (&[][..], rest)
     };
+    let (soft_expiry, payload) = if timed {
+        let Some((expiry, payload)) = payload.split_first_chunk::<8>() else {
+            return Decoded::Unreadable;
+        };
+        (Some(u64::from_le_bytes(*expiry)), payload)
+    } else {
+        (None, payload)
+    };
     if stored_codec != codec.id() || stored_version != version {
         return Decoded::OtherFormat;
     }
@@ -214,6 +240,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], codec: Codec, version: u
     match kind {
         KIND_NEGATIVE if payload.is_empty() => Decoded::Negative,
         KIND_VALUE => match codec.decode(payload) {
+            Ok(value) if soft_expiry.is_some_and(|expiry| now >= expiry) => Decoded::Stale(value),
             Ok(value) => Decoded::Value(value),
             Err(_) => Decoded::Unreadable,
         },
@@ -261,27 +288,27 @@ mod tests {
     #[test]
     fn every_codec_round_trips_a_value() {
         for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-            let bytes = encode_value(&product(), codec, 3, &[]).unwrap();
-            assert!(matches!(decode::<Product>(&bytes, codec, 3, &[]), Decoded::Value(p) if p == product()));
+            let bytes = encode_value(&product(), codec, 3, &[], None).unwrap();
+            assert!(matches!(decode::<Product>(&bytes, codec, 3, &[], 0), Decoded::Value(p) if p == product()));
         }
     }
 
     #[test]
     fn header_costs_three_bytes_below_version_128() {
-        let bytes = encode_value(&product(), Codec::Json, 5, &[]).unwrap();
+        let bytes = encode_value(&product(), Codec::Json, 5, &[], None).unwrap();
         let payload = serde_json::to_vec(&product()).unwrap();
         assert_eq!(bytes.len(), payload.len() + 3);
     }
 
     #[test]
     fn another_codec_or_version_is_not_read() {
-        let bytes = encode_value(&product(), Codec::MsgPack, 1, &[]).unwrap();
+        let bytes = encode_value(&product(), Codec::MsgPack, 1, &[], None).unwrap();
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 1, &[]),
+            decode::<Product>(&bytes, Codec::Json, 1, &[], 0),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::MsgPack, 2, &[]),
+            decode::<Product>(&bytes, Codec::MsgPack, 2, &[], 0),
             Decoded::OtherFormat
         ));
     }
@@ -290,28 +317,28 @@ mod tests {
     fn negative_sentinel_is_never_a_value() {
         let bytes = encode_negative(Codec::Bincode, 0, &[]);
         assert!(matches!(
-            decode::<Option<u8>>(&bytes, Codec::Bincode, 0, &[]),
+            decode::<Option<u8>>(&bytes, Codec::Bincode, 0, &[], 0),
             Decoded::Negative
         ));
         // A value whose payload happens to be empty is still not negative.
-        let unit = encode_value(&(), Codec::Bincode, 0, &[]).unwrap();
+        let unit = encode_value(&(), Codec::Bincode, 0, &[], None).unwrap();
         assert!(matches!(
-            decode::<()>(&unit, Codec::Bincode, 0, &[]),
+            decode::<()>(&unit, Codec::Bincode, 0, &[], 0),
             Decoded::Value(())
         ));
     }
 
     #[test]
     fn garbage_and_truncation_are_unreadable() {
-        let bytes = encode_value(&product(), Codec::Bincode, 0, &[]).unwrap();
+        let bytes = encode_value(&product(), Codec::Bincode, 0, &[], None).unwrap();
         for cut in 0..bytes.len() {
             assert!(!matches!(
-                decode::<Product>(&bytes[..cut], Codec::Bincode, 0, &[]),
+                decode::<Product>(&bytes[..cut], Codec::Bincode, 0, &[], 0),
                 Decoded::Value(_)
             ));
         }
         assert!(matches!(
-            decode::<Product>(b"hello world", Codec::Bincode, 0, &[]),
+            decode::<Product>(b"hello world", Codec::Bincode, 0, &[], 0),
             Decoded::Unreadable
         ));
     }
@@ -323,42 +350,59 @@ mod tests {
         bytes[1] = KIND_VALUE | (Codec::Bincode.id() << 2);
         bytes.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]);
         assert!(matches!(
-            decode::<String>(&bytes, Codec::Bincode, 0, &[]),
+            decode::<String>(&bytes, Codec::Bincode, 0, &[], 0),
             Decoded::Unreadable
         ));
     }
 
     #[test]
     fn values_computed_under_other_tag_versions_are_not_read() {
-        let bytes = encode_value(&product(), Codec::Bincode, 0, &[7, 9]).unwrap();
+        let bytes = encode_value(&product(), Codec::Bincode, 0, &[7, 9], None).unwrap();
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 9]),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 9], 0),
             Decoded::Value(_)
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 10]),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 10], 0),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[7]),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7], 0),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[]),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[], 0),
             Decoded::OtherFormat
         ));
-        let untagged = encode_value(&product(), Codec::Bincode, 0, &[]).unwrap();
+        let untagged = encode_value(&product(), Codec::Bincode, 0, &[], None).unwrap();
         assert!(matches!(
-            decode::<Product>(&untagged, Codec::Bincode, 0, &[7]),
+            decode::<Product>(&untagged, Codec::Bincode, 0, &[7], 0),
             Decoded::OtherFormat
         ));
         let negative = encode_negative(Codec::Bincode, 0, &[3]);
         assert!(matches!(
-            decode::<Product>(&negative, Codec::Bincode, 0, &[3]),
+            decode::<Product>(&negative, Codec::Bincode, 0, &[3], 0),
             Decoded::Negative
         ));
         assert!(matches!(
-            decode::<Product>(&negative, Codec::Bincode, 0, &[4]),
+            decode::<Product>(&negative, Codec::Bincode, 0, &[4], 0),
+            Decoded::OtherFormat
+        ));
+    }
+
+    #[test]
+    fn a_value_past_its_soft_expiry_is_stale() {
+        let bytes = encode_value(&product(), Codec::Json, 0, &[1], Some(1_000)).unwrap();
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], 999),
+            Decoded::Value(_)
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], 1_000),
+            Decoded::Stale(_)
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 0, &[2], 999),
             Decoded::OtherFormat
         ));
     }
@@ -366,11 +410,11 @@ mod tests {
     #[test]
     fn bincode_refuses_what_it_cannot_read_back() {
         let sparse = Sparse { id: 1, note: None };
-        let Err(Unstorable::NotReadBack(err)) = encode_value(&sparse, Codec::Bincode, 0, &[]) else {
+        let Err(Unstorable::NotReadBack(err)) = encode_value(&sparse, Codec::Bincode, 0, &[], None) else {
             panic!("bincode cannot store this")
         };
         assert!(err.contains("decoding failed"), "{err}");
-        assert!(encode_value(&sparse, Codec::MsgPack, 0, &[]).is_ok());
+        assert!(encode_value(&sparse, Codec::MsgPack, 0, &[], None).is_ok());
     }
 
     proptest::proptest! {
@@ -378,10 +422,21 @@ mod tests {
         #[test]
         fn arbitrary_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let _ = decode::<Product>(&bytes, codec, 0, &[]);
-                let _ = decode::<String>(&bytes, codec, 0, &[]);
-                let _ = decode::<Vec<u64>>(&bytes, codec, 0, &[]);
-                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0, &[]);
+                let _ = decode::<Product>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<String>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<Vec<u64>>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0, &[], 0);
+            }
+        }
+
+        /// Arbitrary bytes behind every combination of header flags: no panic.
+        #[test]
+        fn arbitrary_bytes_behind_any_flags(flags in 0u8..64, rest in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let mut bytes = vec![FORMAT_V1, flags];
+            bytes.extend(&rest);
+            for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
+                let _ = decode::<Product>(&bytes, codec, 0, &[1, 2], u64::MAX);
+                let _ = decode::<Product>(&bytes, codec, 0, &[], 0);
             }
         }
 
@@ -391,10 +446,10 @@ mod tests {
         fn valid_header_with_arbitrary_payload(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
                 let mut bytes = Vec::new();
-                header(KIND_VALUE, codec, 0, &[], &mut bytes);
+                header(KIND_VALUE, codec, 0, &[], None, &mut bytes);
                 bytes.extend(&payload);
-                let _ = decode::<Product>(&bytes, codec, 0, &[]);
-                let _ = decode::<Vec<String>>(&bytes, codec, 0, &[]);
+                let _ = decode::<Product>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<Vec<String>>(&bytes, codec, 0, &[], 0);
             }
         }
 
@@ -403,8 +458,8 @@ mod tests {
         fn stored_values_read_back(id in proptest::num::u64::ANY, name in "\\PC{0,40}", version in 0u32..100_000) {
             let value = Product { id, name };
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let bytes = encode_value(&value, codec, version, &[]).unwrap();
-                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[]), Decoded::Value(v) if v == value));
+                let bytes = encode_value(&value, codec, version, &[], None).unwrap();
+                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[], 0), Decoded::Value(v) if v == value));
             }
         }
     }

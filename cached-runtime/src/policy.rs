@@ -33,6 +33,7 @@ pub struct Policy {
     pub(crate) codec: Codec,
     pub(crate) version: u32,
     pub(crate) jitter_percent: u32,
+    pub(crate) stale: Option<Duration>,
     warned_unstorable: AtomicBool,
 }
 
@@ -52,6 +53,7 @@ impl Policy {
             codec: Codec::Bincode,
             version: 0,
             jitter_percent: DEFAULT_JITTER_PERCENT,
+            stale: None,
             warned_unstorable: AtomicBool::new(false),
         }
     }
@@ -82,6 +84,15 @@ impl Policy {
     #[must_use]
     pub const fn version(mut self, version: u32) -> Self {
         self.version = version;
+        self
+    }
+
+    /// After the ttl, a value stays servable for `window` while one caller refreshes it
+    /// (stale-while-revalidate), and is served if that refresh fails (stale-if-error).
+    /// Defaults to none: a value is gone at its ttl.
+    #[must_use]
+    pub const fn stale(mut self, window: Duration) -> Self {
+        self.stale = Some(window);
         self
     }
 

@@ -179,14 +179,14 @@ pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, key
 /// `None` when the value cannot be stored.
 #[must_use]
 pub fn encode_envelope<T: Cacheable>(value: &T, codec: Codec, version: u32) -> Option<Vec<u8>> {
-    crate::codec::encode_value(value, codec, version, &[]).ok()
+    crate::codec::encode_value(value, codec, version, &[], None).ok()
 }
 
 /// Reads stored bytes back, for the micro benchmarks; `None` for anything but a value
 /// of this codec and version.
 #[must_use]
 pub fn decode_envelope<T: Cacheable>(bytes: &[u8], codec: Codec, version: u32) -> Option<T> {
-    match crate::codec::decode(bytes, codec, version, &[]) {
+    match crate::codec::decode(bytes, codec, version, &[], 0) {
         crate::codec::Decoded::Value(value) => Some(value),
         _ => None,
     }

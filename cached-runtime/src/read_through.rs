@@ -74,6 +74,9 @@ pub(crate) async fn read_through<S: Shape>(
                 Counters::bump(&counters.negative_hits);
                 return out;
             }
+            Some(Answer::Stale(value)) => {
+                return Box::pin(refresh::<S>(cache, policy, &key, tagging, load, value)).await;
+            }
             None => {}
         },
         Ok(None) => {}
@@ -108,6 +111,25 @@ impl Tagging {
     }
 }
 
+/// A stale hit: one caller refreshes (in this process, the flight's leader; across
+/// processes, the lease holder); every other caller gets the stale value at once.
+async fn refresh<S: Shape>(
+    cache: &Cache,
+    policy: &Policy,
+    key: &str,
+    mut tagging: Tagging,
+    load: impl Future<Output = S::Output>,
+    stale: S::Value,
+) -> S::Output {
+    match cache.inner.flights.join(key) {
+        Join::Leader(flight) => lead::<S>(cache, policy, key, &mut tagging, load, flight, Some(stale)).await,
+        Join::Waiter(_) => {
+            Counters::bump(&cache.inner.counters.stale_hits);
+            S::from_value(stale)
+        }
+    }
+}
+
 /// After a miss: share a load already running in this process, or lead one.
 async fn miss<S: Shape>(
     cache: &Cache,
@@ -120,7 +142,7 @@ async fn miss<S: Shape>(
     let counters = &inner.counters;
     loop {
         match inner.flights.join(key) {
-            Join::Leader(flight) => return lead::<S>(cache, policy, key, &mut tagging, load, flight).await,
+            Join::Leader(flight) => return lead::<S>(cache, policy, key, &mut tagging, load, flight, None).await,
             // Bounded, in case the leader's future is kept but no longer polled.
             Join::Waiter(waiter) => match coalesce::wait(waiter, policy.wait_budget().saturating_mul(2)).await {
                 Outcome::Done(shared) => {
@@ -143,9 +165,11 @@ async fn miss<S: Shape>(
     }
 }
 
-enum Answer<T> {
+enum Answer<T, V> {
     Value(T),
     Negative(T),
+    /// Past its ttl, within `stale`: the raw value, served while it is refreshed.
+    Stale(V),
 }
 
 /// Reads a stored entry; `None` means "treat as a miss". Unreadable entries are counted
@@ -156,9 +180,11 @@ fn answer<S: Shape>(
     bytes: &[u8],
     tags: &[u64],
     count_unreadable: bool,
-) -> Option<Answer<S::Output>> {
-    match codec::decode::<S::Value>(bytes, policy.codec, policy.version, tags) {
+) -> Option<Answer<S::Output, S::Value>> {
+    let now = if policy.stale.is_some() { unix_millis() } else { 0 };
+    match codec::decode::<S::Value>(bytes, policy.codec, policy.version, tags, now) {
         Decoded::Value(value) => Some(Answer::Value(S::from_value(value))),
+        Decoded::Stale(value) => Some(Answer::Stale(value)),
         Decoded::Negative if policy.negative.is_some() => S::absent().map(Answer::Negative),
         Decoded::Negative | Decoded::OtherFormat => None,
         Decoded::Unreadable => {
@@ -170,13 +196,20 @@ fn answer<S: Shape>(
     }
 }
 
-fn output<T>(answer: Answer<T>) -> T {
-    match answer {
-        Answer::Value(out) | Answer::Negative(out) => out,
-    }
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the Unix epoch: soft expiries are wall-clock, shared by processes.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The flight leader: get the lease (or wait for its holder to finish), load, fill.
+/// With a `stale` value it refreshes: it never waits for another holder (it serves the
+/// stale value instead), and serves it too if the loader fails (stale-if-error).
 async fn lead<S: Shape>(
     cache: &Cache,
     policy: &Policy,
@@ -184,6 +217,7 @@ async fn lead<S: Shape>(
     tagging: &mut Tagging,
     load: impl Future<Output = S::Output>,
     flight: LeaderGuard<'_>,
+    stale: Option<S::Value>,
 ) -> S::Output {
     let inner = &*cache.inner;
     let versions = match tagging.resolve(inner).await {
@@ -195,7 +229,8 @@ async fn lead<S: Shape>(
             return finish::<S>(flight, load.await);
         }
     };
-    let exclusive = policy.lock.is_some();
+    // One refresh at a time in the deployment, with or without `lock`.
+    let exclusive = policy.lock.is_some() || stale.is_some();
     let lease = Lease {
         key: key.to_owned(),
         lease_key: if exclusive { lease_key(key) } else { fence_key(key) },
@@ -216,17 +251,29 @@ async fn lead<S: Shape>(
         announced.as_mut().enable();
         // A request that gets no answer may still have taken the lease.
         guard.arm();
-        let acquired = match inner.store.acquire(guard.lease(), duration, true).await {
+        // A refresh takes the lease over the stale value it has already read.
+        let acquired = match inner.store.acquire(guard.lease(), duration, stale.is_none()).await {
             Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, &versions, false) {
-                Some(found) => {
+                Some(Answer::Value(out) | Answer::Negative(out)) => {
                     guard.disarm();
-                    return finish::<S>(flight, output(found));
+                    return finish::<S>(flight, out);
                 }
-                // The stored entry is unusable (corrupt, other version): take the lease over it.
-                None => inner.store.acquire(guard.lease(), duration, false).await,
+                // Unusable (corrupt, other version) or stale: take the lease over it.
+                Some(Answer::Stale(_)) | None => inner.store.acquire(guard.lease(), duration, false).await,
             },
             other => other,
         };
+        if let Some(stale) = &stale
+            && !matches!(acquired, Ok(Acquire::Won))
+        {
+            // Another caller refreshes it (or Redis is failing): serve the stale value.
+            guard.disarm();
+            if let Err(e) = acquired {
+                inner.failed(e);
+            }
+            Counters::bump(&inner.counters.stale_hits);
+            return finish::<S>(flight, S::from_value(stale.clone()));
+        }
         match acquired {
             Ok(Acquire::Won) => break true,
             Ok(Acquire::Held { remaining }) => {
@@ -275,6 +322,20 @@ async fn lead<S: Shape>(
         load.await
     };
     drop(guard);
+    if let Some(stale) = stale
+        && matches!(S::classify(&out), Loaded::Failed)
+    {
+        // Stale-if-error: the refresh failed; the value is still within its window.
+        Counters::bump(&inner.counters.stale_hits);
+        if let Some(suppressed) = inner.errors_logged.admit() {
+            tracing::warn!(
+                function = policy.name,
+                suppressed,
+                "redis-cached: the loader failed while refreshing a stale value; serving the stale value"
+            );
+        }
+        return finish::<S>(flight, S::from_value(stale));
+    }
     finish::<S>(flight, out)
 }
 
@@ -293,16 +354,27 @@ async fn fill_or_release<S: Shape>(
     out: &S::Output,
 ) -> bool {
     let entry = match S::classify(out) {
-        Loaded::Value(value) => match codec::encode_value(value, policy.codec, policy.version, tags) {
-            Ok(bytes) => Some((bytes, policy.jittered(policy.ttl))),
-            Err(why) => {
-                Counters::bump(&inner.counters.unstorable);
-                if policy.first_unstorable() {
-                    log_unstorable(policy, &why);
+        Loaded::Value(value) => {
+            let ttl = policy.jittered(policy.ttl);
+            // With `stale`, Redis keeps the value for the window past its (soft) expiry.
+            let (soft_expiry, keep) = match policy.stale {
+                Some(window) => (
+                    Some(unix_millis().saturating_add(millis(ttl))),
+                    ttl.saturating_add(window),
+                ),
+                None => (None, ttl),
+            };
+            match codec::encode_value(value, policy.codec, policy.version, tags, soft_expiry) {
+                Ok(bytes) => Some((bytes, keep)),
+                Err(why) => {
+                    Counters::bump(&inner.counters.unstorable);
+                    if policy.first_unstorable() {
+                        log_unstorable(policy, &why);
+                    }
+                    None
                 }
-                None
             }
-        },
+        }
         Loaded::Absent => policy.negative.map(|ttl| {
             (
                 codec::encode_negative(policy.codec, policy.version, tags),

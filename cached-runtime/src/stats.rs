@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
-/// Every call of a cached function counts once as a hit, a negative hit or a miss.
+/// Every call of a cached function counts once as a hit, a negative hit, a stale hit or
+/// a miss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -12,6 +13,9 @@ pub struct Stats {
     pub hits: u64,
     /// Calls answered from the cache with a stored "not found" (`negative`).
     pub negative_hits: u64,
+    /// Calls answered with a value past its ttl (within `stale`), while one caller
+    /// refreshed it or because the refresh failed. Not counted in `hits`.
+    pub stale_hits: u64,
     /// Calls the cache could not answer (absent, expired, unreadable, or Redis unavailable).
     pub misses: u64,
     /// Loader runs started by this cache: the calls that went to the database.
@@ -33,11 +37,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The share of calls answered from the cache, counting negative hits, in `0.0..=1.0`.
-    /// `0.0` before the first call.
+    /// The share of calls answered from the cache, counting negative and stale hits, in
+    /// `0.0..=1.0`. `0.0` before the first call.
     #[must_use]
     pub fn hit_rate(&self) -> f64 {
-        let answered = self.hits + self.negative_hits;
+        let answered = self.hits + self.negative_hits + self.stale_hits;
         let calls = answered + self.misses;
         if calls == 0 {
             0.0
@@ -52,6 +56,7 @@ impl Stats {
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) negative_hits: AtomicU64,
+    pub(crate) stale_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) loads: AtomicU64,
     pub(crate) coalesced: AtomicU64,
@@ -71,6 +76,7 @@ impl Counters {
         Stats {
             hits: self.hits.load(Relaxed),
             negative_hits: self.negative_hits.load(Relaxed),
+            stale_hits: self.stale_hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             loads: self.loads.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),

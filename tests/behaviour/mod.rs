@@ -38,6 +38,8 @@ macro_rules! behaviour_tests {
             redis_invalidate_evicts_every_key_on_ok_and_none_on_err,
             a_tag_invalidation_evicts_every_value_with_that_tag,
             a_value_loaded_before_a_tag_bump_is_not_served_after_it,
+            past_its_ttl_a_value_is_served_stale_while_one_caller_refreshes,
+            a_failed_refresh_serves_the_stale_value,
             values_the_codec_cannot_read_back_are_not_stored,
         );
     };
@@ -183,6 +185,12 @@ impl Db {
         let _ = category;
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Goes stale after 300 ms, and stays servable for 30 s past that.
+    #[redis_cached(key = "fresh:<id>", ttl = "300ms", stale = "30s", jitter = 0, cache = self.cache)]
+    pub async fn fresh(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
     }
 
     #[redis_cached(key = "maybe:<id>", ttl = 60, cache = self.cache)]
@@ -494,4 +502,52 @@ pub async fn a_value_loaded_before_a_tag_bump_is_not_served_after_it(db: &Arc<Db
     );
     assert_eq!(db.tagged(4, 9).await, product(4, 1));
     assert_eq!(db.loads(), 2);
+}
+
+/// `stale`: past the ttl, one caller refreshes and every other caller gets the stale
+/// value at once; afterwards everyone gets the refreshed one.
+pub async fn past_its_ttl_a_value_is_served_stale_while_one_caller_refreshes(db: &Arc<Db>) {
+    assert_eq!(db.fresh(5).await, Ok(Some(product(5, 0))));
+    tokio::time::sleep(Duration::from_millis(400)).await; // past the 300 ms ttl
+    db.generation.store(1, Ordering::SeqCst);
+    db.delay_ms.store(300, Ordering::SeqCst);
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.fresh(5).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    let stale = results.iter().filter(|r| **r == Ok(Some(product(5, 0)))).count();
+    let fresh = results.iter().filter(|r| **r == Ok(Some(product(5, 1)))).count();
+    assert_eq!(
+        (stale, fresh),
+        (9, 1),
+        "one refreshed, the others did not wait: {results:?}"
+    );
+    assert_eq!(db.loads(), 2, "exactly one refresh");
+    assert_eq!(db.cache.stats().stale_hits, 9);
+    assert_eq!(
+        db.fresh(5).await,
+        Ok(Some(product(5, 1))),
+        "the refreshed value is stored"
+    );
+    assert_eq!(db.loads(), 2);
+}
+
+/// `stale` also covers a failing loader: within the window, the refresh's error gives
+/// way to the stale value; the next call tries again.
+pub async fn a_failed_refresh_serves_the_stale_value(db: &Db) {
+    assert_eq!(db.fresh(6).await, Ok(Some(product(6, 0))));
+    tokio::time::sleep(Duration::from_millis(400)).await; // past the 300 ms ttl
+    db.fail.store(true, Ordering::SeqCst);
+    assert_eq!(db.fresh(6).await, Ok(Some(product(6, 0))), "stale, not the error");
+    assert_eq!(db.cache.stats().stale_hits, 1);
+    db.fail.store(false, Ordering::SeqCst);
+    db.generation.store(1, Ordering::SeqCst);
+    assert_eq!(db.fresh(6).await, Ok(Some(product(6, 1))), "refreshed on the next call");
+    assert_eq!(db.loads(), 3);
 }
