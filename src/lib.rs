@@ -25,6 +25,8 @@
 ///   default (only on `Option<T>` or `Result<Option<T>, E>` returns).
 /// - `stale = "1m"`: past the ttl, serve the stale value for this window while one caller
 ///   refreshes it, or when the refresh fails.
+/// - `refresh = "xfetch"` (and `beta = 1.0`): refresh hot values early, in one caller,
+///   while the others keep the current value.
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
 /// - `codec = "bincode" | "msgpack" | "json"`: the value codec (bincode by default).
 /// - `version = N`: values stored under another version are misses.

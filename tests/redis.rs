@@ -373,3 +373,39 @@ async fn jitter_spreads_the_expiry_of_keys_written_together() {
     let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
     assert!(max - min > 5_000, "spread over the window, not bunched: {ttls:?}");
 }
+
+/// Refresh-ahead across two caches ("processes"): exactly one load per refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_ahead_loads_once_across_processes() {
+    let redis = RedisServer::start();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
+    a.delay_ms.store(20, Ordering::SeqCst);
+    assert_eq!(a.ahead(9).await, Ok(Some(product(9, 0))));
+    for db in [&a, &b] {
+        db.delay_ms.store(300, Ordering::SeqCst);
+        db.generation.store(1, Ordering::SeqCst);
+    }
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { db.ahead(9).await })
+        })
+        .collect();
+    let mut refreshed = 0;
+    for call in calls {
+        let result = call.await.unwrap();
+        assert!(
+            result == Ok(Some(product(9, 0))) || result == Ok(Some(product(9, 1))),
+            "{result:?}"
+        );
+        refreshed += usize::from(result == Ok(Some(product(9, 1))));
+    }
+    assert_eq!(refreshed, 1, "one caller refreshed and got the new value");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "the warm-up and exactly one early refresh"
+    );
+}

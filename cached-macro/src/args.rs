@@ -5,7 +5,8 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, Lit, LitStr};
 
-const VALID: &str = "`key`, `ttl`, `lock`, `negative`, `stale`, `cache`, `codec`, `version`, `jitter`, `tags`";
+const VALID: &str =
+    "`key`, `ttl`, `lock`, `negative`, `stale`, `refresh`, `beta`, `cache`, `codec`, `version`, `jitter`, `tags`";
 
 /// A duration in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,10 @@ pub(crate) struct Args {
     pub(crate) tags: Option<Vec<LitStr>>,
     /// `stale = "1m"`: how long past the ttl a value stays servable.
     pub(crate) stale: Option<Millis>,
+    /// `refresh = "xfetch"`, with its span for errors.
+    pub(crate) refresh: Option<Span>,
+    /// `beta = 1.0`, with its span.
+    pub(crate) beta: Option<(Span, f64)>,
 }
 
 /// Parses the arguments; every error found is returned at once.
@@ -117,6 +122,34 @@ pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
             "stale" => {
                 if let Some(window) = duration(&meta, "stale", &mut errors)? {
                     set_once(&mut args.stale, window, span, "stale", &mut errors);
+                }
+            }
+            "refresh" => {
+                let mode: LitStr = meta.value()?.parse()?;
+                if mode.value() == "xfetch" {
+                    set_once(&mut args.refresh, span, span, "refresh", &mut errors);
+                } else {
+                    errors.push(syn::Error::new(
+                        mode.span(),
+                        "unknown refresh; the one there is: `refresh = \"xfetch\"` (refresh-ahead)",
+                    ));
+                }
+            }
+            "beta" => {
+                let lit: Lit = meta.value()?.parse()?;
+                let beta = match &lit {
+                    Lit::Float(float) => float.base10_parse::<f64>().ok(),
+                    Lit::Int(int) => int.base10_parse::<f64>().ok(),
+                    _ => None,
+                };
+                match beta {
+                    Some(beta) if beta.is_finite() && beta >= 0.0 => {
+                        set_once(&mut args.beta, (span, beta), span, "beta", &mut errors);
+                    }
+                    _ => errors.push(syn::Error::new(
+                        lit.span(),
+                        "`beta` is a number from 0, e.g. `beta = 1.0`",
+                    )),
                 }
             }
             "jitter" => {

@@ -218,6 +218,12 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
         }
     }
     let tags = templates(args.tags.as_deref().unwrap_or_default(), &sig, &mut errors);
+    if let (Some((span, _)), None) = (args.beta, args.refresh) {
+        errors.push(syn::Error::new(
+            span,
+            "`beta` tunes `refresh = \"xfetch\"`; add it, or remove `beta`",
+        ));
+    }
     if let Some((span, _)) = &args.negative
         && !sig.returns.has_none()
     {
@@ -452,6 +458,10 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
     if let Some(stale) = plan.args.stale {
         let ms = stale.ms;
         chain = quote!(#chain.stale(::redis_cached::__private::Duration::from_millis(#ms)));
+    }
+    if plan.args.refresh.is_some() {
+        let beta = plan.args.beta.map_or(1.0, |(_, beta)| beta);
+        chain = quote!(#chain.refresh_early(#beta));
     }
     quote! {
         static __REDIS_CACHED_POLICY: ::redis_cached::__private::Policy = #chain;

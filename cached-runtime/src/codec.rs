@@ -5,7 +5,8 @@
 //! byte 1   kind (low 2 bits: value or negative) | codec << 2 | TAGGED (tag versions follow)
 //! varint   the function's `version` (LEB128, 1 byte below 128)
 //! [varint  number of tags, then 8 bytes (LE) per tag: the tag versions read before the load]
-//! [8 bytes (LE): the soft expiry, unix ms, for functions with `stale` (TIMED)]
+//! [8 bytes (LE): the soft expiry, unix ms, then a varint: the load's duration in ms,
+//!  for functions with `stale` or `refresh` (TIMED)]
 //! rest     the codec payload (empty for a negative entry)
 //! ```
 //!
@@ -98,10 +99,27 @@ impl Codec {
 }
 
 /// The header every entry of one cached function starts with.
-fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], soft_expiry: Option<u64>, out: &mut Vec<u8>) {
+/// When a value goes stale (unix ms) and how long its load took (ms): what `stale` and
+/// `refresh` need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) soft_expiry: u64,
+    pub(crate) load_ms: u32,
+}
+
+/// How a read judges a value's freshness.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Freshness {
+    /// Now, in unix ms (0: never stale).
+    pub(crate) now: u64,
+    /// `refresh = "xfetch"`'s beta: refresh early with probability growing near expiry.
+    pub(crate) early_beta: Option<f64>,
+}
+
+fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], timing: Option<Timing>, out: &mut Vec<u8>) {
     out.push(FORMAT_V1);
     let tagged = if tags.is_empty() { 0 } else { TAGGED };
-    let timed = if soft_expiry.is_some() { TIMED } else { 0 };
+    let timed = if timing.is_some() { TIMED } else { 0 };
     out.push(kind | (codec.id() << 2) | tagged | timed);
     write_varint(version, out);
     if !tags.is_empty() {
@@ -110,8 +128,9 @@ fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], soft_expiry: Optio
             out.extend_from_slice(&tag.to_le_bytes());
         }
     }
-    if let Some(soft_expiry) = soft_expiry {
-        out.extend_from_slice(&soft_expiry.to_le_bytes());
+    if let Some(timing) = timing {
+        out.extend_from_slice(&timing.soft_expiry.to_le_bytes());
+        write_varint(timing.load_ms, out);
     }
 }
 
@@ -143,10 +162,10 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
     codec: Codec,
     version: u32,
     tags: &[u64],
-    soft_expiry: Option<u64>,
+    timing: Option<Timing>,
 ) -> Result<Vec<u8>, Unstorable> {
     let mut out = Vec::with_capacity(64);
-    header(KIND_VALUE, codec, version, tags, soft_expiry, &mut out);
+    header(KIND_VALUE, codec, version, tags, timing, &mut out);
     let start = out.len();
     codec.encode(value, &mut out).map_err(Unstorable::NotReadBack)?;
     if out.len() - start > DECODE_LIMIT {
@@ -169,6 +188,8 @@ pub(crate) fn encode_negative(codec: Codec, version: u32, tags: &[u64]) -> Vec<u
 #[derive(Debug)]
 pub(crate) enum Decoded<T> {
     Value(T),
+    /// A fresh value that this read should refresh early (`refresh = "xfetch"`).
+    Early(T),
     /// A value past its soft expiry (`stale`): servable while it is refreshed.
     Stale(T),
     Negative,
@@ -179,14 +200,14 @@ pub(crate) enum Decoded<T> {
 }
 
 /// Reads an entry of the function with this codec and version, computed under `tags`
-/// (the current versions of its tags; empty for an untagged function). `now` (unix ms)
-/// tells a value past its soft expiry.
+/// (the current versions of its tags; empty for an untagged function), judging its
+/// freshness by `freshness`.
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     codec: Codec,
     version: u32,
     tags: &[u64],
-    now: u64,
+    freshness: Freshness,
 ) -> Decoded<T> {
     let [format, kind_codec, rest @ ..] = bytes else {
         return Decoded::Unreadable;
@@ -217,11 +238,20 @@ pub(crate) fn decode<T: DeserializeOwned>(
     } else {
         (&[][..], rest)
     };
-    let (soft_expiry, payload) = if timed {
-        let Some((expiry, payload)) = payload.split_first_chunk::<8>() else {
+    let (timing, payload) = if timed {
+        let Some((expiry, rest)) = payload.split_first_chunk::<8>() else {
             return Decoded::Unreadable;
         };
-        (Some(u64::from_le_bytes(*expiry)), payload)
+        let Some((load_ms, payload)) = read_varint(rest) else {
+            return Decoded::Unreadable;
+        };
+        (
+            Some(Timing {
+                soft_expiry: u64::from_le_bytes(*expiry),
+                load_ms,
+            }),
+            payload,
+        )
     } else {
         (None, payload)
     };
@@ -240,12 +270,28 @@ pub(crate) fn decode<T: DeserializeOwned>(
     match kind {
         KIND_NEGATIVE if payload.is_empty() => Decoded::Negative,
         KIND_VALUE => match codec.decode(payload) {
-            Ok(value) if soft_expiry.is_some_and(|expiry| now >= expiry) => Decoded::Stale(value),
-            Ok(value) => Decoded::Value(value),
+            Ok(value) => match timing {
+                Some(timing) if freshness.now != 0 && freshness.now >= timing.soft_expiry => Decoded::Stale(value),
+                Some(timing) if refresh_early(timing, freshness) => Decoded::Early(value),
+                _ => Decoded::Value(value),
+            },
             Err(_) => Decoded::Unreadable,
         },
         _ => Decoded::Unreadable,
     }
+}
+
+/// XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): refresh early when
+/// `now - load time * beta * ln(rand()) >= expiry`, more likely the closer the expiry and
+/// the slower the load.
+fn refresh_early(timing: Timing, freshness: Freshness) -> bool {
+    let Some(beta) = freshness.early_beta else { return false };
+    if freshness.now == 0 {
+        return false;
+    }
+    let draw = crate::lock::random_unit().max(f64::MIN_POSITIVE);
+    let head_start = f64::from(timing.load_ms) * beta * -draw.ln();
+    freshness.now as f64 + head_start >= timing.soft_expiry as f64
 }
 
 fn read_varint(bytes: &[u8]) -> Option<(u32, &[u8])> {
@@ -289,7 +335,9 @@ mod tests {
     fn every_codec_round_trips_a_value() {
         for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
             let bytes = encode_value(&product(), codec, 3, &[], None).unwrap();
-            assert!(matches!(decode::<Product>(&bytes, codec, 3, &[], 0), Decoded::Value(p) if p == product()));
+            assert!(
+                matches!(decode::<Product>(&bytes, codec, 3, &[], Freshness::default()), Decoded::Value(p) if p == product())
+            );
         }
     }
 
@@ -304,11 +352,11 @@ mod tests {
     fn another_codec_or_version_is_not_read() {
         let bytes = encode_value(&product(), Codec::MsgPack, 1, &[], None).unwrap();
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 1, &[], 0),
+            decode::<Product>(&bytes, Codec::Json, 1, &[], Freshness::default()),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::MsgPack, 2, &[], 0),
+            decode::<Product>(&bytes, Codec::MsgPack, 2, &[], Freshness::default()),
             Decoded::OtherFormat
         ));
     }
@@ -317,13 +365,13 @@ mod tests {
     fn negative_sentinel_is_never_a_value() {
         let bytes = encode_negative(Codec::Bincode, 0, &[]);
         assert!(matches!(
-            decode::<Option<u8>>(&bytes, Codec::Bincode, 0, &[], 0),
+            decode::<Option<u8>>(&bytes, Codec::Bincode, 0, &[], Freshness::default()),
             Decoded::Negative
         ));
         // A value whose payload happens to be empty is still not negative.
         let unit = encode_value(&(), Codec::Bincode, 0, &[], None).unwrap();
         assert!(matches!(
-            decode::<()>(&unit, Codec::Bincode, 0, &[], 0),
+            decode::<()>(&unit, Codec::Bincode, 0, &[], Freshness::default()),
             Decoded::Value(())
         ));
     }
@@ -333,12 +381,12 @@ mod tests {
         let bytes = encode_value(&product(), Codec::Bincode, 0, &[], None).unwrap();
         for cut in 0..bytes.len() {
             assert!(!matches!(
-                decode::<Product>(&bytes[..cut], Codec::Bincode, 0, &[], 0),
+                decode::<Product>(&bytes[..cut], Codec::Bincode, 0, &[], Freshness::default()),
                 Decoded::Value(_)
             ));
         }
         assert!(matches!(
-            decode::<Product>(b"hello world", Codec::Bincode, 0, &[], 0),
+            decode::<Product>(b"hello world", Codec::Bincode, 0, &[], Freshness::default()),
             Decoded::Unreadable
         ));
     }
@@ -350,7 +398,7 @@ mod tests {
         bytes[1] = KIND_VALUE | (Codec::Bincode.id() << 2);
         bytes.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]);
         assert!(matches!(
-            decode::<String>(&bytes, Codec::Bincode, 0, &[], 0),
+            decode::<String>(&bytes, Codec::Bincode, 0, &[], Freshness::default()),
             Decoded::Unreadable
         ));
     }
@@ -359,51 +407,69 @@ mod tests {
     fn values_computed_under_other_tag_versions_are_not_read() {
         let bytes = encode_value(&product(), Codec::Bincode, 0, &[7, 9], None).unwrap();
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 9], 0),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 9], Freshness::default()),
             Decoded::Value(_)
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 10], 0),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7, 10], Freshness::default()),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[7], 0),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[7], Freshness::default()),
             Decoded::OtherFormat
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Bincode, 0, &[], 0),
+            decode::<Product>(&bytes, Codec::Bincode, 0, &[], Freshness::default()),
             Decoded::OtherFormat
         ));
         let untagged = encode_value(&product(), Codec::Bincode, 0, &[], None).unwrap();
         assert!(matches!(
-            decode::<Product>(&untagged, Codec::Bincode, 0, &[7], 0),
+            decode::<Product>(&untagged, Codec::Bincode, 0, &[7], Freshness::default()),
             Decoded::OtherFormat
         ));
         let negative = encode_negative(Codec::Bincode, 0, &[3]);
         assert!(matches!(
-            decode::<Product>(&negative, Codec::Bincode, 0, &[3], 0),
+            decode::<Product>(&negative, Codec::Bincode, 0, &[3], Freshness::default()),
             Decoded::Negative
         ));
         assert!(matches!(
-            decode::<Product>(&negative, Codec::Bincode, 0, &[4], 0),
+            decode::<Product>(&negative, Codec::Bincode, 0, &[4], Freshness::default()),
             Decoded::OtherFormat
         ));
     }
 
     #[test]
     fn a_value_past_its_soft_expiry_is_stale() {
-        let bytes = encode_value(&product(), Codec::Json, 0, &[1], Some(1_000)).unwrap();
+        let timing = Timing {
+            soft_expiry: 1_000,
+            load_ms: 5,
+        };
+        let bytes = encode_value(&product(), Codec::Json, 0, &[1], Some(timing)).unwrap();
+        let at = |now| Freshness { now, early_beta: None };
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 0, &[1], 999),
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], at(999)),
             Decoded::Value(_)
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 0, &[1], 1_000),
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], at(1_000)),
             Decoded::Stale(_)
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 0, &[2], 999),
+            decode::<Product>(&bytes, Codec::Json, 0, &[2], at(999)),
             Decoded::OtherFormat
+        ));
+        // XFetch: far from expiry a zero beta never refreshes early; a huge one always does.
+        let early = |beta| Freshness {
+            now: 10,
+            early_beta: Some(beta),
+        };
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], early(0.0)),
+            Decoded::Value(_)
+        ));
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], early(1e12)),
+            Decoded::Early(_)
         ));
     }
 
@@ -422,10 +488,10 @@ mod tests {
         #[test]
         fn arbitrary_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let _ = decode::<Product>(&bytes, codec, 0, &[], 0);
-                let _ = decode::<String>(&bytes, codec, 0, &[], 0);
-                let _ = decode::<Vec<u64>>(&bytes, codec, 0, &[], 0);
-                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<Product>(&bytes, codec, 0, &[], Freshness::default());
+                let _ = decode::<String>(&bytes, codec, 0, &[], Freshness::default());
+                let _ = decode::<Vec<u64>>(&bytes, codec, 0, &[], Freshness::default());
+                let _ = decode::<Option<Vec<String>>>(&bytes, codec, 0, &[], Freshness::default());
             }
         }
 
@@ -435,8 +501,8 @@ mod tests {
             let mut bytes = vec![FORMAT_V1, flags];
             bytes.extend(&rest);
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let _ = decode::<Product>(&bytes, codec, 0, &[1, 2], u64::MAX);
-                let _ = decode::<Product>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<Product>(&bytes, codec, 0, &[1, 2], Freshness { now: u64::MAX, early_beta: Some(1.0) });
+                let _ = decode::<Product>(&bytes, codec, 0, &[], Freshness::default());
             }
         }
 
@@ -448,8 +514,8 @@ mod tests {
                 let mut bytes = Vec::new();
                 header(KIND_VALUE, codec, 0, &[], None, &mut bytes);
                 bytes.extend(&payload);
-                let _ = decode::<Product>(&bytes, codec, 0, &[], 0);
-                let _ = decode::<Vec<String>>(&bytes, codec, 0, &[], 0);
+                let _ = decode::<Product>(&bytes, codec, 0, &[], Freshness::default());
+                let _ = decode::<Vec<String>>(&bytes, codec, 0, &[], Freshness::default());
             }
         }
 
@@ -459,7 +525,7 @@ mod tests {
             let value = Product { id, name };
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
                 let bytes = encode_value(&value, codec, version, &[], None).unwrap();
-                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[], 0), Decoded::Value(v) if v == value));
+                proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[], Freshness::default()), Decoded::Value(v) if v == value));
             }
         }
     }

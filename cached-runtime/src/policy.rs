@@ -34,6 +34,7 @@ pub struct Policy {
     pub(crate) version: u32,
     pub(crate) jitter_percent: u32,
     pub(crate) stale: Option<Duration>,
+    pub(crate) refresh_beta: Option<f64>,
     warned_unstorable: AtomicBool,
 }
 
@@ -54,6 +55,7 @@ impl Policy {
             version: 0,
             jitter_percent: DEFAULT_JITTER_PERCENT,
             stale: None,
+            refresh_beta: None,
             warned_unstorable: AtomicBool::new(false),
         }
     }
@@ -94,6 +96,21 @@ impl Policy {
     pub const fn stale(mut self, window: Duration) -> Self {
         self.stale = Some(window);
         self
+    }
+
+    /// Refresh-ahead with XFetch: a read refreshes the value before its ttl with a
+    /// probability that grows as the expiry nears and with the measured load time
+    /// (`beta` scales it; 1.0 is the paper's choice). One caller in the deployment
+    /// refreshes; the others keep getting the current value. Defaults to no early refresh.
+    #[must_use]
+    pub const fn refresh_early(mut self, beta: f64) -> Self {
+        self.refresh_beta = Some(beta);
+        self
+    }
+
+    /// Whether stored values carry their soft expiry and load time.
+    pub(crate) fn timed(&self) -> bool {
+        self.stale.is_some() || self.refresh_beta.is_some()
     }
 
     /// Takes up to `percent` % (at most 50) off each stored ttl at random, so entries

@@ -186,7 +186,7 @@ pub fn encode_envelope<T: Cacheable>(value: &T, codec: Codec, version: u32) -> O
 /// of this codec and version.
 #[must_use]
 pub fn decode_envelope<T: Cacheable>(bytes: &[u8], codec: Codec, version: u32) -> Option<T> {
-    match crate::codec::decode(bytes, codec, version, &[], 0) {
+    match crate::codec::decode(bytes, codec, version, &[], crate::codec::Freshness::default()) {
         crate::codec::Decoded::Value(value) => Some(value),
         _ => None,
     }

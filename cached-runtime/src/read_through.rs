@@ -19,7 +19,7 @@ use crate::Policy;
 use crate::backend::{Acquire, Lease, StoreError};
 use crate::cache::{Cache, Inner};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
-use crate::codec::{self, DECODE_LIMIT, Decoded, Unstorable};
+use crate::codec::{self, DECODE_LIMIT, Decoded, Freshness, Timing, Unstorable};
 use crate::key::{fence_key, full_key, lease_key, tag_key};
 use crate::lock::{LeaseGuard, hold_lease, later, new_token};
 use crate::shape::{Loaded, Shape};
@@ -74,8 +74,13 @@ pub(crate) async fn read_through<S: Shape>(
                 Counters::bump(&counters.negative_hits);
                 return out;
             }
+            Some(Answer::Early(value)) => {
+                let current = Current { value, stale: false };
+                return Box::pin(refresh::<S>(cache, policy, &key, tagging, load, current)).await;
+            }
             Some(Answer::Stale(value)) => {
-                return Box::pin(refresh::<S>(cache, policy, &key, tagging, load, value)).await;
+                let current = Current { value, stale: true };
+                return Box::pin(refresh::<S>(cache, policy, &key, tagging, load, current)).await;
             }
             None => {}
         },
@@ -111,21 +116,22 @@ impl Tagging {
     }
 }
 
-/// A stale hit: one caller refreshes (in this process, the flight's leader; across
-/// processes, the lease holder); every other caller gets the stale value at once.
+/// A stale hit, or an early refresh: one caller refreshes (in this process, the flight's
+/// leader; across processes, the lease holder); every other caller gets the current
+/// value at once.
 async fn refresh<S: Shape>(
     cache: &Cache,
     policy: &Policy,
     key: &str,
     mut tagging: Tagging,
     load: impl Future<Output = S::Output>,
-    stale: S::Value,
+    current: Current<S::Value>,
 ) -> S::Output {
     match cache.inner.flights.join(key) {
-        Join::Leader(flight) => lead::<S>(cache, policy, key, &mut tagging, load, flight, Some(stale)).await,
+        Join::Leader(flight) => lead::<S>(cache, policy, key, &mut tagging, load, flight, Some(current)).await,
         Join::Waiter(_) => {
-            Counters::bump(&cache.inner.counters.stale_hits);
-            S::from_value(stale)
+            current.count(&cache.inner);
+            S::from_value(current.value)
         }
     }
 }
@@ -168,8 +174,28 @@ async fn miss<S: Shape>(
 enum Answer<T, V> {
     Value(T),
     Negative(T),
+    /// A fresh value this read refreshes early (`refresh`): the raw value.
+    Early(V),
     /// Past its ttl, within `stale`: the raw value, served while it is refreshed.
     Stale(V),
+}
+
+/// The value a refresh replaces, served to everyone but the refreshing caller.
+struct Current<V> {
+    value: V,
+    /// Past its ttl (`stale`), rather than refreshed early (`refresh`).
+    stale: bool,
+}
+
+impl<V> Current<V> {
+    /// Counts a call answered with it.
+    fn count(&self, inner: &Inner) {
+        Counters::bump(if self.stale {
+            &inner.counters.stale_hits
+        } else {
+            &inner.counters.hits
+        });
+    }
 }
 
 /// Reads a stored entry; `None` means "treat as a miss". Unreadable entries are counted
@@ -181,9 +207,13 @@ fn answer<S: Shape>(
     tags: &[u64],
     count_unreadable: bool,
 ) -> Option<Answer<S::Output, S::Value>> {
-    let now = if policy.stale.is_some() { unix_millis() } else { 0 };
-    match codec::decode::<S::Value>(bytes, policy.codec, policy.version, tags, now) {
+    let freshness = Freshness {
+        now: if policy.timed() { unix_millis() } else { 0 },
+        early_beta: policy.refresh_beta,
+    };
+    match codec::decode::<S::Value>(bytes, policy.codec, policy.version, tags, freshness) {
         Decoded::Value(value) => Some(Answer::Value(S::from_value(value))),
+        Decoded::Early(value) => Some(Answer::Early(value)),
         Decoded::Stale(value) => Some(Answer::Stale(value)),
         Decoded::Negative if policy.negative.is_some() => S::absent().map(Answer::Negative),
         Decoded::Negative | Decoded::OtherFormat => None,
@@ -208,8 +238,8 @@ fn unix_millis() -> u64 {
 }
 
 /// The flight leader: get the lease (or wait for its holder to finish), load, fill.
-/// With a `stale` value it refreshes: it never waits for another holder (it serves the
-/// stale value instead), and serves it too if the loader fails (stale-if-error).
+/// With a `current` value it refreshes: it never waits for another holder (it serves the
+/// current value instead), and serves it too if the loader fails (stale-if-error).
 async fn lead<S: Shape>(
     cache: &Cache,
     policy: &Policy,
@@ -217,7 +247,7 @@ async fn lead<S: Shape>(
     tagging: &mut Tagging,
     load: impl Future<Output = S::Output>,
     flight: LeaderGuard<'_>,
-    stale: Option<S::Value>,
+    current: Option<Current<S::Value>>,
 ) -> S::Output {
     let inner = &*cache.inner;
     let versions = match tagging.resolve(inner).await {
@@ -230,7 +260,7 @@ async fn lead<S: Shape>(
         }
     };
     // One refresh at a time in the deployment, with or without `lock`.
-    let exclusive = policy.lock.is_some() || stale.is_some();
+    let exclusive = policy.lock.is_some() || current.is_some();
     let lease = Lease {
         key: key.to_owned(),
         lease_key: if exclusive { lease_key(key) } else { fence_key(key) },
@@ -252,27 +282,29 @@ async fn lead<S: Shape>(
         // A request that gets no answer may still have taken the lease.
         guard.arm();
         // A refresh takes the lease over the stale value it has already read.
-        let acquired = match inner.store.acquire(guard.lease(), duration, stale.is_none()).await {
+        let acquired = match inner.store.acquire(guard.lease(), duration, current.is_none()).await {
             Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, &versions, false) {
                 Some(Answer::Value(out) | Answer::Negative(out)) => {
                     guard.disarm();
                     return finish::<S>(flight, out);
                 }
                 // Unusable (corrupt, other version) or stale: take the lease over it.
-                Some(Answer::Stale(_)) | None => inner.store.acquire(guard.lease(), duration, false).await,
+                Some(Answer::Early(_) | Answer::Stale(_)) | None => {
+                    inner.store.acquire(guard.lease(), duration, false).await
+                }
             },
             other => other,
         };
-        if let Some(stale) = &stale
+        if let Some(current) = &current
             && !matches!(acquired, Ok(Acquire::Won))
         {
-            // Another caller refreshes it (or Redis is failing): serve the stale value.
+            // Another caller refreshes it (or Redis is failing): serve the current value.
             guard.disarm();
             if let Err(e) = acquired {
                 inner.failed(e);
             }
-            Counters::bump(&inner.counters.stale_hits);
-            return finish::<S>(flight, S::from_value(stale.clone()));
+            current.count(inner);
+            return finish::<S>(flight, S::from_value(current.value.clone()));
         }
         match acquired {
             Ok(Acquire::Won) => break true,
@@ -313,8 +345,10 @@ async fn lead<S: Shape>(
 
     Counters::bump(&inner.counters.loads);
     let out = if fenced {
+        let started = Instant::now();
         let out = hold_lease(inner, guard.lease(), duration, load).await;
-        if fill_or_release::<S>(inner, policy, guard.lease(), &versions, &out).await {
+        let load_time = started.elapsed();
+        if fill_or_release::<S>(inner, policy, guard.lease(), &versions, load_time, &out).await {
             guard.disarm();
         }
         out
@@ -322,19 +356,19 @@ async fn lead<S: Shape>(
         load.await
     };
     drop(guard);
-    if let Some(stale) = stale
+    if let Some(current) = current
         && matches!(S::classify(&out), Loaded::Failed)
     {
-        // Stale-if-error: the refresh failed; the value is still within its window.
-        Counters::bump(&inner.counters.stale_hits);
+        // Stale-if-error: the refresh failed; the value is still servable.
+        current.count(inner);
         if let Some(suppressed) = inner.errors_logged.admit() {
             tracing::warn!(
                 function = policy.name,
                 suppressed,
-                "redis-cached: the loader failed while refreshing a stale value; serving the stale value"
+                "redis-cached: the loader failed while refreshing a cached value; serving the cached value"
             );
         }
-        return finish::<S>(flight, S::from_value(stale));
+        return finish::<S>(flight, S::from_value(current.value));
     }
     finish::<S>(flight, out)
 }
@@ -351,20 +385,19 @@ async fn fill_or_release<S: Shape>(
     policy: &Policy,
     lease: &Lease,
     tags: &[u64],
+    load_time: Duration,
     out: &S::Output,
 ) -> bool {
     let entry = match S::classify(out) {
         Loaded::Value(value) => {
             let ttl = policy.jittered(policy.ttl);
             // With `stale`, Redis keeps the value for the window past its (soft) expiry.
-            let (soft_expiry, keep) = match policy.stale {
-                Some(window) => (
-                    Some(unix_millis().saturating_add(millis(ttl))),
-                    ttl.saturating_add(window),
-                ),
-                None => (None, ttl),
-            };
-            match codec::encode_value(value, policy.codec, policy.version, tags, soft_expiry) {
+            let keep = policy.stale.map_or(ttl, |window| ttl.saturating_add(window));
+            let timing = policy.timed().then(|| Timing {
+                soft_expiry: unix_millis().saturating_add(millis(ttl)),
+                load_ms: u32::try_from(load_time.as_millis()).unwrap_or(u32::MAX),
+            });
+            match codec::encode_value(value, policy.codec, policy.version, tags, timing) {
                 Ok(bytes) => Some((bytes, keep)),
                 Err(why) => {
                     Counters::bump(&inner.counters.unstorable);

@@ -40,6 +40,7 @@ macro_rules! behaviour_tests {
             a_value_loaded_before_a_tag_bump_is_not_served_after_it,
             past_its_ttl_a_value_is_served_stale_while_one_caller_refreshes,
             a_failed_refresh_serves_the_stale_value,
+            refresh_ahead_reloads_in_one_caller_while_the_others_keep_the_value,
             values_the_codec_cannot_read_back_are_not_stored,
         );
     };
@@ -190,6 +191,12 @@ impl Db {
     /// Goes stale after 300 ms, and stays servable for 30 s past that.
     #[redis_cached(key = "fresh:<id>", ttl = "300ms", stale = "30s", jitter = 0, cache = self.cache)]
     pub async fn fresh(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    /// Refreshed ahead of its ttl; the huge beta makes every read an early refresh.
+    #[redis_cached(key = "ahead:<id>", ttl = 60, refresh = "xfetch", beta = 1e9, cache = self.cache)]
+    pub async fn ahead(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.query(id).await
     }
 
@@ -550,4 +557,33 @@ pub async fn a_failed_refresh_serves_the_stale_value(db: &Db) {
     db.generation.store(1, Ordering::SeqCst);
     assert_eq!(db.fresh(6).await, Ok(Some(product(6, 1))), "refreshed on the next call");
     assert_eq!(db.loads(), 3);
+}
+
+/// `refresh = "xfetch"`: a read that draws an early refresh reloads the value before its
+/// ttl; every other caller keeps getting the current value without waiting.
+pub async fn refresh_ahead_reloads_in_one_caller_while_the_others_keep_the_value(db: &Arc<Db>) {
+    // XFetch weighs the measured load time: the first load takes a little.
+    db.delay_ms.store(20, Ordering::SeqCst);
+    assert_eq!(db.ahead(8).await, Ok(Some(product(8, 0))));
+    db.generation.store(1, Ordering::SeqCst);
+    db.delay_ms.store(300, Ordering::SeqCst);
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.ahead(8).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    let current = results.iter().filter(|r| **r == Ok(Some(product(8, 0)))).count();
+    let refreshed = results.iter().filter(|r| **r == Ok(Some(product(8, 1)))).count();
+    assert_eq!(
+        (current, refreshed),
+        (9, 1),
+        "one refreshed early, the others kept the value: {results:?}"
+    );
+    assert_eq!(db.loads(), 2);
+    assert_eq!(db.cache.stats().stale_hits, 0, "nothing was served past its ttl");
 }
