@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! cargo run --release -p redis-cached-bench                 # every scenario
-//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, stampede, outage, size
+//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, stampede, outage, hotkey, size
 //! ```
 
 mod hit;
+mod hotkey;
 mod model;
 mod outage;
 mod report;
@@ -36,6 +37,9 @@ async fn main() {
     }
     if wanted("outage") {
         outage::run().await.print();
+    }
+    if wanted("hotkey") {
+        hotkey::run(&server).await.print();
     }
     if wanted("size") {
         size::run(&server).await.print();

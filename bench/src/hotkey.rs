@@ -1,0 +1,130 @@
+//! Scenario 5: one hot key across its expiries. 1000 calls a second for 20 s on one key
+//! with a 200 ms loader and a 2 s ttl, for plain ttl, `lock`, `refresh = "xfetch"` (two
+//! betas) and `stale`. Reports the cache misses callers met, the calls that waited for a load, and
+//! the loads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redis_cached::{Cache, redis_cached};
+
+use crate::report::{Samples, Table, millis};
+use crate::server::Server;
+
+const RATE_PER_SECOND: u64 = 1000;
+const RUN: Duration = Duration::from_secs(20);
+const LOAD: Duration = Duration::from_millis(200);
+/// A call slower than this waited for a load (a hit takes well under a millisecond).
+const WAITED: Duration = Duration::from_millis(50);
+
+struct Hot {
+    cache: Cache,
+    loads: AtomicUsize,
+}
+
+impl Hot {
+    async fn load(&self, id: u64) -> u64 {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(LOAD).await;
+        id
+    }
+
+    #[redis_cached(key = "hot-plain:<id>", ttl = 2, cache = self.cache)]
+    async fn plain(&self, id: u64) -> u64 {
+        self.load(id).await
+    }
+
+    #[redis_cached(key = "hot-lock:<id>", ttl = 2, lock, cache = self.cache)]
+    async fn locked(&self, id: u64) -> u64 {
+        self.load(id).await
+    }
+
+    #[redis_cached(key = "hot-xfetch:<id>", ttl = 2, refresh = "xfetch", cache = self.cache)]
+    async fn xfetch(&self, id: u64) -> u64 {
+        self.load(id).await
+    }
+
+    #[redis_cached(key = "hot-xfetch-low:<id>", ttl = 2, refresh = "xfetch", beta = 0.25, cache = self.cache)]
+    async fn xfetch_low(&self, id: u64) -> u64 {
+        self.load(id).await
+    }
+
+    #[redis_cached(key = "hot-stale:<id>", ttl = 2, stale = "10s", cache = self.cache)]
+    async fn stale(&self, id: u64) -> u64 {
+        self.load(id).await
+    }
+
+    async fn call(&self, row: usize, id: u64) -> u64 {
+        match row {
+            0 => self.plain(id).await,
+            1 => self.locked(id).await,
+            2 => self.xfetch(id).await,
+            3 => self.xfetch_low(id).await,
+            _ => self.stale(id).await,
+        }
+    }
+}
+
+const ROWS: [&str; 5] = [
+    "ttl only",
+    "`lock`",
+    "`refresh = \"xfetch\"` (beta 1)",
+    "`refresh = \"xfetch\", beta = 0.25`",
+    "`stale = \"10s\"`",
+];
+
+pub(crate) async fn run(server: &Server) -> Table {
+    let mut table = Table::new(
+        "Hot key across expiry: 1000 calls/s for 20 s, 200 ms loader, ttl 2 s",
+        &[
+            "",
+            "cache misses after warm-up",
+            "calls that waited for a load",
+            "loads",
+            "p99 latency",
+        ],
+    );
+    for (row, name) in ROWS.iter().enumerate() {
+        let cache = Cache::builder()
+            .url(server.url())
+            .prefix("bench:")
+            .build()
+            .await
+            .expect("cache");
+        let hot = Arc::new(Hot {
+            cache,
+            loads: AtomicUsize::new(0),
+        });
+        hot.call(row, 1).await; // warm-up
+        let misses_before = hot.cache.stats().misses;
+        let start = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SECOND));
+        let mut calls = Vec::new();
+        while start.elapsed() < RUN {
+            ticker.tick().await;
+            let hot = hot.clone();
+            calls.push(tokio::spawn(async move {
+                let began = Instant::now();
+                std::hint::black_box(hot.call(row, 1).await);
+                began.elapsed()
+            }));
+        }
+        let mut latency = Samples::default();
+        let mut waited = 0;
+        for call in calls {
+            let took = call.await.expect("a hot-key call");
+            waited += usize::from(took >= WAITED);
+            latency.push(took);
+        }
+        let stats = hot.cache.stats();
+        table.row(vec![
+            (*name).to_owned(),
+            (stats.misses - misses_before).to_string(),
+            waited.to_string(),
+            hot.loads.load(Ordering::SeqCst).to_string(),
+            millis(latency.quantile(0.99)),
+        ]);
+    }
+    table
+}
