@@ -119,7 +119,17 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
     let block = &function.block;
     let renders = keys.iter().map(|(key, template)| render(template, key, sig));
     let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
-    let (cache_let, cache_ref) = cache(args.cache.as_ref());
+    // Resolved (and cloned: an `Arc` clone) before the body, which may consume `self`
+    // or the argument the cache comes from.
+    let cache_let = match &args.cache {
+        Some(expr) => quote_spanned! {expr.span()=>
+            let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
+                ::redis_cached::__private::AsCache::as_cache(&(#expr)),
+            ));
+        },
+        None => quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
+    };
+    let cache_ref = quote!(::core::option::Option::as_ref(&__redis_cached_cache));
     let output = match &signature.output {
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, ty) => quote!(#ty),
@@ -136,6 +146,7 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
             // Rendered first: the body may consume the arguments the keys use.
             let __redis_cached_keys: [::redis_cached::__private::String; #key_count] = [#(#renders),*];
             let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
+            #cache_let
             let __redis_cached_out: #output = async move {
                 // Pins the block's type to the fn's, so `?` and `return` in the body work.
                 #[allow(unreachable_code, clippy::diverging_sub_expression, reason = "a type hint, never run")]
@@ -147,7 +158,6 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
             }
             .await;
             if #succeeded {
-                #cache_let
                 ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys, &__redis_cached_tags)
                     .await;
             }

@@ -24,8 +24,9 @@ const TAGGED: u8 = 0x10;
 /// Set in byte 1 when a soft expiry follows (the value may be served stale after it).
 const TIMED: u8 = 0x20;
 
-/// The longest envelope header: format, kind and codec, a 5-byte varint.
-pub(crate) const ENVELOPE_HEADER_MAX: usize = 7;
+/// Room for the envelope's header (format, flags, version, tag versions, timing) on top
+/// of the payload's decode limit, when judging a stored value's size.
+pub(crate) const ENVELOPE_HEADER_ALLOWANCE: usize = 64 * 1024;
 
 /// The largest payload a decode will accept or allocate for. A corrupt length prefix
 /// can make a decoder try to allocate far more than the stored bytes; this caps it.

@@ -281,14 +281,19 @@ async fn lead<S: Shape>(
         announced.as_mut().enable();
         // A request that gets no answer may still have taken the lease.
         guard.arm();
-        // A refresh takes the lease over the stale value it has already read.
-        let acquired = match inner.store.acquire(guard.lease(), duration, current.is_none()).await {
+        let acquired = match inner.store.acquire(guard.lease(), duration, true).await {
             Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, &versions, false) {
+                // Filled meanwhile (by another caller, or another refresh): use it.
                 Some(Answer::Value(out) | Answer::Negative(out)) => {
                     guard.disarm();
                     return finish::<S>(flight, out);
                 }
-                // Unusable (corrupt, other version) or stale: take the lease over it.
+                Some(Answer::Early(value)) if current.is_none() => {
+                    guard.disarm();
+                    return finish::<S>(flight, S::from_value(value));
+                }
+                // Unusable (corrupt, other version), or the value this refresh replaces:
+                // take the lease over it.
                 Some(Answer::Early(_) | Answer::Stale(_)) | None => {
                     inner.store.acquire(guard.lease(), duration, false).await
                 }
@@ -299,7 +304,11 @@ async fn lead<S: Shape>(
             && !matches!(acquired, Ok(Acquire::Won))
         {
             // Another caller refreshes it (or Redis is failing): serve the current value.
-            guard.disarm();
+            // A request that got no answer may still have taken the lease: keep the guard.
+            match acquired {
+                Err(StoreError::Skipped) | Ok(_) => guard.disarm(),
+                Err(_) => {}
+            }
             if let Err(e) = acquired {
                 inner.failed(e);
             }
@@ -355,6 +364,14 @@ async fn lead<S: Shape>(
     } else {
         load.await
     };
+    if current.is_some() && fenced && matches!(S::classify(&out), Loaded::Absent) && policy.negative.is_none() {
+        // The value this refresh replaces no longer exists, and `None` is not cached:
+        // drop the old value rather than keep serving it.
+        match inner.store.delete(key).await {
+            Ok(()) => guard.disarm(),
+            Err(e) => inner.failed(e),
+        }
+    }
     drop(guard);
     if let Some(current) = current
         && matches!(S::classify(&out), Loaded::Failed)

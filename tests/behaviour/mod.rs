@@ -40,6 +40,7 @@ macro_rules! behaviour_tests {
             a_value_loaded_before_a_tag_bump_is_not_served_after_it,
             past_its_ttl_a_value_is_served_stale_while_one_caller_refreshes,
             a_failed_refresh_serves_the_stale_value,
+            a_refresh_that_finds_the_value_gone_drops_it,
             refresh_ahead_reloads_in_one_caller_while_the_others_keep_the_value,
             values_the_codec_cannot_read_back_are_not_stored,
         );
@@ -81,6 +82,8 @@ pub struct Db {
     pub delay_ms: AtomicU64,
     pub fail: AtomicBool,
     pub panic: AtomicBool,
+    /// Makes every product "not found".
+    pub gone: AtomicBool,
     /// Bumped by tests to tell loaded values apart.
     pub generation: AtomicU64,
 }
@@ -98,6 +101,7 @@ impl Db {
             delay_ms: AtomicU64::new(0),
             fail: AtomicBool::new(false),
             panic: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
     }
@@ -119,7 +123,8 @@ impl Db {
         if self.fail.load(Ordering::SeqCst) {
             return Err(DbError("connection refused".into()));
         }
-        Ok((id != 0).then(|| Product {
+        let exists = id != 0 && !self.gone.load(Ordering::SeqCst);
+        Ok(exists.then(|| Product {
             id,
             name: format!("product {id} v{generation}"),
             price_cents: 100 * id as i64,
@@ -586,4 +591,22 @@ pub async fn refresh_ahead_reloads_in_one_caller_while_the_others_keep_the_value
     );
     assert_eq!(db.loads(), 2);
     assert_eq!(db.cache.stats().stale_hits, 0, "nothing was served past its ttl");
+}
+
+/// Regression: a refresh whose loader says the value no longer exists (`None`, not cached
+/// without `negative`) left the old value to be served for the rest of its window.
+pub async fn a_refresh_that_finds_the_value_gone_drops_it(db: &Db) {
+    assert_eq!(db.fresh(7).await, Ok(Some(product(7, 0))));
+    tokio::time::sleep(Duration::from_millis(400)).await; // past the 300 ms ttl
+    db.gone.store(true, Ordering::SeqCst);
+    assert_eq!(
+        db.fresh(7).await,
+        Ok(None),
+        "the refreshing caller gets the loader's answer"
+    );
+    assert_eq!(
+        db.fresh(7).await,
+        Ok(None),
+        "and the old value is not served to the next one"
+    );
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{Acquire, Lease, StoreError, TAG_TTL, parse_version};
 use crate::breaker::Breaker;
-use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_MAX};
+use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::fills::Wake;
 use crate::key::{fence_key, lease_key};
 use crate::lock::random_u64;
@@ -305,7 +305,7 @@ impl RedisStore {
                     .arg(millis(duration))
                     .arg(u8::from(lease.exclusive))
                     .arg(u8::from(check_value))
-                    .arg(DECODE_LIMIT + ENVELOPE_HEADER_MAX)
+                    .arg(DECODE_LIMIT + ENVELOPE_HEADER_ALLOWANCE)
                     .invoke_async(&mut c)
                     .await
             })

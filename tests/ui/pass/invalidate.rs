@@ -37,6 +37,18 @@ impl Store {
     async fn reset(&self, id: u64) -> Option<u64> {
         Some(id)
     }
+
+    // `&mut self`, and `self` by value: the cache is resolved before the body runs.
+    #[redis_invalidate(key = "count:<id>", cache = self.cache)]
+    async fn reset_mut(&mut self, id: u64) -> u64 {
+        id
+    }
+
+    #[redis_invalidate(key = "count:<id>", cache = self.cache)]
+    async fn close(self, id: u64) -> u64 {
+        drop(self);
+        id
+    }
 }
 
 fn main() {
@@ -52,5 +64,8 @@ fn main() {
         assert_eq!(store.count(2).await, 2);
         assert_eq!(store.reset(2).await, Some(2));
         assert_eq!(store.cache.stats().misses, 1);
+        let mut store = store;
+        assert_eq!(store.reset_mut(2).await, 2);
+        assert_eq!(store.close(2).await, 2);
     });
 }
