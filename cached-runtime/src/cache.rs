@@ -127,8 +127,8 @@ impl Cache {
     /// # Errors
     /// As [`invalidate`](Self::invalidate), this does not fail open.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
-        self.inner.flights.detach_all();
         let tag_key = tag_key(&self.inner.prefix, tag);
+        self.inner.flights.detach_tag(&tag_key);
         self.inner
             .store
             .bump_tag(&tag_key)
@@ -232,7 +232,7 @@ impl Target {
                 cache.inner.store.delete(key).await
             }
             Target::Tag(tag_key) => {
-                cache.inner.flights.detach_all();
+                cache.inner.flights.detach_tag(tag_key);
                 cache.inner.store.bump_tag(tag_key).await
             }
         }

@@ -32,7 +32,14 @@ pub(crate) enum Shared<V> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    running: Mutex<HashMap<String, Arc<watch::Sender<Option<Outcome>>>>>,
+    running: Mutex<HashMap<String, Flight>>,
+}
+
+/// A load in flight: where its outcome goes, and the tags (full keys) it loads under.
+#[derive(Debug)]
+struct Flight {
+    outcome: Arc<watch::Sender<Option<Outcome>>>,
+    tags: Vec<String>,
 }
 
 pub(crate) enum Join<'a> {
@@ -41,13 +48,20 @@ pub(crate) enum Join<'a> {
 }
 
 impl Flights {
-    pub(crate) fn join<'a>(&'a self, key: &str) -> Join<'a> {
+    /// Joins the load of `key` running here, or starts one under `tags` (full keys).
+    pub(crate) fn join<'a>(&'a self, key: &str, tags: &[String]) -> Join<'a> {
         let mut running = self.running.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(flight) = running.get(key) {
-            return Join::Waiter(flight.subscribe());
+            return Join::Waiter(flight.outcome.subscribe());
         }
         let flight = Arc::new(watch::Sender::new(None));
-        running.insert(key.to_owned(), flight.clone());
+        running.insert(
+            key.to_owned(),
+            Flight {
+                outcome: flight.clone(),
+                tags: tags.to_vec(),
+            },
+        );
         Join::Leader(LeaderGuard {
             flights: self,
             key: key.to_owned(),
@@ -56,10 +70,13 @@ impl Flights {
         })
     }
 
-    /// New callers no longer join any load running now (a tag was invalidated, and
-    /// which loads depend on it is not known here).
-    pub(crate) fn detach_all(&self) {
-        self.running.lock().unwrap_or_else(|poison| poison.into_inner()).clear();
+    /// New callers no longer join the loads running under `tag` (a full key): it was
+    /// invalidated.
+    pub(crate) fn detach_tag(&self, tag: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .retain(|_, flight| !flight.tags.iter().any(|t| t == tag));
     }
 
     /// New callers of `key` no longer join the load running now (it was invalidated);
@@ -102,7 +119,7 @@ impl Drop for LeaderGuard<'_> {
             let mut running = self.flights.running.lock().unwrap_or_else(|poison| poison.into_inner());
             if running
                 .get(&self.key)
-                .is_some_and(|flight| Arc::ptr_eq(flight, &self.flight))
+                .is_some_and(|flight| Arc::ptr_eq(&flight.outcome, &self.flight))
             {
                 running.remove(&self.key);
             }
@@ -121,41 +138,61 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_hands_over_to_a_waiter() {
         let flights = Flights::default();
-        let Join::Leader(leader) = flights.join("k") else {
+        let Join::Leader(leader) = flights.join("k", &[]) else {
             panic!("first caller leads")
         };
-        let Join::Waiter(waiter) = flights.join("k") else {
+        let Join::Waiter(waiter) = flights.join("k", &[]) else {
             panic!("second caller waits")
         };
         drop(leader);
         assert!(matches!(wait(waiter, LIMIT).await, Outcome::Abandoned));
-        assert!(matches!(flights.join("k"), Join::Leader(_)));
+        assert!(matches!(flights.join("k", &[]), Join::Leader(_)));
     }
 
     #[tokio::test]
     async fn after_detach_new_callers_lead_a_new_load() {
         let flights = Flights::default();
-        let Join::Leader(old) = flights.join("k") else {
+        let Join::Leader(old) = flights.join("k", &[]) else {
             panic!("first caller leads")
         };
         flights.detach("k");
-        let Join::Leader(new) = flights.join("k") else {
+        let Join::Leader(new) = flights.join("k", &[]) else {
             panic!("a new load after detach")
         };
         drop(old);
-        let Join::Waiter(_) = flights.join("k") else {
+        let Join::Waiter(_) = flights.join("k", &[]) else {
             panic!("the old leader did not remove the new flight")
         };
         drop(new);
     }
 
     #[tokio::test]
+    async fn a_tag_detaches_only_its_loads() {
+        let flights = Flights::default();
+        let Join::Leader(_tagged) = flights.join("a", &["t".to_owned()]) else {
+            panic!("leads")
+        };
+        let Join::Leader(_other) = flights.join("b", &["u".to_owned()]) else {
+            panic!("leads")
+        };
+        flights.detach_tag("t");
+        assert!(
+            matches!(flights.join("a", &[]), Join::Leader(_)),
+            "a new load of the tagged key"
+        );
+        assert!(
+            matches!(flights.join("b", &[]), Join::Waiter(_)),
+            "the other load is still shared"
+        );
+    }
+
+    #[tokio::test]
     async fn waiters_get_the_leaders_value() {
         let flights = Flights::default();
-        let Join::Leader(leader) = flights.join("k") else {
+        let Join::Leader(leader) = flights.join("k", &[]) else {
             panic!("first caller leads")
         };
-        let Join::Waiter(waiter) = flights.join("k") else {
+        let Join::Waiter(waiter) = flights.join("k", &[]) else {
             panic!("second caller waits")
         };
         leader.finish(Outcome::Done(Arc::new(Shared::Value(5u8))));

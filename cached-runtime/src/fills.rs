@@ -17,7 +17,8 @@ pub(crate) struct Wake {
 impl Wake {
     /// `f<key>`: filled or released, waiters ask again. `d<key>`: invalidated, and
     /// loads of it already running here are no longer shared with new callers.
-    /// `t<tag key>`: a tag was invalidated; no running load is shared with new callers.
+    /// `t<tag key>`: a tag was invalidated; loads running here under it are no longer
+    /// shared with new callers.
     pub(crate) fn announced(&self, payload: &[u8]) {
         let Some((&kind, key)) = payload.split_first() else {
             return;
@@ -25,9 +26,8 @@ impl Wake {
         let Ok(key) = std::str::from_utf8(key) else { return };
         match kind {
             b'd' => self.flights.detach(key),
-            // A tag was invalidated: which running loads depend on it is not known here.
             b't' => {
-                self.flights.detach_all();
+                self.flights.detach_tag(key);
                 return;
             }
             _ => {}

@@ -127,7 +127,7 @@ async fn refresh<S: Shape>(
     load: impl Future<Output = S::Output>,
     current: Current<S::Value>,
 ) -> S::Output {
-    match cache.inner.flights.join(key) {
+    match cache.inner.flights.join(key, &tagging.keys) {
         Join::Leader(flight) => lead::<S>(cache, policy, key, &mut tagging, load, flight, Some(current)).await,
         Join::Waiter(_) => {
             current.count(&cache.inner);
@@ -147,7 +147,7 @@ async fn miss<S: Shape>(
     let inner = &*cache.inner;
     let counters = &inner.counters;
     loop {
-        match inner.flights.join(key) {
+        match inner.flights.join(key, &tagging.keys) {
             Join::Leader(flight) => return lead::<S>(cache, policy, key, &mut tagging, load, flight, None).await,
             // Bounded, in case the leader's future is kept but no longer polled.
             Join::Waiter(waiter) => match coalesce::wait(waiter, policy.wait_budget().saturating_mul(2)).await {
