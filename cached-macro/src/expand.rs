@@ -3,7 +3,7 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, Type, WherePredicate};
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, WherePredicate};
 
 use crate::args::{self, Args, CodecName};
 use crate::key::{Placeholder, Segment, Template};
@@ -332,7 +332,7 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     let has_impl_trait = sig
         .inputs
         .iter()
-        .any(|i| matches!(i, FnArg::Typed(t) if mentions_impl(&t.ty)));
+        .any(|i| matches!(i, FnArg::Typed(t) if sig::mentions_impl(&t.ty)));
     let turbofish = turbofish(generics, has_impl_trait);
     let callee = if plan.sig.receiver.is_some() {
         quote!(Self::#uncached)
@@ -550,17 +550,6 @@ fn turbofish(generics: &syn::Generics, has_impl_trait: bool) -> TokenStream {
     } else {
         quote!(::<#(#named),*>)
     }
-}
-
-fn mentions_impl(ty: &Type) -> bool {
-    fn scan(tokens: TokenStream) -> bool {
-        tokens.into_iter().any(|tt| match tt {
-            TokenTree::Ident(ident) => ident == "impl",
-            TokenTree::Group(group) => scan(group.stream()),
-            _ => false,
-        })
-    }
-    scan(ty.to_token_stream())
 }
 
 /// Every identifier and lifetime name in `tokens`.

@@ -100,6 +100,14 @@ pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn
         ReturnType::Default => Returns::Plain(syn::parse_quote!(())),
         ReturnType::Type(_, ty) => classify(ty),
     };
+    if let ReturnType::Type(_, ty) = &sig.output
+        && mentions_impl(ty)
+    {
+        errors.push(syn::Error::new(
+            ty.span(),
+            format!("`#[{attribute}]` needs a concrete return type, not `impl Trait`; name the type"),
+        ));
+    }
     if let Some(error) = crate::args::combine(errors) {
         return Err(error);
     }
@@ -108,6 +116,18 @@ pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn
         params,
         returns,
     })
+}
+
+/// Whether `ty` contains `impl Trait` anywhere.
+pub(crate) fn mentions_impl(ty: &Type) -> bool {
+    fn scan(tokens: proc_macro2::TokenStream) -> bool {
+        tokens.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Ident(ident) => ident == "impl",
+            proc_macro2::TokenTree::Group(group) => scan(group.stream()),
+            _ => false,
+        })
+    }
+    scan(quote::ToTokens::to_token_stream(ty))
 }
 
 /// Reads the return shape from the last path segment (`Result`, `Option`), so aliases
