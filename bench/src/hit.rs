@@ -109,12 +109,7 @@ pub(crate) async fn run(server: &Server) -> Vec<Table> {
     let config = bincode::config::standard();
     let bytes = bincode::serde::encode_to_vec(product(ID), config).expect("encode");
     let _: () = raw.set("raw:1", bytes).await.expect("SET raw");
-    let cache = Cache::builder()
-        .url(server.url())
-        .prefix("bench:")
-        .build()
-        .await
-        .expect("cache");
+    let cache = server.cache().await;
     let _ = CACHED_CRATE_URL.set(server.url());
     let rows = Arc::new(Rows {
         raw,

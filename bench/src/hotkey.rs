@@ -86,12 +86,7 @@ pub(crate) async fn run(server: &Server) -> Table {
         ],
     );
     for (row, name) in ROWS.iter().enumerate() {
-        let cache = Cache::builder()
-            .url(server.url())
-            .prefix("bench:")
-            .build()
-            .await
-            .expect("cache");
+        let cache = server.cache().await;
         let hot = Arc::new(Hot {
             cache,
             loads: AtomicUsize::new(0),

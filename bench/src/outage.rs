@@ -38,12 +38,7 @@ struct Call {
 
 pub(crate) async fn run() -> Table {
     let mut server = Server::start();
-    let cache = Cache::builder()
-        .url(server.url())
-        .prefix("bench:")
-        .build()
-        .await
-        .expect("cache");
+    let cache = server.cache().await;
     let shop = Arc::new(Shop { cache });
     let stop = Arc::new(AtomicBool::new(false));
     let began = Instant::now();

@@ -66,6 +66,16 @@ impl Server {
         }
     }
 
+    /// A `Cache` on this server, with the bench's prefix.
+    pub(crate) async fn cache(&self) -> redis_cached::Cache {
+        redis_cached::Cache::builder()
+            .url(self.url())
+            .prefix("bench:")
+            .build()
+            .await
+            .expect("cache")
+    }
+
     /// A plain connection for setting up and inspecting.
     pub(crate) fn conn(&self) -> redis::Connection {
         redis::Client::open(self.url())

@@ -31,12 +31,7 @@ impl Sizes {
 }
 
 pub(crate) async fn run(server: &Server) -> Table {
-    let cache = Cache::builder()
-        .url(server.url())
-        .prefix("bench:")
-        .build()
-        .await
-        .expect("cache");
+    let cache = server.cache().await;
     let sizes = Sizes { cache };
     sizes.bincode(1).await;
     sizes.msgpack(1).await;

@@ -14,6 +14,14 @@ const MAX_DEFAULT_NEGATIVE_MS: u64 = 60_000;
 /// Expands `#[redis_cached(args)] function`. On any error, the function comes back
 /// unchanged with the errors beside it, so callers get no second "cannot find" error.
 pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(item, |function| {
+        plan(args, function).map(|plan| generate(function, &plan))
+    })
+}
+
+/// Parses the fn, then runs `expansion`; on any error the fn comes back unchanged with
+/// the errors beside it.
+fn expand(item: TokenStream, expansion: impl FnOnce(&ItemFn) -> Result<TokenStream, syn::Error>) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
@@ -21,8 +29,8 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
             return quote!(#error #item);
         }
     };
-    match plan(args, &function) {
-        Ok(plan) => generate(&function, &plan),
+    match expansion(&function) {
+        Ok(tokens) => tokens,
         Err(error) => {
             let error = error.to_compile_error();
             quote!(#error #function)
@@ -34,20 +42,9 @@ pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream 
 /// rendered before the body runs (it may consume its arguments), and invalidated after
 /// it returns, unless it returned `Err`. Errors come back as for `#[redis_cached]`.
 pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function: ItemFn = match syn::parse2(item.clone()) {
-        Ok(function) => function,
-        Err(error) => {
-            let error = error.to_compile_error();
-            return quote!(#error #item);
-        }
-    };
-    match plan_invalidate(args, &function) {
-        Ok(plan) => generate_invalidate(&function, &plan),
-        Err(error) => {
-            let error = error.to_compile_error();
-            quote!(#error #function)
-        }
-    }
+    expand(item, |function| {
+        plan_invalidate(args, function).map(|plan| generate_invalidate(function, &plan))
+    })
 }
 
 /// `#[redis_invalidate]` checked: its arguments, each key with its parsed template, the fn.
@@ -215,17 +212,9 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
         (Some(_), Some(_)) => {}
     }
     if let Some(key) = &args.key {
-        match Template::parse(&key.value()) {
-            Err(why) => errors.push(syn::Error::new(key.span(), why)),
-            Ok(parsed) => {
-                for placeholder in parsed.placeholders() {
-                    if let Err(why) = check_placeholder(placeholder, &sig) {
-                        errors.push(syn::Error::new(key.span(), why));
-                    }
-                }
-                template = Some(parsed);
-            }
-        }
+        template = templates(std::slice::from_ref(key), &sig, &mut errors)
+            .pop()
+            .map(|(_, parsed)| parsed);
     }
     let tags = templates(args.tags.as_deref().unwrap_or_default(), &sig, &mut errors);
     if let (Some((span, _)), None) = (args.beta, args.refresh) {

@@ -127,11 +127,8 @@ impl Cache {
     /// # Errors
     /// As [`invalidate`](Self::invalidate), this does not fail open.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
-        let tag_key = tag_key(&self.inner.prefix, tag);
-        self.inner.flights.detach_tag(&tag_key);
-        self.inner
-            .store
-            .bump_tag(&tag_key)
+        self.tag_target(tag)
+            .invalidate(self)
             .await
             .map_err(StoreError::into_error)
     }
@@ -146,27 +143,26 @@ impl Cache {
     /// delete ([`Error::Redis`], [`Error::Timeout`], [`Error::Unavailable`]) the old value
     /// may still be served until its TTL, and the caller should know.
     pub async fn invalidate(&self, key: &str) -> Result<(), Error> {
-        let key = self.key(key);
-        self.inner.flights.detach(&key);
-        self.inner.store.delete(&key).await.map_err(StoreError::into_error)
+        self.key_target(key)
+            .invalidate(self)
+            .await
+            .map_err(StoreError::into_error)
     }
 
-    /// What `#[redis_invalidate]` does after its fn succeeded: invalidates `key` (as
-    /// rendered) and, if Redis does not confirm, counts and logs it and keeps retrying in
-    /// the background for up to [`INVALIDATION_RETRY`] instead of forgetting it.
-    pub(crate) async fn invalidate_or_retry(&self, key: &str) {
-        let target = Target::Key(self.key(key));
-        if let Err(e) = target.invalidate(self).await {
-            self.inner.failed(e);
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(retry_invalidation(self.clone(), target));
-            }
-        }
+    /// A key (as rendered) to invalidate.
+    pub(crate) fn key_target(&self, key: &str) -> Target {
+        Target::Key(self.key(key))
     }
 
-    /// [`invalidate_or_retry`](Self::invalidate_or_retry) for a tag.
-    pub(crate) async fn invalidate_tag_or_retry(&self, tag: &str) {
-        let target = Target::Tag(tag_key(&self.inner.prefix, tag));
+    /// A tag (as rendered) to invalidate.
+    pub(crate) fn tag_target(&self, tag: &str) -> Target {
+        Target::Tag(tag_key(&self.inner.prefix, tag))
+    }
+
+    /// What `#[redis_invalidate]` does after its fn succeeded: invalidates `target` and,
+    /// if Redis does not confirm, counts and logs it and keeps retrying in the background
+    /// for up to [`INVALIDATION_RETRY`] instead of forgetting it.
+    pub(crate) async fn invalidate_or_retry(&self, target: Target) {
         if let Err(e) = target.invalidate(self).await {
             self.inner.failed(e);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -219,7 +215,7 @@ pub const INVALIDATION_RETRY: Duration = Duration::from_secs(30);
 
 /// What an invalidation deletes: a key, or a tag's version (full keys).
 #[derive(Debug)]
-enum Target {
+pub(crate) enum Target {
     Key(String),
     Tag(String),
 }

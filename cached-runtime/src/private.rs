@@ -168,10 +168,10 @@ pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, key
         return;
     };
     for key in keys {
-        cache.invalidate_or_retry(key).await;
+        cache.invalidate_or_retry(cache.key_target(key)).await;
     }
     for tag in tags {
-        cache.invalidate_tag_or_retry(tag).await;
+        cache.invalidate_or_retry(cache.tag_target(tag)).await;
     }
 }
 
