@@ -254,3 +254,91 @@ async fn an_invalidation_lost_in_a_black_hole_is_retried_in_the_background() {
     })
     .await;
 }
+
+/// Regression: while a cache's subscription was down, a call that began after another
+/// process's invalidation joined the load that invalidation had voided, and got its
+/// old result. The voided fill now sends later joiners to a load of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_voided_while_the_invalidation_message_was_lost_is_not_shared_with_later_callers() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let here = Cache::builder().url(proxy.url()).prefix("shop:").build().await.unwrap();
+    support::wait_connected(&here).await;
+    let here = Arc::new(Db::new(here));
+    let elsewhere = Db::new(redis.cache("shop:").await);
+
+    here.delay_ms.store(400, Ordering::SeqCst);
+    let old = tokio::spawn({
+        let here = here.clone();
+        async move { here.product(7).await }
+    });
+    eventually("the old load starts", async || here.loads() == 1).await;
+
+    lose_subscription(&redis, &proxy).await;
+
+    // A write, then its invalidation from the other process: `here` never hears of it.
+    here.generation.store(1, Ordering::SeqCst);
+    elsewhere.product_invalidate(7).await.unwrap();
+    assert_eq!(
+        here.product(7).await,
+        Ok(Some(product(7, 1))),
+        "a call after the invalidation gets the new value, not the voided load's"
+    );
+    assert_eq!(
+        old.await.unwrap(),
+        Ok(Some(product(7, 0))),
+        "the old caller keeps its load"
+    );
+}
+
+/// Regression: the same for a tag: a call that began after another process invalidated
+/// its tag joined the load running under the old tag version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_under_a_tag_invalidated_while_the_message_was_lost_is_not_shared_with_later_callers() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let here = Cache::builder().url(proxy.url()).prefix("shop:").build().await.unwrap();
+    support::wait_connected(&here).await;
+    let here = Arc::new(Db::new(here));
+    let elsewhere = Db::new(redis.cache("shop:").await);
+
+    here.delay_ms.store(400, Ordering::SeqCst);
+    let old = tokio::spawn({
+        let here = here.clone();
+        async move { here.tagged(3, 5).await }
+    });
+    eventually("the old load starts", async || here.loads() == 1).await;
+    lose_subscription(&redis, &proxy).await;
+
+    here.generation.store(1, Ordering::SeqCst);
+    elsewhere.cache.invalidate_tag("category:5").await.unwrap();
+    assert_eq!(
+        here.tagged(3, 5).await,
+        product(3, 1),
+        "a call after the tag invalidation gets the new value"
+    );
+    assert_eq!(old.await.unwrap(), product(3, 0), "the old caller keeps its load");
+}
+
+/// Drops the subscription of the cache behind `proxy` and keeps it from coming back; its
+/// commands still flow. Waits until only the other cache is subscribed.
+async fn lose_subscription(redis: &RedisServer, proxy: &Proxy) {
+    // The subscription of `here` drops and cannot come back; its commands still flow.
+    proxy.set(Fault::RefuseNew);
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut redis.conn())
+        .unwrap();
+    eventually("only the other cache is subscribed", async || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut redis.conn())
+            .unwrap();
+        clients.lines().count() == 1
+    })
+    .await;
+}

@@ -48,7 +48,7 @@ impl Cache {
         op_timeout: Duration,
         connect_timeout: Duration,
     ) -> Cache {
-        let wake = Wake::default();
+        let wake = Wake::new();
         let shutdown = watch::Sender::new(());
         let channel = format!("{prefix}fills");
         let store = RedisStore::start(client, op_timeout, connect_timeout, channel, wake.clone(), &shutdown);
@@ -61,7 +61,7 @@ impl Cache {
     /// Holds at most 100,000 entries, evicting the least recently used.
     #[must_use]
     pub fn in_memory() -> Cache {
-        let wake = Wake::default();
+        let wake = Wake::new();
         let store = Store::Memory(Arc::new(MemoryStore::new(wake.fills.clone())));
         Self::with_store(String::new(), store, wake, watch::Sender::new(()))
     }

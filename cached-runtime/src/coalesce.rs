@@ -3,7 +3,14 @@
 //! The first caller becomes the leader and runs the load inline (loaders borrow their
 //! arguments, so they cannot be spawned). The others wait on the flight. A guard
 //! publishes the outcome when the leader finishes; if the leader's future is dropped
-//! or panics, the guard publishes `Abandoned` and a waiter becomes the next leader.
+//! or panics, the guard publishes `Retry` and a waiter becomes the next leader.
+//!
+//! A result is only handed to callers whose call began before anything could have
+//! invalidated it. The leader marks the moment its load starts under a claim
+//! ([`LeaderGuard::loading`]); a load whose claim an invalidation voided
+//! ([`Outcome::Voided`]) goes to the waiters that joined before that moment, and every
+//! later waiter loads again. This holds even when the invalidation message never
+//! reached this process.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -17,10 +24,14 @@ use tokio::sync::watch;
 pub(crate) enum Outcome {
     /// The loaded result (a `Shared<V>`, type-erased because one map serves all types).
     Done(Arc<dyn Any + Send + Sync>),
+    /// A loaded result whose claim was voided during the load (an invalidation): only
+    /// for the waiters that joined before the load started.
+    Voided(Arc<dyn Any + Send + Sync>),
     /// The loader returned an error; each waiter runs its own loader.
     Failed,
-    /// The leader was dropped or panicked; a waiter takes over.
-    Abandoned,
+    /// No result for waiters: the leader was dropped or panicked, or it answered with a
+    /// value it found rather than one it loaded. Waiters join again.
+    Retry,
 }
 
 /// A loaded result that waiters can copy.
@@ -35,16 +46,26 @@ pub(crate) struct Flights {
     running: Mutex<HashMap<String, Flight>>,
 }
 
-/// A load in flight: where its outcome goes, and the tags (full keys) it loads under.
+/// A load in flight: where its outcome goes, the tags (full keys) it loads under, and
+/// whether its loader has started under a claim.
 #[derive(Debug)]
 struct Flight {
     outcome: Arc<watch::Sender<Option<Outcome>>>,
     tags: Vec<String>,
+    loading: bool,
 }
 
 pub(crate) enum Join<'a> {
     Leader(LeaderGuard<'a>),
-    Waiter(watch::Receiver<Option<Outcome>>),
+    Waiter(Waiter),
+}
+
+/// A caller waiting for another caller's load.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    outcome: watch::Receiver<Option<Outcome>>,
+    /// Joined before the load started: a voided result is still valid for this call.
+    before_load: bool,
 }
 
 impl Flights {
@@ -52,7 +73,10 @@ impl Flights {
     pub(crate) fn join<'a>(&'a self, key: &str, tags: &[String]) -> Join<'a> {
         let mut running = self.running.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(flight) = running.get(key) {
-            return Join::Waiter(flight.outcome.subscribe());
+            return Join::Waiter(Waiter {
+                outcome: flight.outcome.subscribe(),
+                before_load: !flight.loading,
+            });
         }
         let flight = Arc::new(watch::Sender::new(None));
         running.insert(
@@ -60,6 +84,7 @@ impl Flights {
             Flight {
                 outcome: flight.clone(),
                 tags: tags.to_vec(),
+                loading: false,
             },
         );
         Join::Leader(LeaderGuard {
@@ -89,17 +114,24 @@ impl Flights {
     }
 }
 
-/// Waits at most `limit` for the flight's outcome. A vanished leader counts as
-/// abandoned; one that takes longer than `limit` as failed (the waiter loads itself).
-pub(crate) async fn wait(mut waiter: watch::Receiver<Option<Outcome>>, limit: Duration) -> Outcome {
-    match tokio::time::timeout(limit, waiter.wait_for(Option::is_some)).await {
-        Ok(Ok(outcome)) => outcome.clone().unwrap_or(Outcome::Abandoned),
-        Ok(Err(_)) => Outcome::Abandoned,
+/// Waits at most `limit` for the flight's outcome. A vanished leader means retry; one
+/// that takes longer than `limit` counts as failed (the waiter loads itself). A voided
+/// result comes back as `Done` for a waiter that joined before the load started and as
+/// `Retry` for the others.
+pub(crate) async fn wait(mut waiter: Waiter, limit: Duration) -> Outcome {
+    let outcome = match tokio::time::timeout(limit, waiter.outcome.wait_for(Option::is_some)).await {
+        Ok(Ok(outcome)) => outcome.clone().unwrap_or(Outcome::Retry),
+        Ok(Err(_)) => Outcome::Retry,
         Err(_elapsed) => Outcome::Failed,
+    };
+    match outcome {
+        Outcome::Voided(shared) if waiter.before_load => Outcome::Done(shared),
+        Outcome::Voided(_) => Outcome::Retry,
+        other => other,
     }
 }
 
-/// Held by the leader; publishes the outcome (or `Abandoned`) when dropped.
+/// Held by the leader; publishes the outcome (or `Retry`) when dropped.
 pub(crate) struct LeaderGuard<'a> {
     flights: &'a Flights,
     key: String,
@@ -108,6 +140,17 @@ pub(crate) struct LeaderGuard<'a> {
 }
 
 impl LeaderGuard<'_> {
+    /// The loader starts now, under a claim an invalidation can void: callers that join
+    /// from now on may have started after that invalidation.
+    pub(crate) fn loading(&self) {
+        let mut running = self.flights.running.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(flight) = running.get_mut(&self.key)
+            && Arc::ptr_eq(&flight.outcome, &self.flight)
+        {
+            flight.loading = true;
+        }
+    }
+
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
     }
@@ -124,7 +167,7 @@ impl Drop for LeaderGuard<'_> {
                 running.remove(&self.key);
             }
         }
-        let outcome = self.outcome.take().unwrap_or(Outcome::Abandoned);
+        let outcome = self.outcome.take().unwrap_or(Outcome::Retry);
         self.flight.send_replace(Some(outcome));
     }
 }
@@ -145,7 +188,7 @@ mod tests {
             panic!("second caller waits")
         };
         drop(leader);
-        assert!(matches!(wait(waiter, LIMIT).await, Outcome::Abandoned));
+        assert!(matches!(wait(waiter, LIMIT).await, Outcome::Retry));
         assert!(matches!(flights.join("k", &[]), Join::Leader(_)));
     }
 
@@ -184,6 +227,26 @@ mod tests {
             matches!(flights.join("b", &[]), Join::Waiter(_)),
             "the other load is still shared"
         );
+    }
+
+    /// Regression: a load voided by an invalidation whose message never arrived was
+    /// handed to callers that joined after the invalidation.
+    #[tokio::test]
+    async fn a_voided_load_goes_only_to_waiters_that_joined_before_it_started() {
+        let flights = Flights::default();
+        let Join::Leader(leader) = flights.join("k", &[]) else {
+            panic!("first caller leads")
+        };
+        let Join::Waiter(early) = flights.join("k", &[]) else {
+            panic!("joins before the load")
+        };
+        leader.loading();
+        let Join::Waiter(late) = flights.join("k", &[]) else {
+            panic!("joins during the load")
+        };
+        leader.finish(Outcome::Voided(Arc::new(Shared::Value(5u8))));
+        assert!(matches!(wait(early, LIMIT).await, Outcome::Done(_)));
+        assert!(matches!(wait(late, LIMIT).await, Outcome::Retry));
     }
 
     #[tokio::test]

@@ -88,7 +88,7 @@ async fn release(cache: Cache, lease: Lease, duration: Duration) {
     let mut waited = Duration::ZERO;
     loop {
         match cache.inner.store.release(&lease).await {
-            Ok(()) => return,
+            Ok(_) => return,
             Err(e) if waited >= duration => {
                 cache.inner.failed(e);
                 return;

@@ -165,7 +165,8 @@ async fn miss<S: Shape>(
                     Counters::bump(&counters.loads);
                     return load.await;
                 }
-                Outcome::Abandoned => continue,
+                // No result for this call (see `coalesce`): join or lead a new load.
+                Outcome::Retry | Outcome::Voided(_) => continue,
             },
         }
     }
@@ -188,6 +189,11 @@ struct Current<V> {
 }
 
 impl<V> Current<V> {
+    /// Counts a call answered with a fresh value found while refreshing this one.
+    fn count_fresh(&self, inner: &Inner) {
+        Counters::bump(&inner.counters.hits);
+    }
+
     /// Counts a call answered with it.
     fn count(&self, inner: &Inner) {
         Counters::bump(if self.stale {
@@ -237,7 +243,21 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The flight leader: get the lease (or wait for its holder to finish), load, fill.
+/// How the leader may go on after asking for the key's claim.
+enum Claim<S: Shape> {
+    /// The claim is ours: load under it and fill.
+    Won,
+    /// A value was stored meanwhile; it answers the call.
+    Found(S::Output),
+    /// A refresh that another caller performs (or that Redis refused): serve the value
+    /// being refreshed.
+    Current,
+    /// No claim (Redis failing, or a holder that never finished): load without one; the
+    /// result is not stored.
+    Unfenced,
+}
+
+/// The flight leader: get the claim (or wait for its holder to finish), load, fill.
 /// With a `current` value it refreshes: it never waits for another holder (it serves the
 /// current value instead), and serves it too if the loader fails (stale-if-error).
 async fn lead<S: Shape>(
@@ -250,15 +270,6 @@ async fn lead<S: Shape>(
     current: Option<Current<S::Value>>,
 ) -> S::Output {
     let inner = &*cache.inner;
-    let versions = match tagging.resolve(inner).await {
-        Ok(versions) => versions.to_vec(),
-        Err(e) => {
-            // Without its tags' versions a result cannot be stored safely: load only.
-            inner.failed(e);
-            Counters::bump(&inner.counters.loads);
-            return finish::<S>(flight, load.await);
-        }
-    };
     // One refresh at a time in the deployment, with or without `lock`.
     let exclusive = policy.lock.is_some() || current.is_some();
     let lease = Lease {
@@ -267,30 +278,109 @@ async fn lead<S: Shape>(
         token: new_token(),
         exclusive,
     };
+    let mut guard = LeaseGuard::new(cache, lease, policy.lease());
+    let (claim, versions) = match tagging.resolve(inner).await {
+        Ok(versions) => {
+            let versions = versions.to_vec();
+            let claim = claim::<S>(inner, policy, &mut guard, &versions, &flight, current.is_some()).await;
+            (claim, versions)
+        }
+        Err(e) => {
+            // Without its tags' versions a result cannot be stored safely: load only.
+            inner.failed(e);
+            (Claim::Unfenced, Vec::new())
+        }
+    };
+    match claim {
+        Claim::Found(out) => {
+            if let Some(current) = &current {
+                current.count_fresh(inner);
+            }
+            // Read after waiters may have joined: only for those that joined before.
+            flight.finish(S::outcome(&out, true));
+            out
+        }
+        Claim::Current => {
+            let current = current.unwrap_or_else(|| unreachable!("only a refresh serves the current value"));
+            current.count(inner);
+            // The value this call found is not a load result: waiters load themselves.
+            flight.finish(Outcome::Retry);
+            S::from_value(current.value)
+        }
+        Claim::Unfenced => {
+            Counters::bump(&inner.counters.loads);
+            let out = load.await;
+            settle::<S>(inner, policy, flight, current, out, Settled::Unclaimed)
+        }
+        Claim::Won => {
+            Counters::bump(&inner.counters.loads);
+            let started = Instant::now();
+            let out = hold_lease(inner, guard.lease(), policy.lease(), load).await;
+            let load_time = started.elapsed();
+            let mut settled = if tags_moved(inner, tagging, &versions).await {
+                // A tag was invalidated during the load: like a voided claim.
+                match inner.store.release(guard.lease()).await {
+                    Ok(_) => Settled::Voided,
+                    Err(e) => {
+                        inner.failed(e);
+                        Settled::Failed
+                    }
+                }
+            } else {
+                fill_or_release::<S>(inner, policy, guard.lease(), &versions, load_time, &out).await
+            };
+            if !matches!(settled, Settled::Failed) {
+                guard.disarm();
+            }
+            if current.is_some() && matches!(S::classify(&out), Loaded::Absent) && policy.negative.is_none() {
+                // The value this refresh replaces no longer exists, and `None` is not cached:
+                // drop the old value rather than keep serving it.
+                if let Err(e) = inner.store.delete(key).await {
+                    inner.failed(e);
+                    settled = Settled::Failed;
+                }
+            }
+            drop(guard);
+            settle::<S>(inner, policy, flight, current, out, settled)
+        }
+    }
+}
+
+/// Asks for the claim until it is won, a value turns up, or the caller must do without.
+/// Marks the flight as loading first: whatever is read or loaded from here on may be
+/// voided by an invalidation that later joiners started after.
+async fn claim<S: Shape>(
+    inner: &Inner,
+    policy: &Policy,
+    guard: &mut LeaseGuard,
+    versions: &[u64],
+    flight: &LeaderGuard<'_>,
+    refreshing: bool,
+) -> Claim<S> {
     let duration = policy.lease();
-    let mut guard = LeaseGuard::new(cache, lease, duration);
     // Registered before the first request, so no fill or release can slip by unseen.
-    let registration = inner.fills.register(key);
+    let key = guard.lease().key.clone();
+    let registration = inner.fills.register(&key);
     // Past this, stop waiting for a holder that keeps renewing and load (fail open).
     let give_up = Instant::from_std(later(std::time::Instant::now(), policy.wait_budget()));
     let mut counted_wait = false;
-
-    let fenced = loop {
+    flight.loading();
+    loop {
         let announced = registration.watch.filled.notified();
         let mut announced = std::pin::pin!(announced);
         announced.as_mut().enable();
         // A request that gets no answer may still have taken the lease.
         guard.arm();
         let acquired = match inner.store.acquire(guard.lease(), duration, true).await {
-            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, &versions, false) {
+            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, versions, false) {
                 // Filled meanwhile (by another caller, or another refresh): use it.
                 Some(Answer::Value(out) | Answer::Negative(out)) => {
                     guard.disarm();
-                    return finish::<S>(flight, out);
+                    return Claim::Found(out);
                 }
-                Some(Answer::Early(value)) if current.is_none() => {
+                Some(Answer::Early(value)) if !refreshing => {
                     guard.disarm();
-                    return finish::<S>(flight, S::from_value(value));
+                    return Claim::Found(S::from_value(value));
                 }
                 // Unusable (corrupt, other version), or the value this refresh replaces:
                 // take the lease over it.
@@ -300,103 +390,112 @@ async fn lead<S: Shape>(
             },
             other => other,
         };
-        if let Some(current) = &current
-            && !matches!(acquired, Ok(Acquire::Won))
-        {
-            // Another caller refreshes it (or Redis is failing): serve the current value.
-            // A request that got no answer may still have taken the lease: keep the guard.
-            match acquired {
-                Err(StoreError::Skipped) | Ok(_) => guard.disarm(),
-                Err(_) => {}
-            }
-            if let Err(e) = acquired {
-                inner.failed(e);
-            }
-            current.count(inner);
-            return finish::<S>(flight, S::from_value(current.value.clone()));
-        }
-        match acquired {
-            Ok(Acquire::Won) => break true,
+        let wait = match acquired {
+            Ok(Acquire::Won) => return Claim::Won,
             Ok(Acquire::Held { remaining }) => {
                 guard.disarm();
-                if !counted_wait {
-                    Counters::bump(&inner.counters.lock_waits);
-                    counted_wait = true;
+                if refreshing {
+                    return Claim::Current;
                 }
-                let now = Instant::now();
-                if now >= give_up {
-                    break false;
-                }
-                // Woken by the holder's fill or release; the poll is the fallback.
-                let poll = if inner.store.fills_announced() {
-                    POLL_WITH_ANNOUNCEMENTS
-                } else {
-                    POLL_WITHOUT_ANNOUNCEMENTS
-                };
-                let wait = remaining.min(poll).min(give_up - now).max(Duration::from_millis(1));
-                let _ = tokio::time::timeout(wait, announced).await;
+                remaining
             }
             // Only returned when the value was asked for; load unfenced rather than guess.
             Ok(Acquire::Value(_)) => {
                 guard.disarm();
-                break false;
+                return if refreshing { Claim::Current } else { Claim::Unfenced };
             }
             Err(e) => {
+                // A request that got no answer may still have taken the lease: keep the guard.
                 if matches!(e, StoreError::Skipped) {
                     guard.disarm();
                 }
                 inner.failed(e);
-                break false;
+                return if refreshing { Claim::Current } else { Claim::Unfenced };
             }
+        };
+        if !counted_wait {
+            Counters::bump(&inner.counters.lock_waits);
+            counted_wait = true;
         }
-    };
-    drop(registration);
-
-    Counters::bump(&inner.counters.loads);
-    let out = if fenced {
-        let started = Instant::now();
-        let out = hold_lease(inner, guard.lease(), duration, load).await;
-        let load_time = started.elapsed();
-        if fill_or_release::<S>(inner, policy, guard.lease(), &versions, load_time, &out).await {
-            guard.disarm();
+        let now = Instant::now();
+        if now >= give_up {
+            return Claim::Unfenced;
         }
-        out
-    } else {
-        load.await
-    };
-    if current.is_some() && fenced && matches!(S::classify(&out), Loaded::Absent) && policy.negative.is_none() {
-        // The value this refresh replaces no longer exists, and `None` is not cached:
-        // drop the old value rather than keep serving it.
-        match inner.store.delete(key).await {
-            Ok(()) => guard.disarm(),
-            Err(e) => inner.failed(e),
-        }
+        // Woken by the holder's fill or release; the poll is the fallback.
+        let poll = if inner.store.fills_announced() {
+            POLL_WITH_ANNOUNCEMENTS
+        } else {
+            POLL_WITHOUT_ANNOUNCEMENTS
+        };
+        let wait = wait.min(poll).min(give_up - now).max(Duration::from_millis(1));
+        let _ = tokio::time::timeout(wait, announced).await;
     }
-    drop(guard);
-    if let Some(current) = current
-        && matches!(S::classify(&out), Loaded::Failed)
-    {
-        // Stale-if-error: the refresh failed; the value is still servable.
-        current.count(inner);
-        if let Some(suppressed) = inner.errors_logged.admit() {
-            tracing::warn!(
-                function = policy.name,
-                suppressed,
-                "redis-cached: the loader failed while refreshing a cached value; serving the cached value"
-            );
-        }
-        return finish::<S>(flight, S::from_value(current.value));
-    }
-    finish::<S>(flight, out)
 }
 
-fn finish<S: Shape>(flight: LeaderGuard<'_>, out: S::Output) -> S::Output {
-    flight.finish(S::outcome(&out));
-    out
+/// Whether a tag of the call was invalidated since its versions were read (an error
+/// counts as moved). Read after the load: a tag invalidation does not touch the key's
+/// claim, and its message may never arrive.
+async fn tags_moved(inner: &Inner, tagging: &Tagging, versions: &[u64]) -> bool {
+    if versions.is_empty() {
+        return false;
+    }
+    match inner.store.tag_versions(&tagging.keys).await {
+        Ok(now) => now.len() != versions.len() || now.iter().zip(versions).any(|(now, then)| *now != Some(*then)),
+        Err(e) => {
+            inner.failed(e);
+            true
+        }
+    }
 }
 
-/// Stores the loader's result under the lease, or gives the lease up. True when the
-/// lease was dealt with; false leaves it to the guard's release.
+/// What became of a load's claim.
+enum Settled {
+    /// Stored, or released while still ours: no invalidation crossed the load.
+    Kept,
+    /// An invalidation voided the claim during the load (or it expired).
+    Voided,
+    /// Redis did not say: treated as voided.
+    Failed,
+    /// The load ran without a claim.
+    Unclaimed,
+}
+
+/// Hands a loaded result to the caller and the flight's waiters. A refresh whose loader
+/// failed serves the value it replaces (stale-if-error) to its own caller only, and only
+/// if no invalidation voided its claim.
+fn settle<S: Shape>(
+    inner: &Inner,
+    policy: &Policy,
+    flight: LeaderGuard<'_>,
+    current: Option<Current<S::Value>>,
+    out: S::Output,
+    settled: Settled,
+) -> S::Output {
+    let voided = matches!(settled, Settled::Voided | Settled::Failed);
+    flight.finish(S::outcome(&out, voided));
+    let Some(current) = current else { return out };
+    if !matches!(S::classify(&out), Loaded::Failed) {
+        Counters::bump(&inner.counters.refreshes);
+        return out;
+    }
+    if matches!(settled, Settled::Voided) {
+        // Invalidated while refreshing: the old value is known to be wrong.
+        Counters::bump(&inner.counters.refreshes);
+        return out;
+    }
+    current.count(inner);
+    if let Some(suppressed) = inner.errors_logged.admit() {
+        tracing::warn!(
+            function = policy.name,
+            suppressed,
+            "redis-cached: the loader failed while refreshing a cached value; serving the cached value"
+        );
+    }
+    S::from_value(current.value)
+}
+
+/// Stores the loader's result under the lease, or gives the lease up; says whether the
+/// claim held through the load.
 async fn fill_or_release<S: Shape>(
     inner: &Inner,
     policy: &Policy,
@@ -404,7 +503,7 @@ async fn fill_or_release<S: Shape>(
     tags: &[u64],
     load_time: Duration,
     out: &S::Output,
-) -> bool {
+) -> Settled {
     let entry = match S::classify(out) {
         Loaded::Value(value) => {
             let ttl = policy.jittered(policy.ttl);
@@ -434,7 +533,7 @@ async fn fill_or_release<S: Shape>(
         Loaded::Failed => None,
     };
     let result = match entry {
-        Some((bytes, ttl)) => inner.store.fill(lease, &bytes, ttl).await.map(|stored| {
+        Some((bytes, ttl)) => inner.store.fill(lease, &bytes, ttl).await.inspect(|stored| {
             if !stored {
                 tracing::debug!(
                     key = lease.key,
@@ -445,10 +544,11 @@ async fn fill_or_release<S: Shape>(
         None => inner.store.release(lease).await,
     };
     match result {
-        Ok(()) => true,
+        Ok(true) => Settled::Kept,
+        Ok(false) => Settled::Voided,
         Err(e) => {
             inner.failed(e);
-            false
+            Settled::Failed
         }
     }
 }

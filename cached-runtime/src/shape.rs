@@ -35,12 +35,18 @@ pub(crate) trait Shape {
     /// The output for a stored "not found"; `None` where the shape has no `None`.
     fn absent() -> Option<Self::Output>;
 
-    /// What concurrent callers of the same key receive from this load.
-    fn outcome(out: &Self::Output) -> Outcome {
-        match Self::classify(out) {
-            Loaded::Value(value) => Outcome::Done(std::sync::Arc::new(Shared::Value(value.clone()))),
-            Loaded::Absent => Outcome::Done(std::sync::Arc::new(Shared::<Self::Value>::Absent)),
-            Loaded::Failed => Outcome::Failed,
+    /// What concurrent callers of the same key receive from this load; `voided` when an
+    /// invalidation voided its claim during the load.
+    fn outcome(out: &Self::Output, voided: bool) -> Outcome {
+        let shared: std::sync::Arc<dyn std::any::Any + Send + Sync> = match Self::classify(out) {
+            Loaded::Value(value) => std::sync::Arc::new(Shared::Value(value.clone())),
+            Loaded::Absent => std::sync::Arc::new(Shared::<Self::Value>::Absent),
+            Loaded::Failed => return Outcome::Failed,
+        };
+        if voided {
+            Outcome::Voided(shared)
+        } else {
+            Outcome::Done(shared)
         }
     }
 

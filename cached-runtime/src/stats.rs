@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
-/// Every call of a cached function counts once as a hit, a negative hit, a stale hit or
-/// a miss.
+/// Every call of a cached function counts once as a hit, a negative hit, a stale hit, a
+/// refresh or a miss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -16,6 +16,9 @@ pub struct Stats {
     /// Calls answered with a value past its ttl (within `stale`), while one caller
     /// refreshed it or because the refresh failed. Not counted in `hits`.
     pub stale_hits: u64,
+    /// Calls that found a value due for refresh (`refresh`, or past its ttl within
+    /// `stale`) and answered with the reloaded result.
+    pub refreshes: u64,
     /// Calls the cache could not answer (absent, expired, unreadable, or Redis unavailable).
     pub misses: u64,
     /// Loader runs started by this cache: the calls that went to the database.
@@ -38,11 +41,12 @@ pub struct Stats {
 
 impl Stats {
     /// The share of calls answered from the cache, counting negative and stale hits, in
-    /// `0.0..=1.0`. `0.0` before the first call.
+    /// `0.0..=1.0`; refreshes count as calls not answered from it. `0.0` before the first
+    /// call.
     #[must_use]
     pub fn hit_rate(&self) -> f64 {
         let answered = self.hits + self.negative_hits + self.stale_hits;
-        let calls = answered + self.misses;
+        let calls = answered + self.refreshes + self.misses;
         if calls == 0 {
             0.0
         } else {
@@ -57,6 +61,7 @@ pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) negative_hits: AtomicU64,
     pub(crate) stale_hits: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) loads: AtomicU64,
     pub(crate) coalesced: AtomicU64,
@@ -77,6 +82,7 @@ impl Counters {
             hits: self.hits.load(Relaxed),
             negative_hits: self.negative_hits.load(Relaxed),
             stale_hits: self.stale_hits.load(Relaxed),
+            refreshes: self.refreshes.load(Relaxed),
             misses: self.misses.load(Relaxed),
             loads: self.loads.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),

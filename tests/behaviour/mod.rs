@@ -41,6 +41,8 @@ macro_rules! behaviour_tests {
             past_its_ttl_a_value_is_served_stale_while_one_caller_refreshes,
             a_failed_refresh_serves_the_stale_value,
             a_refresh_that_finds_the_value_gone_drops_it,
+            a_failed_refresh_is_not_a_load_result_for_plain_misses,
+            every_call_is_counted_once_including_a_successful_refresh,
             refresh_ahead_reloads_in_one_caller_while_the_others_keep_the_value,
             values_the_codec_cannot_read_back_are_not_stored,
         );
@@ -196,6 +198,12 @@ impl Db {
     /// Goes stale after 300 ms, and stays servable for 30 s past that.
     #[redis_cached(key = "fresh:<id>", ttl = "300ms", stale = "30s", jitter = 0, cache = self.cache)]
     pub async fn fresh(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    /// Stale after 200 ms, gone 300 ms later.
+    #[redis_cached(key = "brief:<id>", ttl = "200ms", stale = "300ms", jitter = 0, cache = self.cache)]
+    pub async fn brief(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.query(id).await
     }
 
@@ -609,4 +617,53 @@ pub async fn a_refresh_that_finds_the_value_gone_drops_it(db: &Db) {
         Ok(None),
         "and the old value is not served to the next one"
     );
+}
+
+/// Regression: a refresh whose loader failed handed the value it was replacing to the
+/// plain misses that had joined its load, here after the value's stale window closed
+/// and the key was gone.
+pub async fn a_failed_refresh_is_not_a_load_result_for_plain_misses(db: &Arc<Db>) {
+    assert_eq!(db.brief(9).await, Ok(Some(product(9, 0))));
+    tokio::time::sleep(Duration::from_millis(250)).await; // stale, servable until 500 ms
+    db.fail.store(true, Ordering::SeqCst);
+    db.delay_ms.store(700, Ordering::SeqCst);
+    let refreshing = tokio::spawn({
+        let db = db.clone();
+        async move { db.brief(9).await }
+    });
+    eventually("the refresh loads", async || db.loads() == 2).await;
+    tokio::time::sleep(Duration::from_millis(350)).await; // the window has closed
+    let miss = db.brief(9).await;
+    assert_eq!(
+        miss,
+        Err(DbError("connection refused".into())),
+        "the miss gets its own loader's result, not the old value"
+    );
+    assert_eq!(
+        refreshing.await.unwrap(),
+        Ok(Some(product(9, 0))),
+        "the refreshing caller, which found the value, may get it (stale-if-error)"
+    );
+}
+
+/// Regression: a successful refresh was counted nowhere in `stats()`.
+pub async fn every_call_is_counted_once_including_a_successful_refresh(db: &Arc<Db>) {
+    let counted = |db: &Db| {
+        let s = db.cache.stats();
+        s.hits + s.negative_hits + s.stale_hits + s.refreshes + s.misses
+    };
+    assert_eq!(db.fresh(11).await, Ok(Some(product(11, 0)))); // miss
+    assert_eq!(db.fresh(11).await, Ok(Some(product(11, 0)))); // hit
+    tokio::time::sleep(Duration::from_millis(400)).await; // past the 300 ms ttl
+    db.generation.store(1, Ordering::SeqCst);
+    assert_eq!(db.fresh(11).await, Ok(Some(product(11, 1)))); // refresh
+    // XFetch weighs the measured load time: the first load takes a little.
+    db.delay_ms.store(20, Ordering::SeqCst);
+    assert_eq!(db.ahead(11).await, Ok(Some(product(11, 1)))); // miss
+    assert_eq!(db.ahead(11).await, Ok(Some(product(11, 1)))); // early refresh
+    db.delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(db.product(0).await, Ok(None)); // miss
+    assert_eq!(db.product(0).await, Ok(None)); // negative hit
+    assert_eq!(counted(db), 7, "{:?}", db.cache.stats());
+    assert_eq!(db.cache.stats().refreshes, 2);
 }

@@ -21,6 +21,8 @@ pub enum Fault {
     Reset,
     /// Forward half of the next reply, then close the connection.
     HalfReply,
+    /// Reset new connections; forward on the open ones.
+    RefuseNew,
 }
 
 pub struct Proxy {
@@ -39,7 +41,7 @@ impl Proxy {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = shared.subscribe();
                 tokio::spawn(async move {
-                    if *fault.borrow() == Fault::Reset {
+                    if matches!(*fault.borrow(), Fault::Reset | Fault::RefuseNew) {
                         reset(client);
                         return;
                     }
@@ -96,7 +98,7 @@ async fn relay(client: TcpStream, server: TcpStream, mut fault: watch::Receiver<
                             return;
                         }
                     }
-                    Fault::None | Fault::Reset => {
+                    Fault::None | Fault::Reset | Fault::RefuseNew => {
                         if client_write.write_all(&down[..n]).await.is_err() {
                             return;
                         }

@@ -88,11 +88,14 @@ impl MemoryStore {
     }
 
     pub(crate) fn get_tagged(&self, key: &str, tag_keys: &[String]) -> (Option<Vec<u8>>, Vec<Option<u64>>) {
-        let versions = tag_keys
+        (self.get(key), self.tag_versions(tag_keys))
+    }
+
+    pub(crate) fn tag_versions(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
+        tag_keys
             .iter()
             .map(|tag| self.values.get(tag).and_then(|stored| parse_version(&stored.bytes)))
-            .collect();
-        (self.get(key), versions)
+            .collect()
     }
 
     pub(crate) fn tag_version(&self, tag_key: &str) -> u64 {
@@ -169,11 +172,12 @@ impl MemoryStore {
         }
     }
 
-    pub(crate) fn release(&self, lease: &Lease) {
+    pub(crate) fn release(&self, lease: &Lease) -> bool {
         let released = give_up(&mut self.claims(), lease);
         if released && lease.exclusive {
             self.fills.notify(&lease.key);
         }
+        released
     }
 
     pub(crate) fn delete(&self, key: &str) {

@@ -109,6 +109,14 @@ impl Store {
         }
     }
 
+    /// The current versions of tags (`None`: none, or unreadable), in one round trip.
+    pub(crate) async fn tag_versions(&self, tag_keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        match self {
+            Store::Redis(store) => store.tag_versions(tag_keys).await,
+            Store::Memory(store) => Ok(store.tag_versions(tag_keys)),
+        }
+    }
+
     /// The current version of a tag, created (at random) if it has none.
     pub(crate) async fn tag_version(&self, tag_key: &str) -> Result<u64, StoreError> {
         match self {
@@ -159,14 +167,12 @@ impl Store {
         }
     }
 
-    /// Gives the lease up if it is still ours, and tells waiters to ask again.
-    pub(crate) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    /// Gives the lease up if it is still ours, and tells waiters to ask again. `Ok(false)`:
+    /// it was no longer ours (an invalidation voided it, or it expired).
+    pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
         match self {
             Store::Redis(store) => store.release(lease).await,
-            Store::Memory(store) => {
-                store.release(lease);
-                Ok(())
-            }
+            Store::Memory(store) => Ok(store.release(lease)),
         }
     }
 

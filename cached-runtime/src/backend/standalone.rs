@@ -13,12 +13,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::{Acquire, Lease, StoreError, TAG_TTL, parse_version};
 use crate::breaker::Breaker;
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
-use crate::fills::Wake;
+use crate::fills::{Announcement, Wake};
 use crate::key::{fence_key, lease_key};
 use crate::lock::random_u64;
 use crate::log::RateLimited;
@@ -26,10 +26,12 @@ use crate::log::RateLimited;
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// Reconnect attempts never wait longer than this, so hits resume well within a second.
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
+/// How often the subscription is checked with a `PING`: a connection that a NAT or a
+/// firewall dropped silently delivers nothing and reports nothing.
+const SUBSCRIPTION_KEEPALIVE: Duration = Duration::from_secs(1);
 
 // Scripts. KEYS[1] is always the value; the lease, fence and value share a hash tag.
-// Fill announcements on the fills channel are `f<key>` (filled or released: ask again)
-// and `d<key>` (invalidated: also stop sharing in-process loads of it).
+// Each script that announces publishes the bytes it is given (`fills::Announcement`).
 
 /// Returns the value if asked and present (and not over the decode limit, which could
 /// never be read and would only be slow to send); else takes the lease (`NX` when
@@ -60,7 +62,7 @@ return {2}
 
 /// The fenced fill: writes only while the lease is ours (the value first, so a write
 /// refused under OOM leaves the lease for the release). KEYS: value, lease.
-/// ARGV: token, bytes, ttl ms, fills channel, exclusive (1/0).
+/// ARGV: token, bytes, ttl ms, fills channel, exclusive (1/0), announcement.
 static FILL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -71,7 +73,7 @@ elseif redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) else redis.call('SREM', KEYS[2], ARGV[1]) end
-redis.call('PUBLISH', ARGV[4], 'f' .. KEYS[1])
+redis.call('PUBLISH', ARGV[4], ARGV[6])
 return 1
 ",
     )
@@ -93,25 +95,26 @@ return 0
     )
 });
 
-/// KEYS: value, lease. ARGV: token, fills channel, exclusive (1/0).
+/// Gives the lease up if it is still ours; 1 if it was. KEYS: value, lease.
+/// ARGV: token, fills channel, exclusive (1/0), announcement.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if ARGV[3] ~= '1' then return redis.call('SREM', KEYS[2], ARGV[1]) end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[2], 'f' .. KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[4])
 return 1
 ",
     )
 });
 
-/// Invalidation. KEYS: value, lease, fence. ARGV: fills channel.
+/// Invalidation. KEYS: value, lease, fence. ARGV: fills channel, announcement.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('PUBLISH', ARGV[1], 'd' .. KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return deleted
 ",
     )
@@ -129,12 +132,13 @@ return ARGV[1]
     )
 });
 
-/// A new version for a tag, announced. KEYS: tag. ARGV: version, ttl ms, fills channel.
+/// A new version for a tag, announced. KEYS: tag. ARGV: version, ttl ms, fills channel,
+/// announcement.
 static BUMP_TAG: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], 't' .. KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ",
     )
@@ -147,11 +151,15 @@ pub(crate) struct RedisStore {
     /// Bumped with every new connection: failures of an older one do not count.
     generation: AtomicU64,
     breaker: Breaker,
-    /// Tells the subscription to start afresh after a reconnect (it may be stuck too).
-    resubscribe: Notify,
+    /// Counts reconnects; the subscription starts afresh after one (it may be stuck
+    /// too). A value, not a stored permit: a subscription made after the reconnect is
+    /// not torn down by it.
+    reconnects: watch::Sender<u64>,
     op_timeout: Duration,
     connect_timeout: Duration,
     channel: String,
+    /// This cache's id in the invalidations it announces.
+    origin: u64,
     subscribed: AtomicBool,
 }
 
@@ -170,10 +178,11 @@ impl RedisStore {
             connection: RwLock::new(None),
             generation: AtomicU64::new(0),
             breaker: Breaker::new_open(),
-            resubscribe: Notify::new(),
+            reconnects: watch::Sender::new(0),
             op_timeout,
             connect_timeout,
             channel,
+            origin: wake.origin,
             subscribed: AtomicBool::new(false),
         });
         tokio::spawn(keep_connected(store.clone(), shutdown.subscribe()));
@@ -257,6 +266,16 @@ impl RedisStore {
         Ok((value, versions))
     }
 
+    pub(crate) async fn tag_versions(&self, tag_keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        let replies: Vec<Option<Vec<u8>>> = self
+            .run(|mut c| async move { redis::cmd("MGET").arg(tag_keys).query_async(&mut c).await })
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|v| v.as_deref().and_then(parse_version))
+            .collect())
+    }
+
     pub(crate) async fn tag_version(&self, tag_key: &str) -> Result<u64, StoreError> {
         let candidate = random_u64().to_string();
         let candidate = candidate.as_str();
@@ -276,6 +295,12 @@ impl RedisStore {
     pub(crate) async fn bump_tag(&self, tag_key: &str) -> Result<(), StoreError> {
         let version = random_u64().to_string();
         let (version, channel) = (version.as_str(), self.channel.as_str());
+        let announcement = Announcement::TagInvalidated {
+            origin: self.origin,
+            tag_key: tag_key.to_owned(),
+        }
+        .encode();
+        let announcement = announcement.as_slice();
         let _: i64 = self
             .run(|mut c| async move {
                 BUMP_TAG
@@ -283,6 +308,7 @@ impl RedisStore {
                     .arg(version)
                     .arg(millis(TAG_TTL))
                     .arg(channel)
+                    .arg(announcement)
                     .invoke_async(&mut c)
                     .await
             })
@@ -326,6 +352,8 @@ impl RedisStore {
 
     pub(crate) async fn fill(&self, lease: &Lease, bytes: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let channel = self.channel.as_str();
+        let announcement = filled(lease);
+        let announcement = announcement.as_slice();
         let stored: i64 = self
             .run(|mut c| async move {
                 FILL.key(&lease.key)
@@ -335,6 +363,7 @@ impl RedisStore {
                     .arg(millis(ttl))
                     .arg(channel)
                     .arg(u8::from(lease.exclusive))
+                    .arg(announcement)
                     .invoke_async(&mut c)
                     .await
             })
@@ -357,9 +386,11 @@ impl RedisStore {
         Ok(extended == 1)
     }
 
-    pub(crate) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
         let channel = self.channel.as_str();
-        let _released: i64 = self
+        let announcement = filled(lease);
+        let announcement = announcement.as_slice();
+        let released: i64 = self
             .run(|mut c| async move {
                 RELEASE
                     .key(&lease.key)
@@ -367,16 +398,23 @@ impl RedisStore {
                     .arg(&lease.token)
                     .arg(channel)
                     .arg(u8::from(lease.exclusive))
+                    .arg(announcement)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        Ok(())
+        Ok(released == 1)
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let channel = self.channel.as_str();
         let (lease_key, fence_key) = (lease_key(key), fence_key(key));
+        let announcement = Announcement::Invalidated {
+            origin: self.origin,
+            key: key.to_owned(),
+        }
+        .encode();
+        let announcement = announcement.as_slice();
         let _deleted: i64 = self
             .run(|mut c| async move {
                 DELETE
@@ -384,6 +422,7 @@ impl RedisStore {
                     .key(&lease_key)
                     .key(&fence_key)
                     .arg(channel)
+                    .arg(announcement)
                     .invoke_async(&mut c)
                     .await
             })
@@ -431,6 +470,11 @@ fn health(e: &RedisError) -> Health {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The announcement of a fill or a release of `lease`.
+fn filled(lease: &Lease) -> Vec<u8> {
+    Announcement::Filled { key: lease.key.clone() }.encode()
 }
 
 fn unexpected(reply: &Value) -> StoreError {
@@ -491,7 +535,7 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
                 store.generation.fetch_add(1, Ordering::AcqRel);
                 store.breaker.close();
                 if reconnected {
-                    store.resubscribe.notify_one();
+                    store.reconnects.send_modify(|n| *n += 1);
                 }
                 reconnected = true;
                 backoff = MIN_BACKOFF;
@@ -514,28 +558,46 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
     }
 }
 
-/// Keeps one subscription to the fills channel and passes its messages on.
+/// Keeps one subscription to the announcement channel and passes its messages on. A
+/// subscription that stops answering its keepalive `PING`, or that predates a reconnect
+/// of the command connection, is replaced; while there is none, waiters poll.
 async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch::Receiver<()>) {
     let mut backoff = MIN_BACKOFF;
     let failures_logged = RateLimited::new();
+    let mut reconnects = store.reconnects.subscribe();
     loop {
+        // Reconnects before this subscription is made do not concern it.
+        reconnects.borrow_and_update();
         let subscribe = async {
             let mut pubsub = store.client.get_async_pubsub().await?;
             pubsub.subscribe(store.channel.as_str()).await?;
-            Ok::<_, RedisError>(pubsub)
+            Ok::<_, RedisError>(pubsub.split())
         };
         match tokio::time::timeout(store.connect_timeout, subscribe).await {
-            Ok(Ok(pubsub)) => {
+            Ok(Ok((mut sink, mut messages))) => {
                 backoff = MIN_BACKOFF;
                 store.subscribed.store(true, Ordering::Relaxed);
-                let mut messages = pubsub.into_on_message();
+                let mut keepalive = tokio::time::interval(SUBSCRIPTION_KEEPALIVE);
+                keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         message = messages.next() => match message {
                             Some(message) => wake.announced(message.get_payload_bytes()),
                             None => break,
                         },
-                        () = store.resubscribe.notified() => break,
+                        _ = keepalive.tick() => {
+                            let ping = tokio::time::timeout(store.connect_timeout, sink.ping::<Value>()).await;
+                            if !matches!(ping, Ok(Ok(_))) {
+                                log_failed_attempt(
+                                    &failures_logged,
+                                    &ping,
+                                    store.connect_timeout,
+                                    "the announcement subscription stopped answering; subscribing again",
+                                );
+                                break;
+                            }
+                        }
+                        _ = reconnects.changed() => break,
                         _ = shutdown.changed() => return,
                     }
                 }
