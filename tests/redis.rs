@@ -409,3 +409,23 @@ async fn refresh_ahead_loads_once_across_processes() {
         "the warm-up and exactly one early refresh"
     );
 }
+
+/// Regression: a tag's version expired 30 days after it was created however hot the tag
+/// was, so every value under it missed at once. Each load under a tag now extends it.
+#[tokio::test]
+async fn a_tag_in_use_is_kept_alive_by_the_loads_under_it() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    let tag = "shop:tag:{category:3}";
+    assert_eq!(db.tagged(1, 3).await, product(1, 0));
+    let _: () = redis.conn().pexpire(tag, 2_000).unwrap();
+    assert_eq!(
+        db.tagged(2, 3).await,
+        product(2, 0),
+        "another value under the tag loads"
+    );
+    let left: i64 = redis.conn().pttl(tag).unwrap();
+    assert!(left > 29 * 24 * 3_600_000, "the load extended the tag: {left} ms left");
+    assert_eq!(db.tagged(1, 3).await, product(1, 0), "still a hit");
+    assert_eq!(db.loads(), 2);
+}

@@ -108,6 +108,13 @@ impl Policy {
         self
     }
 
+    /// The longest time Redis keeps an entry of this function: its ttl plus `stale`, or
+    /// its negative ttl.
+    pub(crate) fn kept(&self) -> Duration {
+        let value = self.stale.map_or(self.ttl, |window| self.ttl.saturating_add(window));
+        self.negative.map_or(value, |negative| value.max(negative))
+    }
+
     /// Whether stored values carry their soft expiry and load time.
     pub(crate) fn timed(&self) -> bool {
         self.stale.is_some() || self.refresh_beta.is_some()

@@ -104,13 +104,13 @@ struct Tagging {
 impl Tagging {
     /// The versions the load runs under, read (or created) before it starts, so a tag
     /// invalidated during the load makes its result stale at once.
-    async fn resolve(&mut self, inner: &Inner) -> Result<&[u64], StoreError> {
+    async fn resolve(&mut self, inner: &Inner, policy: &Policy) -> Result<&[u64], StoreError> {
         if self.versions.is_none() {
-            let mut versions = Vec::with_capacity(self.keys.len());
-            for key in &self.keys {
-                versions.push(inner.store.tag_version(key).await?);
-            }
-            self.versions = Some(versions);
+            self.versions = Some(if self.keys.is_empty() {
+                Vec::new()
+            } else {
+                inner.store.tag_versions_for_load(&self.keys, policy.kept()).await?
+            });
         }
         Ok(self.versions.as_deref().unwrap_or_default())
     }
@@ -279,7 +279,7 @@ async fn lead<S: Shape>(
         exclusive,
     };
     let mut guard = LeaseGuard::new(cache, lease, policy.lease());
-    let (claim, versions) = match tagging.resolve(inner).await {
+    let (claim, versions) = match tagging.resolve(inner, policy).await {
         Ok(versions) => {
             let versions = versions.to_vec();
             let claim = claim::<S>(inner, policy, &mut guard, &versions, &flight, current.is_some()).await;
@@ -317,7 +317,7 @@ async fn lead<S: Shape>(
             let started = Instant::now();
             let out = hold_lease(inner, guard.lease(), policy.lease(), load).await;
             let load_time = started.elapsed();
-            let mut settled = if tags_moved(inner, tagging, &versions).await {
+            let mut settled = if tags_moved(inner, policy, tagging, &versions).await {
                 // A tag was invalidated during the load: like a voided claim.
                 match inner.store.release(guard.lease()).await {
                     Ok(_) => Settled::Voided,
@@ -434,12 +434,13 @@ async fn claim<S: Shape>(
 
 /// Whether a tag of the call was invalidated since its versions were read (an error
 /// counts as moved). Read after the load: a tag invalidation does not touch the key's
-/// claim, and its message may never arrive.
-async fn tags_moved(inner: &Inner, tagging: &Tagging, versions: &[u64]) -> bool {
+/// claim, and its message may never arrive. The same request keeps the tags alive for
+/// at least as long as the value will be.
+async fn tags_moved(inner: &Inner, policy: &Policy, tagging: &Tagging, versions: &[u64]) -> bool {
     if versions.is_empty() {
         return false;
     }
-    match inner.store.tag_versions(&tagging.keys).await {
+    match inner.store.touch_tags(&tagging.keys, policy.kept()).await {
         Ok(now) => now.len() != versions.len() || now.iter().zip(versions).any(|(now, then)| *now != Some(*then)),
         Err(e) => {
             inner.failed(e);

@@ -98,24 +98,48 @@ impl MemoryStore {
             .collect()
     }
 
-    pub(crate) fn tag_version(&self, tag_key: &str) -> u64 {
+    pub(crate) fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Vec<Option<u64>> {
         let _writes = self.claims();
-        if let Some(version) = self.values.get(tag_key).and_then(|stored| parse_version(&stored.bytes)) {
-            return version;
+        let versions = self.tag_versions(tag_keys);
+        for (tag_key, version) in tag_keys.iter().zip(&versions) {
+            if let Some(version) = version {
+                self.store_version(tag_key, *version, life);
+            }
         }
-        let version = random_u64();
-        self.store_version(tag_key, version);
-        version
+        versions
+    }
+
+    pub(crate) fn tag_versions_for_load(&self, tag_keys: &[String], life: Duration) -> Vec<u64> {
+        let _writes = self.claims();
+        tag_keys
+            .iter()
+            .map(|tag_key| {
+                let version = self
+                    .values
+                    .get(tag_key)
+                    .and_then(|stored| parse_version(&stored.bytes))
+                    .unwrap_or_else(random_u64);
+                // Re-inserted: the tag lives at least `life` from now.
+                self.store_version(tag_key, version, life);
+                version
+            })
+            .collect()
     }
 
     pub(crate) fn bump_tag(&self, tag_key: &str) {
         let _writes = self.claims();
-        self.store_version(tag_key, random_u64());
+        self.store_version(tag_key, random_u64(), TAG_TTL);
     }
 
-    fn store_version(&self, tag_key: &str, version: u64) {
+    fn store_version(&self, tag_key: &str, version: u64, life: Duration) {
         let bytes: Arc<[u8]> = version.to_string().into_bytes().into();
-        self.values.insert(tag_key.to_owned(), Stored { bytes, ttl: TAG_TTL });
+        self.values.insert(
+            tag_key.to_owned(),
+            Stored {
+                bytes,
+                ttl: life.max(TAG_TTL),
+            },
+        );
     }
 
     pub(crate) fn acquire(&self, lease: &Lease, duration: Duration, check_value: bool) -> Acquire {

@@ -39,8 +39,8 @@ impl StoreError {
     }
 }
 
-/// How long a tag version lives without a bump. When it expires, the values computed
-/// under it become misses (never stale ones).
+/// How long a tag version lives at least after its last use by a load (or its bump).
+/// When it expires, the values computed under it become misses (never stale ones).
 pub(crate) const TAG_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Parses a stored tag version.
@@ -109,19 +109,26 @@ impl Store {
         }
     }
 
-    /// The current versions of tags (`None`: none, or unreadable), in one round trip.
-    pub(crate) async fn tag_versions(&self, tag_keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+    /// The current versions of tags (`None`: none, or unreadable), in one round trip;
+    /// each existing one is kept at least `life` (and [`TAG_TTL`]) from now.
+    pub(crate) async fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Result<Vec<Option<u64>>, StoreError> {
         match self {
-            Store::Redis(store) => store.tag_versions(tag_keys).await,
-            Store::Memory(store) => Ok(store.tag_versions(tag_keys)),
+            Store::Redis(store) => store.touch_tags(tag_keys, life.max(TAG_TTL)).await,
+            Store::Memory(store) => Ok(store.touch_tags(tag_keys, life)),
         }
     }
 
-    /// The current version of a tag, created (at random) if it has none.
-    pub(crate) async fn tag_version(&self, tag_key: &str) -> Result<u64, StoreError> {
+    /// The versions a load runs under: each tag's current one, created (at random) if it
+    /// has none. Each tag is kept at least `life` (and [`TAG_TTL`]) from now, so a tag in
+    /// use never expires while values computed under it live.
+    pub(crate) async fn tag_versions_for_load(
+        &self,
+        tag_keys: &[String],
+        life: Duration,
+    ) -> Result<Vec<u64>, StoreError> {
         match self {
-            Store::Redis(store) => store.tag_version(tag_key).await,
-            Store::Memory(store) => Ok(store.tag_version(tag_key)),
+            Store::Redis(store) => store.tag_versions_for_load(tag_keys, life.max(TAG_TTL)).await,
+            Store::Memory(store) => Ok(store.tag_versions_for_load(tag_keys, life)),
         }
     }
 

@@ -120,14 +120,40 @@ return deleted
     )
 });
 
-/// The current version of a tag, created if it has none. KEYS: tag. ARGV: candidate, ttl ms.
-static TAG_VERSION: LazyLock<Script> = LazyLock::new(|| {
+/// The current versions of tags, each created if it has none, and each kept for at
+/// least `life` from now (a tag in use never expires under the values that carry it).
+/// KEYS: tags. ARGV: life ms, then one candidate version per tag.
+static TAG_VERSIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return ARGV[1]
+local versions = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v then
+    redis.call('PEXPIRE', key, ARGV[1], 'GT')
+  else
+    v = ARGV[i + 1]
+    redis.call('SET', key, v, 'PX', ARGV[1])
+  end
+  versions[i] = v
+end
+return versions
+",
+    )
+});
+
+/// The current versions of tags (nil where there is none), each existing one kept for at
+/// least `life` from now. KEYS: tags. ARGV: life ms.
+static TOUCH_TAGS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local versions = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v then redis.call('PEXPIRE', key, ARGV[1], 'GT') end
+  versions[i] = v
+end
+return versions
 ",
     )
 });
@@ -266,9 +292,13 @@ impl RedisStore {
         Ok((value, versions))
     }
 
-    pub(crate) async fn tag_versions(&self, tag_keys: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+    pub(crate) async fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Result<Vec<Option<u64>>, StoreError> {
         let replies: Vec<Option<Vec<u8>>> = self
-            .run(|mut c| async move { redis::cmd("MGET").arg(tag_keys).query_async(&mut c).await })
+            .run(|mut c| async move {
+                let mut invocation = TOUCH_TAGS.prepare_invoke();
+                invocation.key(tag_keys).arg(millis(life));
+                invocation.invoke_async(&mut c).await
+            })
             .await?;
         Ok(replies
             .into_iter()
@@ -276,20 +306,27 @@ impl RedisStore {
             .collect())
     }
 
-    pub(crate) async fn tag_version(&self, tag_key: &str) -> Result<u64, StoreError> {
-        let candidate = random_u64().to_string();
-        let candidate = candidate.as_str();
-        let version: Vec<u8> = self
+    pub(crate) async fn tag_versions_for_load(
+        &self,
+        tag_keys: &[String],
+        life: Duration,
+    ) -> Result<Vec<u64>, StoreError> {
+        let candidates: Vec<String> = tag_keys.iter().map(|_| random_u64().to_string()).collect();
+        let candidates = candidates.as_slice();
+        let versions: Vec<Vec<u8>> = self
             .run(|mut c| async move {
-                TAG_VERSION
-                    .key(tag_key)
-                    .arg(candidate)
-                    .arg(millis(TAG_TTL))
-                    .invoke_async(&mut c)
-                    .await
+                let mut invocation = TAG_VERSIONS.prepare_invoke();
+                invocation.key(tag_keys).arg(millis(life)).arg(candidates);
+                invocation.invoke_async(&mut c).await
             })
             .await?;
-        parse_version(&version).ok_or_else(|| unexpected(&Value::BulkString(version)))
+        if versions.len() != tag_keys.len() {
+            return Err(unexpected(&Value::Int(i64::try_from(versions.len()).unwrap_or(-1))));
+        }
+        versions
+            .into_iter()
+            .map(|version| parse_version(&version).ok_or_else(|| unexpected(&Value::BulkString(version))))
+            .collect()
     }
 
     pub(crate) async fn bump_tag(&self, tag_key: &str) -> Result<(), StoreError> {
