@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::sync::Notify;
 
-/// Consecutive failures (errors or deadline misses) that open the breaker.
+/// Consecutive failures (errors, deadline misses, or replies slower than half the
+/// deadline) that open the breaker.
 const FAILURES_TO_OPEN: u32 = 3;
 
 #[derive(Debug)]

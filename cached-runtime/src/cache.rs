@@ -28,6 +28,8 @@ pub struct Cache {
 pub(crate) struct Inner {
     pub(crate) prefix: String,
     pub(crate) store: Store,
+    /// The Redis time one call may spend in all (see `budget`).
+    pub(crate) call_budget: Duration,
     pub(crate) counters: Counters,
     pub(crate) flights: Arc<Flights>,
     pub(crate) fills: Arc<FillWaiters>,
@@ -47,13 +49,14 @@ impl Cache {
         prefix: String,
         op_timeout: Duration,
         connect_timeout: Duration,
+        call_budget: Duration,
     ) -> Cache {
         let wake = Wake::new();
         let shutdown = watch::Sender::new(());
         let channel = format!("{prefix}fills");
         let store = RedisStore::start(client, op_timeout, connect_timeout, channel, wake.clone(), &shutdown);
         store.first_connection().await;
-        Self::with_store(prefix, Store::Redis(store), wake, shutdown)
+        Self::with_store(prefix, Store::Redis(store), call_budget, wake, shutdown)
     }
 
     /// A cache in this process's memory, with the same semantics as Redis (TTL, lock,
@@ -63,14 +66,22 @@ impl Cache {
     pub fn in_memory() -> Cache {
         let wake = Wake::new();
         let store = Store::Memory(Arc::new(MemoryStore::new(wake.fills.clone())));
-        Self::with_store(String::new(), store, wake, watch::Sender::new(()))
+        // Nothing in memory is slow: no budget.
+        Self::with_store(String::new(), store, Duration::MAX, wake, watch::Sender::new(()))
     }
 
-    fn with_store(prefix: String, store: Store, wake: Wake, shutdown: watch::Sender<()>) -> Cache {
+    fn with_store(
+        prefix: String,
+        store: Store,
+        call_budget: Duration,
+        wake: Wake,
+        shutdown: watch::Sender<()>,
+    ) -> Cache {
         Cache {
             inner: Arc::new(Inner {
                 prefix,
                 store,
+                call_budget,
                 counters: Counters::default(),
                 flights: wake.flights,
                 fills: wake.fills,
@@ -189,7 +200,7 @@ impl Inner {
     pub(crate) fn failed(&self, error: StoreError) {
         match error {
             StoreError::Skipped => Counters::bump(&self.counters.skipped),
-            StoreError::Timeout(_) | StoreError::Redis(_) => {
+            StoreError::Timeout(_) | StoreError::OverBudget(_) | StoreError::Redis(_) => {
                 Counters::bump(&self.counters.errors);
                 if let Some(suppressed) = self.errors_logged.admit() {
                     let hint = error.hint();

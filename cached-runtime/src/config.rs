@@ -13,6 +13,7 @@ pub struct CacheBuilder {
     prefix: String,
     op_timeout: Duration,
     connect_timeout: Duration,
+    call_budget: Option<Duration>,
 }
 
 impl Default for CacheBuilder {
@@ -22,6 +23,7 @@ impl Default for CacheBuilder {
             prefix: String::new(),
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
+            call_budget: None,
         }
     }
 }
@@ -33,6 +35,7 @@ impl fmt::Debug for CacheBuilder {
             .field("prefix", &self.prefix)
             .field("op_timeout", &self.op_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("call_budget", &self.effective_call_budget())
             .finish()
     }
 }
@@ -85,6 +88,20 @@ impl CacheBuilder {
         self
     }
 
+    /// The Redis time one call may spend in all: every read, lease request, fill and
+    /// release it sends, but not its loader nor its wait for another caller's load. Past
+    /// it the call sends nothing more and fails open (the loader's result is returned and
+    /// not stored), so a Redis that is slow but answers cannot stretch a call across many
+    /// replies just under `op_timeout`. Defaults to three `op_timeout`s (150 ms).
+    pub fn call_budget(mut self, call_budget: Duration) -> Self {
+        self.call_budget = Some(call_budget);
+        self
+    }
+
+    fn effective_call_budget(&self) -> Duration {
+        self.call_budget.unwrap_or(self.op_timeout.saturating_mul(3))
+    }
+
     /// The deadline of one connection (or subscription) attempt. `build` waits at most
     /// this long for the first one; calls of cached functions never wait for it.
     /// Defaults to 500 ms.
@@ -112,11 +129,12 @@ impl CacheBuilder {
                 self.prefix
             )));
         }
-        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() || self.effective_call_budget().is_zero() {
             return Err(Error::InvalidConfig("timeouts must be greater than zero".to_owned()));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(Error::InvalidUrl)?;
-        Ok(Cache::connect(client, self.prefix, self.op_timeout, self.connect_timeout).await)
+        let call_budget = self.effective_call_budget();
+        Ok(Cache::connect(client, self.prefix, self.op_timeout, self.connect_timeout, call_budget).await)
     }
 }
 

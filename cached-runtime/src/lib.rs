@@ -5,6 +5,7 @@
 
 mod backend;
 mod breaker;
+mod budget;
 mod cache;
 mod coalesce;
 mod codec;

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::Policy;
 use crate::backend::{Acquire, Lease, StoreError};
+use crate::budget::Budget;
 use crate::cache::{Cache, Inner};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
 use crate::codec::{self, DECODE_LIMIT, Decoded, Freshness, Timing, Unstorable};
@@ -40,6 +41,7 @@ pub(crate) async fn read_through<S: Shape>(
     let inner = &*cache.inner;
     let key = full_key(&inner.prefix, rendered);
     let counters = &inner.counters;
+    let started = Instant::now();
 
     // A tagged value is read with its tags' versions, in the same round trip.
     let mut tagging = Tagging {
@@ -76,11 +78,13 @@ pub(crate) async fn read_through<S: Shape>(
             }
             Some(Answer::Early(value)) => {
                 let current = Current { value, stale: false };
-                return Box::pin(refresh::<S>(cache, policy, &key, tagging, load, current)).await;
+                let call = Call::new(cache, policy, key, started);
+                return Box::pin(refresh::<S>(call, tagging, load, current)).await;
             }
             Some(Answer::Stale(value)) => {
                 let current = Current { value, stale: true };
-                return Box::pin(refresh::<S>(cache, policy, &key, tagging, load, current)).await;
+                let call = Call::new(cache, policy, key, started);
+                return Box::pin(refresh::<S>(call, tagging, load, current)).await;
             }
             None => {}
         },
@@ -92,7 +96,32 @@ pub(crate) async fn read_through<S: Shape>(
     }
     Counters::bump(&counters.misses);
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
-    Box::pin(miss::<S>(cache, policy, &key, tagging, load)).await
+    let call = Call::new(cache, policy, key, started);
+    Box::pin(miss::<S>(call, tagging, load)).await
+}
+
+/// One call past its first read: what every later step needs.
+struct Call<'a> {
+    inner: &'a Inner,
+    cache: &'a Cache,
+    policy: &'a Policy,
+    key: String,
+    budget: Budget,
+}
+
+impl<'a> Call<'a> {
+    /// `started`: when the call's first read was sent; that read counts against the budget.
+    fn new(cache: &'a Cache, policy: &'a Policy, key: String, started: Instant) -> Self {
+        let budget = Budget::new(cache.inner.call_budget);
+        budget.spend(started.elapsed());
+        Self {
+            inner: &cache.inner,
+            cache,
+            policy,
+            key,
+            budget,
+        }
+    }
 }
 
 /// The tags of a call: their version keys, and their current versions when known.
@@ -104,12 +133,15 @@ struct Tagging {
 impl Tagging {
     /// The versions the load runs under, read (or created) before it starts, so a tag
     /// invalidated during the load makes its result stale at once.
-    async fn resolve(&mut self, inner: &Inner, policy: &Policy) -> Result<&[u64], StoreError> {
+    async fn resolve(&mut self, call: &Call<'_>) -> Result<&[u64], StoreError> {
         if self.versions.is_none() {
             self.versions = Some(if self.keys.is_empty() {
                 Vec::new()
             } else {
-                inner.store.tag_versions_for_load(&self.keys, policy.kept()).await?
+                let life = call.policy.kept();
+                call.budget
+                    .run(call.inner.store.tag_versions_for_load(&self.keys, life))
+                    .await?
             });
         }
         Ok(self.versions.as_deref().unwrap_or_default())
@@ -120,35 +152,27 @@ impl Tagging {
 /// leader; across processes, the lease holder); every other caller gets the current
 /// value at once.
 async fn refresh<S: Shape>(
-    cache: &Cache,
-    policy: &Policy,
-    key: &str,
+    call: Call<'_>,
     mut tagging: Tagging,
     load: impl Future<Output = S::Output>,
     current: Current<S::Value>,
 ) -> S::Output {
-    match cache.inner.flights.join(key, &tagging.keys) {
-        Join::Leader(flight) => lead::<S>(cache, policy, key, &mut tagging, load, flight, Some(current)).await,
+    match call.inner.flights.join(&call.key, &tagging.keys) {
+        Join::Leader(flight) => lead::<S>(&call, &mut tagging, load, flight, Some(current)).await,
         Join::Waiter(_) => {
-            current.count(&cache.inner);
+            current.count(call.inner);
             S::from_value(current.value)
         }
     }
 }
 
 /// After a miss: share a load already running in this process, or lead one.
-async fn miss<S: Shape>(
-    cache: &Cache,
-    policy: &Policy,
-    key: &str,
-    mut tagging: Tagging,
-    load: impl Future<Output = S::Output>,
-) -> S::Output {
-    let inner = &*cache.inner;
+async fn miss<S: Shape>(call: Call<'_>, mut tagging: Tagging, load: impl Future<Output = S::Output>) -> S::Output {
+    let (inner, policy) = (call.inner, call.policy);
     let counters = &inner.counters;
     loop {
-        match inner.flights.join(key, &tagging.keys) {
-            Join::Leader(flight) => return lead::<S>(cache, policy, key, &mut tagging, load, flight, None).await,
+        match inner.flights.join(&call.key, &tagging.keys) {
+            Join::Leader(flight) => return lead::<S>(&call, &mut tagging, load, flight, None).await,
             // Bounded, in case the leader's future is kept but no longer polled.
             Join::Waiter(waiter) => match coalesce::wait(waiter, policy.wait_budget().saturating_mul(2)).await {
                 Outcome::Done(shared) => {
@@ -261,15 +285,13 @@ enum Claim<S: Shape> {
 /// With a `current` value it refreshes: it never waits for another holder (it serves the
 /// current value instead), and serves it too if the loader fails (stale-if-error).
 async fn lead<S: Shape>(
-    cache: &Cache,
-    policy: &Policy,
-    key: &str,
+    call: &Call<'_>,
     tagging: &mut Tagging,
     load: impl Future<Output = S::Output>,
     flight: LeaderGuard<'_>,
     current: Option<Current<S::Value>>,
 ) -> S::Output {
-    let inner = &*cache.inner;
+    let (inner, policy, key) = (call.inner, call.policy, call.key.as_str());
     // One refresh at a time in the deployment, with or without `lock`.
     let exclusive = policy.lock.is_some() || current.is_some();
     let lease = Lease {
@@ -278,11 +300,11 @@ async fn lead<S: Shape>(
         token: new_token(),
         exclusive,
     };
-    let mut guard = LeaseGuard::new(cache, lease, policy.lease());
-    let (claim, versions) = match tagging.resolve(inner, policy).await {
+    let mut guard = LeaseGuard::new(call.cache, lease, policy.lease());
+    let (claim, versions) = match tagging.resolve(call).await {
         Ok(versions) => {
             let versions = versions.to_vec();
-            let claim = claim::<S>(inner, policy, &mut guard, &versions, &flight, current.is_some()).await;
+            let claim = claim::<S>(call, &mut guard, &versions, &flight, current.is_some()).await;
             (claim, versions)
         }
         Err(e) => {
@@ -317,9 +339,9 @@ async fn lead<S: Shape>(
             let started = Instant::now();
             let out = hold_lease(inner, guard.lease(), policy.lease(), load).await;
             let load_time = started.elapsed();
-            let mut settled = if tags_moved(inner, policy, tagging, &versions).await {
+            let mut settled = if tags_moved(call, tagging, &versions).await {
                 // A tag was invalidated during the load: like a voided claim.
-                match inner.store.release(guard.lease()).await {
+                match call.budget.run(inner.store.release(guard.lease())).await {
                     Ok(_) => Settled::Voided,
                     Err(e) => {
                         inner.failed(e);
@@ -327,7 +349,7 @@ async fn lead<S: Shape>(
                     }
                 }
             } else {
-                fill_or_release::<S>(inner, policy, guard.lease(), &versions, load_time, &out).await
+                fill_or_release::<S>(call, guard.lease(), &versions, load_time, &out).await
             };
             if !matches!(settled, Settled::Failed) {
                 guard.disarm();
@@ -335,7 +357,7 @@ async fn lead<S: Shape>(
             if current.is_some() && matches!(S::classify(&out), Loaded::Absent) && policy.negative.is_none() {
                 // The value this refresh replaces no longer exists, and `None` is not cached:
                 // drop the old value rather than keep serving it.
-                if let Err(e) = inner.store.delete(key).await {
+                if let Err(e) = call.budget.run(inner.store.delete(key)).await {
                     inner.failed(e);
                     settled = Settled::Failed;
                 }
@@ -350,13 +372,13 @@ async fn lead<S: Shape>(
 /// Marks the flight as loading first: whatever is read or loaded from here on may be
 /// voided by an invalidation that later joiners started after.
 async fn claim<S: Shape>(
-    inner: &Inner,
-    policy: &Policy,
+    call: &Call<'_>,
     guard: &mut LeaseGuard,
     versions: &[u64],
     flight: &LeaderGuard<'_>,
     refreshing: bool,
 ) -> Claim<S> {
+    let (inner, policy) = (call.inner, call.policy);
     let duration = policy.lease();
     // Registered before the first request, so no fill or release can slip by unseen.
     let key = guard.lease().key.clone();
@@ -371,7 +393,11 @@ async fn claim<S: Shape>(
         announced.as_mut().enable();
         // A request that gets no answer may still have taken the lease.
         guard.arm();
-        let acquired = match inner.store.acquire(guard.lease(), duration, true).await {
+        let acquired = match call
+            .budget
+            .run(inner.store.acquire(guard.lease(), duration, true))
+            .await
+        {
             Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, versions, false) {
                 // Filled meanwhile (by another caller, or another refresh): use it.
                 Some(Answer::Value(out) | Answer::Negative(out)) => {
@@ -385,7 +411,9 @@ async fn claim<S: Shape>(
                 // Unusable (corrupt, other version), or the value this refresh replaces:
                 // take the lease over it.
                 Some(Answer::Early(_) | Answer::Stale(_)) | None => {
-                    inner.store.acquire(guard.lease(), duration, false).await
+                    call.budget
+                        .run(inner.store.acquire(guard.lease(), duration, false))
+                        .await
                 }
             },
             other => other,
@@ -436,14 +464,15 @@ async fn claim<S: Shape>(
 /// counts as moved). Read after the load: a tag invalidation does not touch the key's
 /// claim, and its message may never arrive. The same request keeps the tags alive for
 /// at least as long as the value will be.
-async fn tags_moved(inner: &Inner, policy: &Policy, tagging: &Tagging, versions: &[u64]) -> bool {
+async fn tags_moved(call: &Call<'_>, tagging: &Tagging, versions: &[u64]) -> bool {
     if versions.is_empty() {
         return false;
     }
-    match inner.store.touch_tags(&tagging.keys, policy.kept()).await {
+    let touched = call.inner.store.touch_tags(&tagging.keys, call.policy.kept());
+    match call.budget.run(touched).await {
         Ok(now) => now.len() != versions.len() || now.iter().zip(versions).any(|(now, then)| *now != Some(*then)),
         Err(e) => {
-            inner.failed(e);
+            call.inner.failed(e);
             true
         }
     }
@@ -498,13 +527,13 @@ fn settle<S: Shape>(
 /// Stores the loader's result under the lease, or gives the lease up; says whether the
 /// claim held through the load.
 async fn fill_or_release<S: Shape>(
-    inner: &Inner,
-    policy: &Policy,
+    call: &Call<'_>,
     lease: &Lease,
     tags: &[u64],
     load_time: Duration,
     out: &S::Output,
 ) -> Settled {
+    let (inner, policy) = (call.inner, call.policy);
     let entry = match S::classify(out) {
         Loaded::Value(value) => {
             let ttl = policy.jittered(policy.ttl);
@@ -534,15 +563,19 @@ async fn fill_or_release<S: Shape>(
         Loaded::Failed => None,
     };
     let result = match entry {
-        Some((bytes, ttl)) => inner.store.fill(lease, &bytes, ttl).await.inspect(|stored| {
-            if !stored {
-                tracing::debug!(
-                    key = lease.key,
-                    "redis-cached: lease voided during the load (invalidated); result not stored"
-                );
-            }
-        }),
-        None => inner.store.release(lease).await,
+        Some((bytes, ttl)) => call
+            .budget
+            .run(inner.store.fill(lease, &bytes, ttl))
+            .await
+            .inspect(|stored| {
+                if !stored {
+                    tracing::debug!(
+                        key = lease.key,
+                        "redis-cached: lease voided during the load (invalidated); result not stored"
+                    );
+                }
+            }),
+        None => call.budget.run(inner.store.release(lease)).await,
     };
     match result {
         Ok(true) => Settled::Kept,

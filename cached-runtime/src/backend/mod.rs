@@ -17,6 +17,8 @@ pub(crate) enum StoreError {
     Skipped,
     /// Redis did not answer within `op_timeout`.
     Timeout(Duration),
+    /// The call had spent its whole Redis budget (`call_budget`).
+    OverBudget(Duration),
     /// Redis answered with an error, or the connection failed.
     Redis(redis::RedisError),
 }
@@ -33,7 +35,7 @@ impl StoreError {
     pub(crate) fn into_error(self) -> crate::Error {
         match self {
             StoreError::Skipped => crate::Error::Unavailable,
-            StoreError::Timeout(limit) => crate::Error::Timeout(limit),
+            StoreError::Timeout(limit) | StoreError::OverBudget(limit) => crate::Error::Timeout(limit),
             StoreError::Redis(e) => crate::Error::Redis(e),
         }
     }

@@ -246,12 +246,20 @@ impl RedisStore {
         let Some((connection, generation)) = self.connection() else {
             return Err(StoreError::Skipped);
         };
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.op_timeout, op(connection)).await;
         // A late failure on a connection that was already replaced says nothing about Redis now.
         let current = self.generation.load(Ordering::Acquire) == generation;
         match result {
             Ok(Ok(value)) => {
-                self.breaker.record_success();
+                // A Redis that answers, but barely within the deadline, is failing too.
+                if started.elapsed() > self.op_timeout / 2 {
+                    if current {
+                        self.breaker.record_failure();
+                    }
+                } else {
+                    self.breaker.record_success();
+                }
                 Ok(value)
             }
             Ok(Err(e)) => {
@@ -475,7 +483,16 @@ impl RedisStore {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
+        let started = std::time::Instant::now();
         redis::cmd("PING").query_async::<()>(&mut connection).await?;
+        // The breaker counts replies slower than half the deadline as failures: a probe
+        // that slow would only open it again.
+        if started.elapsed() > self.op_timeout / 2 {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "redis answers, but slower than half of op_timeout",
+            )));
+        }
         Ok(connection)
     }
 }
