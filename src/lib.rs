@@ -84,7 +84,7 @@ pub use redis_cached_macro::redis_cached;
 pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
     Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, Error,
-    INVALIDATION_RETRY, KeyBuilder, Policy, Stats, install, redis,
+    INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
 };
 
 #[doc(hidden)]

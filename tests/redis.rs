@@ -429,3 +429,25 @@ async fn a_tag_in_use_is_kept_alive_by_the_loads_under_it() {
     assert_eq!(db.tagged(1, 3).await, product(1, 0), "still a hit");
     assert_eq!(db.loads(), 2);
 }
+
+/// Regression: a ttl past what Redis accepts (PX overflow) silently disabled caching.
+#[tokio::test]
+async fn an_absurdly_long_ttl_is_clamped_and_still_caches() {
+    use redis_cached::Policy;
+    static FOREVER: Policy = Policy::new("forever", Duration::from_secs(u64::MAX)).negative(Duration::MAX);
+    let redis = RedisServer::start();
+    let cache = redis.cache("shop:").await;
+    let loads = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let value = cache
+            .get_or_load(&FOREVER, "forever:1", async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>(Some(7u32))
+            })
+            .await;
+        assert_eq!(value, Ok(Some(7)));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "the second call is a hit");
+    let ttl: i64 = redis.conn().pttl("shop:{forever:1}").unwrap();
+    assert!(ttl > 0, "stored with an expiry: {ttl}");
+}

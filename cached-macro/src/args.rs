@@ -277,6 +277,10 @@ fn tag_list(meta: &ParseNestedMeta<'_>, errors: &mut Vec<syn::Error>) -> syn::Re
     Ok(tags)
 }
 
+/// The longest duration accepted, in ms: 100 years, the runtime's `MAX_DURATION`. Redis
+/// rejects an expiry that overflows its clock, which would silently disable caching.
+const MAX_MS: u64 = 100 * 365 * 86_400_000;
+
 /// `300` (seconds) or `"5m"` (ms, s, m, h, d). A bad value is recorded and `None` returned.
 fn duration(meta: &ParseNestedMeta<'_>, name: &str, errors: &mut Vec<syn::Error>) -> syn::Result<Option<Millis>> {
     let lit: Lit = meta.value()?.parse()?;
@@ -290,6 +294,13 @@ fn duration(meta: &ParseNestedMeta<'_>, name: &str, errors: &mut Vec<syn::Error>
             errors.push(syn::Error::new(
                 lit.span(),
                 format!("`{name}` must be longer than zero"),
+            ));
+            Ok(None)
+        }
+        Some(ms) if ms > MAX_MS => {
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!("`{name}` is longer than the 100 years a cache entry may live; write at most `\"36500d\"`"),
             ));
             Ok(None)
         }

@@ -38,17 +38,36 @@ pub struct Policy {
     warned_unstorable: AtomicBool,
 }
 
+/// The longest ttl, lease, negative ttl or stale window a policy keeps: 100 years. Longer
+/// ones are clamped to it. Redis rejects an expiry that overflows its clock (which would
+/// silently disable caching), and the in-memory store needs deadlines an `Instant` holds.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// A duration a policy can keep: not zero, at most [`MAX_DURATION`].
+const fn checked(duration: Duration, what: &str) -> Duration {
+    assert!(!duration.is_zero(), "{}", what);
+    if duration.as_secs() > MAX_DURATION.as_secs() {
+        MAX_DURATION
+    } else {
+        duration
+    }
+}
+
 /// The share of a ttl that jitter may take off by default, in percent.
 pub const DEFAULT_JITTER_PERCENT: u32 = 5;
 
 impl Policy {
-    /// Values of the function `name` (used in logs) live for `ttl`. No lock, no negative
-    /// caching, bincode, version 0, [`DEFAULT_JITTER_PERCENT`] jitter.
+    /// Values of the function `name` (used in logs) live for `ttl` (at most
+    /// [`MAX_DURATION`]; longer is clamped). No lock, no negative caching, bincode,
+    /// version 0, [`DEFAULT_JITTER_PERCENT`] jitter.
+    ///
+    /// # Panics
+    /// If `ttl` is zero; in a `const` or `static` that is a compile error.
     #[must_use]
     pub const fn new(name: &'static str, ttl: Duration) -> Self {
         Self {
             name,
-            ttl,
+            ttl: checked(ttl, "a policy's ttl must be longer than zero"),
             lock: None,
             negative: None,
             codec: Codec::Bincode,
@@ -60,17 +79,25 @@ impl Policy {
         }
     }
 
-    /// Stampede protection across processes with this lease. Defaults to no lock.
+    /// Stampede protection across processes with this lease (at most [`MAX_DURATION`]).
+    /// Defaults to no lock.
+    ///
+    /// # Panics
+    /// If `lease` is zero; in a `const` or `static` that is a compile error.
     #[must_use]
     pub const fn lock(mut self, lease: Duration) -> Self {
-        self.lock = Some(lease);
+        self.lock = Some(checked(lease, "a lock's lease must be longer than zero"));
         self
     }
 
-    /// Caches "not found" (`None`) for `ttl`. Defaults to not caching `None`.
+    /// Caches "not found" (`None`) for `ttl` (at most [`MAX_DURATION`]). Defaults to not
+    /// caching `None`.
+    ///
+    /// # Panics
+    /// If `ttl` is zero; in a `const` or `static` that is a compile error.
     #[must_use]
     pub const fn negative(mut self, ttl: Duration) -> Self {
-        self.negative = Some(ttl);
+        self.negative = Some(checked(ttl, "a negative ttl must be longer than zero"));
         self
     }
 
@@ -91,10 +118,13 @@ impl Policy {
 
     /// After the ttl, a value stays servable for `window` while one caller refreshes it
     /// (stale-while-revalidate), and is served if that refresh fails (stale-if-error).
-    /// Defaults to none: a value is gone at its ttl.
+    /// Defaults to none: a value is gone at its ttl. At most [`MAX_DURATION`].
+    ///
+    /// # Panics
+    /// If `window` is zero; in a `const` or `static` that is a compile error.
     #[must_use]
     pub const fn stale(mut self, window: Duration) -> Self {
-        self.stale = Some(window);
+        self.stale = Some(checked(window, "a stale window must be longer than zero"));
         self
     }
 
@@ -102,8 +132,13 @@ impl Policy {
     /// probability that grows as the expiry nears and with the measured load time
     /// (`beta` scales it; 1.0 is the paper's choice). One caller in the deployment
     /// refreshes; the others keep getting the current value. Defaults to no early refresh.
+    ///
+    /// # Panics
+    /// If `beta` is negative, infinite or NaN; in a `const` or `static` that is a compile
+    /// error.
     #[must_use]
     pub const fn refresh_early(mut self, beta: f64) -> Self {
+        assert!(beta >= 0.0 && beta.is_finite(), "beta must be a finite number from 0");
         self.refresh_beta = Some(beta);
         self
     }
@@ -157,5 +192,35 @@ impl Policy {
     /// True the first time only: the "cannot store" error is said once per function.
     pub(crate) fn first_unstorable(&self) -> bool {
         !self.warned_unstorable.swap(true, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a ttl past what Redis accepts silently disabled caching.
+    #[test]
+    fn durations_past_the_maximum_are_clamped() {
+        let huge = Duration::from_secs(u64::MAX);
+        let policy = Policy::new("f", huge).lock(huge).negative(huge).stale(huge);
+        assert_eq!(policy.ttl, MAX_DURATION);
+        assert_eq!(policy.lock, Some(MAX_DURATION));
+        assert_eq!(policy.negative, Some(MAX_DURATION));
+        assert_eq!(policy.stale, Some(MAX_DURATION));
+    }
+
+    /// Regression: `Policy::lock(Duration::ZERO)` was accepted although the attribute
+    /// rejects a zero lease.
+    #[test]
+    #[should_panic(expected = "a lock's lease must be longer than zero")]
+    fn a_zero_lease_is_refused() {
+        let _ = Policy::new("f", Duration::from_secs(1)).lock(Duration::ZERO);
+    }
+
+    #[test]
+    #[should_panic(expected = "beta must be a finite number from 0")]
+    fn a_nan_beta_is_refused() {
+        let _ = Policy::new("f", Duration::from_secs(1)).refresh_early(f64::NAN);
     }
 }
