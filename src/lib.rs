@@ -16,8 +16,18 @@
 /// ```
 ///
 /// # Arguments
-/// - `key = "text <param> <param.field> <self.field>"` (required): the key template.
-///   Placeholder values are rendered with `Display` and escaped.
+/// - `key = "item:<param>:<param.field>/part:<self.field>"` (required): the key
+///   template. Placeholders name a parameter, a field of one, or a field of `self`; their
+///   values are rendered with `Display`, and every character but `A-Z a-z 0-9 _ . -` is
+///   percent-encoded (`%XX` per UTF-8 byte). The grammar, checked at compile time for
+///   keys and tags: a `:` in the text marks a value, so it is followed by a placeholder
+///   (or by `{` and one, opening a hash tag of your own: `"user:{<id>}"`) and every
+///   placeholder follows one; text right after a placeholder is empty or starts with a
+///   character values escape other than `%` and `{` (`/`, `}`, `|`, `#`, ...); the text
+///   has no `%` and does not start with `{`. A key template does not start with `tag:{`,
+///   and one with its own hash tag does not end with a placeholder. So no value can forge
+///   another key, of any template: `"user:<id>/orders"`, not `"user:<id>:orders"` (the
+///   compile error shows the template written right).
 /// - `ttl = 300` (seconds) or `ttl = "5m"` (`ms`, `s`, `m`, `h`, `d`) (required).
 /// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss (the lease
 ///   defaults to 10 s and is renewed while the loader runs).
@@ -69,7 +79,7 @@ pub use redis_cached_macro::redis_cached;
 /// #[derive(Debug)]
 /// struct DbError;
 ///
-/// #[redis_invalidate(key = "product:<product.id>", key = "product:<product.id>:related")]
+/// #[redis_invalidate(key = "product:<product.id>", key = "product:<product.id>/related")]
 /// async fn save_product(product: &Product) -> Result<(), DbError> {
 ///     Ok(())
 /// }

@@ -37,7 +37,7 @@ fn product() -> Product {
 fn key_rendering(c: &mut Criterion) {
     c.bench_function("key: render `product:<id>` (u64)", |b| {
         b.iter(|| {
-            let mut key = KeyBuilder::new(16, "");
+            let mut key = KeyBuilder::new(16);
             key.literal("product:");
             key.value(std::hint::black_box(&42u64));
             key.finish()
@@ -45,7 +45,7 @@ fn key_rendering(c: &mut Criterion) {
     });
     c.bench_function("key: render `pair:<a>:<b>` with escaping", |b| {
         b.iter(|| {
-            let mut key = KeyBuilder::new(24, ":");
+            let mut key = KeyBuilder::new(24);
             key.literal("pair:");
             key.value(std::hint::black_box("eu:west"));
             key.literal(":");

@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, WherePredicate};
 
 use crate::args::{self, Args, CodecName};
-use crate::key::{Placeholder, Segment, Template};
+use crate::key::{Kind, Placeholder, Segment, Template};
 use crate::sig::{self, Returns, Signature};
 
 const MAX_DEFAULT_NEGATIVE_MS: u64 = 60_000;
@@ -55,14 +55,24 @@ struct InvalidatePlan {
     sig: Signature,
 }
 
-/// Parses key or tag templates and checks their placeholders against the fn, recording
-/// every error; returns the ones that parsed.
-fn templates(literals: &[syn::LitStr], sig: &Signature, errors: &mut Vec<syn::Error>) -> Vec<(syn::LitStr, Template)> {
+/// Parses key or tag templates, checks their grammar and their placeholders against the
+/// fn `name`, recording every error; returns the ones that parsed.
+fn templates(
+    literals: &[syn::LitStr],
+    kind: Kind,
+    name: &Ident,
+    sig: &Signature,
+    errors: &mut Vec<syn::Error>,
+) -> Vec<(syn::LitStr, Template)> {
+    let name = name.to_string();
     let mut parsed = Vec::new();
     for literal in literals {
         match Template::parse(&literal.value()) {
             Err(why) => errors.push(syn::Error::new(literal.span(), why)),
             Ok(template) => {
+                for why in template.check(kind, &name) {
+                    errors.push(syn::Error::new(literal.span(), why));
+                }
                 for placeholder in template.placeholders() {
                     if let Err(why) = check_placeholder(placeholder, sig) {
                         errors.push(syn::Error::new(literal.span(), why));
@@ -98,8 +108,14 @@ fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePla
             ),
         ));
     }
-    let keys = templates(&args.keys, &sig, &mut errors);
-    let tags = templates(args.tags.as_deref().unwrap_or_default(), &sig, &mut errors);
+    let keys = templates(&args.keys, Kind::Key, &function.sig.ident, &sig, &mut errors);
+    let tags = templates(
+        args.tags.as_deref().unwrap_or_default(),
+        Kind::Tag,
+        &function.sig.ident,
+        &sig,
+        &mut errors,
+    );
     match args::combine(errors) {
         Some(error) => Err(error),
         None => Ok(InvalidatePlan { args, keys, tags, sig }),
@@ -212,11 +228,23 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
         (Some(_), Some(_)) => {}
     }
     if let Some(key) = &args.key {
-        template = templates(std::slice::from_ref(key), &sig, &mut errors)
-            .pop()
-            .map(|(_, parsed)| parsed);
+        template = templates(
+            std::slice::from_ref(key),
+            Kind::Key,
+            &function.sig.ident,
+            &sig,
+            &mut errors,
+        )
+        .pop()
+        .map(|(_, parsed)| parsed);
     }
-    let tags = templates(args.tags.as_deref().unwrap_or_default(), &sig, &mut errors);
+    let tags = templates(
+        args.tags.as_deref().unwrap_or_default(),
+        Kind::Tag,
+        &function.sig.ident,
+        &sig,
+        &mut errors,
+    );
     if let (Some((span, _)), None) = (args.beta, args.refresh) {
         errors.push(syn::Error::new(
             span,
@@ -470,7 +498,6 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
 /// An expression rendering the template into a `String` (no prefix, no hash tag).
 fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStream {
     let capacity = template.literal_len();
-    let separators = template.separators();
     let pushes = template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
         Segment::Placeholder(placeholder) => {
@@ -479,7 +506,7 @@ fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStrea
         }
     });
     quote! {{
-        let mut __redis_cached_builder = ::redis_cached::__private::KeyBuilder::new(#capacity, #separators);
+        let mut __redis_cached_builder = ::redis_cached::__private::KeyBuilder::new(#capacity);
         #(#pushes)*
         __redis_cached_builder.finish()
     }}

@@ -28,6 +28,7 @@ macro_rules! behaviour_tests {
             none_is_not_cached_without_negative,
             errors_are_never_cached,
             separators_in_values_do_not_collide,
+            a_value_cannot_forge_another_templates_key,
             invalidate_makes_the_next_call_load,
             invalidation_during_a_load_discards_its_fill,
             concurrent_misses_share_one_load,
@@ -224,6 +225,18 @@ impl Db {
         format!("{a}|{b}")
     }
 
+    #[redis_cached(key = "user:<name>", ttl = 60, cache = self.cache)]
+    pub async fn user(&self, name: &str) -> String {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        format!("user {name}")
+    }
+
+    #[redis_cached(key = "user:<id>/avatar", ttl = 60, cache = self.cache)]
+    pub async fn avatar(&self, id: &str) -> String {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        format!("avatar of {id}")
+    }
+
     #[redis_cached(key = "sparse:<id>", ttl = 60, cache = self.cache)]
     pub async fn sparse(&self, id: u64) -> Sparse {
         self.loads.fetch_add(1, Ordering::SeqCst);
@@ -305,6 +318,17 @@ pub async fn separators_in_values_do_not_collide(db: &Db) {
     assert_eq!(db.pair("1", "2:3").await, "1|2:3");
     assert_eq!(db.loads(), 2);
     assert_ne!(db.pair_key("1:2", "3"), db.pair_key("1", "2:3"));
+}
+
+/// Regression: `user:<name>` with `alice/avatar` and `user:<id>/avatar` with `alice`
+/// rendered the same key, so each fn could be served the other's value.
+pub async fn a_value_cannot_forge_another_templates_key(db: &Db) {
+    assert_eq!(db.user("alice/avatar").await, "user alice/avatar");
+    assert_eq!(db.avatar("alice").await, "avatar of alice", "not the user's value");
+    assert_eq!(db.user("alice/avatar").await, "user alice/avatar");
+    assert_eq!(db.avatar("alice").await, "avatar of alice");
+    assert_eq!(db.loads(), 2, "each loaded once, then hit");
+    assert_ne!(db.user_key("alice/avatar"), db.avatar_key("alice"));
 }
 
 pub async fn invalidate_makes_the_next_call_load(db: &Db) {
