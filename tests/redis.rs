@@ -451,3 +451,26 @@ async fn an_absurdly_long_ttl_is_clamped_and_still_caches() {
     let ttl: i64 = redis.conn().pttl("shop:{forever:1}").unwrap();
     assert!(ttl > 0, "stored with an expiry: {ttl}");
 }
+
+/// Regression: the soft expiry was the writer's wall clock judged against the reader's,
+/// so a writer ahead by the stale window disabled `stale` for everyone, and a reader
+/// ahead by the ttl refreshed on every read. Freshness is now judged from the time Redis
+/// still keeps the value (`PTTL`): only Redis's clock counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_is_judged_by_redis_not_by_process_clocks() {
+    let redis = RedisServer::start();
+    let db = db(&redis).await;
+    let key = db.fresh_key(21);
+    assert_eq!(db.fresh(21).await, Ok(Some(product(21, 0))));
+    // Kept 30.3 s: fresh while more than the 30 s window is left, however old it is.
+    let _: () = redis.conn().pexpire(&key, 600_000).unwrap();
+    db.generation.store(1, Ordering::SeqCst);
+    assert_eq!(db.fresh(21).await, Ok(Some(product(21, 0))), "fresh: a plain hit");
+    assert_eq!(db.cache.stats().hits, 1);
+    // Inside the window: stale, refreshed by this call.
+    let _: () = redis.conn().pexpire(&key, 20_000).unwrap();
+    assert_eq!(db.fresh(21).await, Ok(Some(product(21, 1))), "stale: refreshed");
+    assert_eq!(db.cache.stats().refreshes, 1);
+    let kept: i64 = redis.conn().pttl(&key).unwrap();
+    assert!(kept > 30_000, "stored again for ttl + window: {kept} ms");
+}

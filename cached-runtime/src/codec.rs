@@ -5,8 +5,7 @@
 //! byte 1   kind (low 2 bits: value or negative) | codec << 2 | TAGGED (tag versions follow)
 //! varint   the function's `version` (LEB128, 1 byte below 128)
 //! [varint  number of tags, then 8 bytes (LE) per tag: the tag versions read before the load]
-//! [8 bytes (LE): the soft expiry, unix ms, then a varint: the load's duration in ms,
-//!  for functions with `stale` or `refresh` (TIMED)]
+//! [varint  the load's duration in ms, for functions with `stale` or `refresh` (TIMED)]
 //! rest     the codec payload (empty for a negative entry)
 //! ```
 //!
@@ -99,20 +98,22 @@ impl Codec {
     }
 }
 
-/// The header every entry of one cached function starts with.
-/// When a value goes stale (unix ms) and how long its load took (ms): what `stale` and
-/// `refresh` need.
+/// What `refresh` needs stored with a value: how long its load took (ms). When a value
+/// goes stale is not stored: it is judged from how long the store still keeps it, by the
+/// store's clock, so no process's clock (nor their skew) matters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
-    pub(crate) soft_expiry: u64,
     pub(crate) load_ms: u32,
 }
 
 /// How a read judges a value's freshness.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Freshness {
-    /// Now, in unix ms (0: never stale).
-    pub(crate) now: u64,
+    /// How long the store keeps the entry from now (`PTTL`); `None`: never stale.
+    pub(crate) remaining: Option<std::time::Duration>,
+    /// The `stale` window: a value is stale in the last `stale_window` of `remaining`
+    /// (the store keeps it for its ttl plus this window).
+    pub(crate) stale_window: std::time::Duration,
     /// `refresh = "xfetch"`'s beta: refresh early with probability growing near expiry.
     pub(crate) early_beta: Option<f64>,
 }
@@ -130,7 +131,6 @@ fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], timing: Option<Tim
         }
     }
     if let Some(timing) = timing {
-        out.extend_from_slice(&timing.soft_expiry.to_le_bytes());
         write_varint(timing.load_ms, out);
     }
 }
@@ -240,19 +240,10 @@ pub(crate) fn decode<T: DeserializeOwned>(
         (&[][..], rest)
     };
     let (timing, payload) = if timed {
-        let Some((expiry, rest)) = payload.split_first_chunk::<8>() else {
+        let Some((load_ms, payload)) = read_varint(payload) else {
             return Decoded::Unreadable;
         };
-        let Some((load_ms, payload)) = read_varint(rest) else {
-            return Decoded::Unreadable;
-        };
-        (
-            Some(Timing {
-                soft_expiry: u64::from_le_bytes(*expiry),
-                load_ms,
-            }),
-            payload,
-        )
+        (Some(Timing { load_ms }), payload)
     } else {
         (None, payload)
     };
@@ -272,7 +263,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
         KIND_NEGATIVE if payload.is_empty() => Decoded::Negative,
         KIND_VALUE => match codec.decode(payload) {
             Ok(value) => match timing {
-                Some(timing) if freshness.now != 0 && freshness.now >= timing.soft_expiry => Decoded::Stale(value),
+                Some(_) if is_stale(freshness) => Decoded::Stale(value),
                 Some(timing) if refresh_early(timing, freshness) => Decoded::Early(value),
                 _ => Decoded::Value(value),
             },
@@ -282,17 +273,23 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
 }
 
+/// Within the last `stale_window` of the time the store keeps the value.
+fn is_stale(freshness: Freshness) -> bool {
+    !freshness.stale_window.is_zero() && freshness.remaining.is_some_and(|left| left <= freshness.stale_window)
+}
+
 /// XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): refresh early when
-/// `now - load time * beta * ln(rand()) >= expiry`, more likely the closer the expiry and
-/// the slower the load.
+/// `- load time * beta * ln(rand()) >= time to expiry`, more likely the closer the expiry
+/// and the slower the load. The time to expiry is the store's remaining time less the
+/// stale window.
 fn refresh_early(timing: Timing, freshness: Freshness) -> bool {
-    let Some(beta) = freshness.early_beta else { return false };
-    if freshness.now == 0 {
+    let (Some(beta), Some(remaining)) = (freshness.early_beta, freshness.remaining) else {
         return false;
-    }
+    };
+    let to_expiry = remaining.saturating_sub(freshness.stale_window);
     let draw = crate::lock::random_unit().max(f64::MIN_POSITIVE);
     let head_start = f64::from(timing.load_ms) * beta * -draw.ln();
-    freshness.now as f64 + head_start >= timing.soft_expiry as f64
+    head_start >= to_expiry.as_secs_f64() * 1000.0
 }
 
 fn read_varint(bytes: &[u8]) -> Option<(u32, &[u8])> {
@@ -440,15 +437,17 @@ mod tests {
     }
 
     #[test]
-    fn a_value_past_its_soft_expiry_is_stale() {
-        let timing = Timing {
-            soft_expiry: 1_000,
-            load_ms: 5,
-        };
+    fn a_value_in_the_last_stale_window_of_its_life_is_stale() {
+        use std::time::Duration;
+        let timing = Timing { load_ms: 5 };
         let bytes = encode_value(&product(), Codec::Json, 0, &[1], Some(timing)).unwrap();
-        let at = |now| Freshness { now, early_beta: None };
+        let at = |left_ms| Freshness {
+            remaining: Some(Duration::from_millis(left_ms)),
+            stale_window: Duration::from_millis(1_000),
+            early_beta: None,
+        };
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 0, &[1], at(999)),
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], at(1_001)),
             Decoded::Value(_)
         ));
         assert!(matches!(
@@ -456,12 +455,22 @@ mod tests {
             Decoded::Stale(_)
         ));
         assert!(matches!(
-            decode::<Product>(&bytes, Codec::Json, 0, &[2], at(999)),
+            decode::<Product>(&bytes, Codec::Json, 0, &[2], at(1_001)),
             Decoded::OtherFormat
+        ));
+        // No expiry known: never stale.
+        let forever = Freshness {
+            remaining: None,
+            ..at(0)
+        };
+        assert!(matches!(
+            decode::<Product>(&bytes, Codec::Json, 0, &[1], forever),
+            Decoded::Value(_)
         ));
         // XFetch: far from expiry a zero beta never refreshes early; a huge one always does.
         let early = |beta| Freshness {
-            now: 10,
+            remaining: Some(Duration::from_secs(60)),
+            stale_window: Duration::ZERO,
             early_beta: Some(beta),
         };
         assert!(matches!(
@@ -502,7 +511,12 @@ mod tests {
             let mut bytes = vec![FORMAT_V1, flags];
             bytes.extend(&rest);
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let _ = decode::<Product>(&bytes, codec, 0, &[1, 2], Freshness { now: u64::MAX, early_beta: Some(1.0) });
+                let freshness = Freshness {
+                    remaining: Some(std::time::Duration::from_millis(5)),
+                    stale_window: std::time::Duration::from_millis(10),
+                    early_beta: Some(1.0),
+                };
+                let _ = decode::<Product>(&bytes, codec, 0, &[1, 2], freshness);
                 let _ = decode::<Product>(&bytes, codec, 0, &[], Freshness::default());
             }
         }

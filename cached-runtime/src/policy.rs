@@ -150,7 +150,8 @@ impl Policy {
         self.negative.map_or(value, |negative| value.max(negative))
     }
 
-    /// Whether stored values carry their soft expiry and load time.
+    /// Whether stored values carry their load time, and reads ask how long the store
+    /// keeps them (freshness is judged by the store's clock).
     pub(crate) fn timed(&self) -> bool {
         self.stale.is_some() || self.refresh_beta.is_some()
     }

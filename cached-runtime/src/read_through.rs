@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::Policy;
-use crate::backend::{Acquire, Lease, StoreError};
+use crate::backend::{Acquire, Entry, Lease, StoreError};
 use crate::budget::Budget;
 use crate::cache::{Cache, Inner};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
@@ -49,12 +49,12 @@ pub(crate) async fn read_through<S: Shape>(
         versions: Some(Vec::new()),
     };
     let read = if tags.is_empty() {
-        inner.store.get(&key).await
+        inner.store.get(&key, policy.timed()).await
     } else {
         tagging.keys = tags.iter().map(|tag| tag_key(&inner.prefix, tag)).collect();
         inner
             .store
-            .get_tagged(&key, &tagging.keys)
+            .get_tagged(&key, &tagging.keys, policy.timed())
             .await
             .map(|(value, versions)| {
                 // A tag with no version yet: the value cannot be current; the load creates it.
@@ -233,15 +233,16 @@ impl<V> Current<V> {
 fn answer<S: Shape>(
     inner: &Inner,
     policy: &Policy,
-    bytes: &[u8],
+    entry: &Entry,
     tags: &[u64],
     count_unreadable: bool,
 ) -> Option<Answer<S::Output, S::Value>> {
     let freshness = Freshness {
-        now: if policy.timed() { unix_millis() } else { 0 },
+        remaining: entry.remaining,
+        stale_window: policy.stale.unwrap_or_default(),
         early_beta: policy.refresh_beta,
     };
-    match codec::decode::<S::Value>(bytes, policy.codec, policy.version, tags, freshness) {
+    match codec::decode::<S::Value>(&entry.bytes, policy.codec, policy.version, tags, freshness) {
         Decoded::Value(value) => Some(Answer::Value(S::from_value(value))),
         Decoded::Early(value) => Some(Answer::Early(value)),
         Decoded::Stale(value) => Some(Answer::Stale(value)),
@@ -254,17 +255,6 @@ fn answer<S: Shape>(
             None
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Milliseconds since the Unix epoch: soft expiries are wall-clock, shared by processes.
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How the leader may go on after asking for the key's claim.
@@ -398,7 +388,7 @@ async fn claim<S: Shape>(
             .run(inner.store.acquire(guard.lease(), duration, true))
             .await
         {
-            Ok(Acquire::Value(bytes)) => match answer::<S>(inner, policy, &bytes, versions, false) {
+            Ok(Acquire::Value(entry)) => match answer::<S>(inner, policy, &entry, versions, false) {
                 // Filled meanwhile (by another caller, or another refresh): use it.
                 Some(Answer::Value(out) | Answer::Negative(out)) => {
                     guard.disarm();
@@ -540,7 +530,6 @@ async fn fill_or_release<S: Shape>(
             // With `stale`, Redis keeps the value for the window past its (soft) expiry.
             let keep = policy.stale.map_or(ttl, |window| ttl.saturating_add(window));
             let timing = policy.timed().then(|| Timing {
-                soft_expiry: unix_millis().saturating_add(millis(ttl)),
                 load_ms: u32::try_from(load_time.as_millis()).unwrap_or(u32::MAX),
             });
             match codec::encode_value(value, policy.codec, policy.version, tags, timing) {

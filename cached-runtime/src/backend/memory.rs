@@ -11,7 +11,7 @@ use moka::Expiry;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache as Moka;
 
-use super::{Acquire, Lease, TAG_TTL, parse_version};
+use super::{Acquire, Entry, Lease, TAG_TTL, parse_version};
 use crate::fills::FillWaiters;
 use crate::key::{fence_key, lease_key};
 use crate::lock::{later, random_u64};
@@ -23,6 +23,24 @@ const MAX_ENTRIES: u64 = 100_000;
 struct Stored {
     bytes: Arc<[u8]>,
     ttl: Duration,
+    expires: Instant,
+}
+
+impl Stored {
+    fn new(bytes: Arc<[u8]>, ttl: Duration) -> Self {
+        Self {
+            bytes,
+            ttl,
+            expires: later(Instant::now(), ttl),
+        }
+    }
+
+    fn entry(&self, timed: bool) -> Entry {
+        Entry {
+            bytes: self.bytes.to_vec(),
+            remaining: timed.then(|| self.expires.saturating_duration_since(Instant::now())),
+        }
+    }
 }
 
 struct StoredTtl;
@@ -83,12 +101,12 @@ impl MemoryStore {
         self.claims.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.values.get(key).map(|stored| stored.bytes.to_vec())
+    pub(crate) fn get(&self, key: &str, timed: bool) -> Option<Entry> {
+        self.values.get(key).map(|stored| stored.entry(timed))
     }
 
-    pub(crate) fn get_tagged(&self, key: &str, tag_keys: &[String]) -> (Option<Vec<u8>>, Vec<Option<u64>>) {
-        (self.get(key), self.tag_versions(tag_keys))
+    pub(crate) fn get_tagged(&self, key: &str, tag_keys: &[String], timed: bool) -> (Option<Entry>, Vec<Option<u64>>) {
+        (self.get(key, timed), self.tag_versions(tag_keys))
     }
 
     pub(crate) fn tag_versions(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
@@ -133,19 +151,14 @@ impl MemoryStore {
 
     fn store_version(&self, tag_key: &str, version: u64, life: Duration) {
         let bytes: Arc<[u8]> = version.to_string().into_bytes().into();
-        self.values.insert(
-            tag_key.to_owned(),
-            Stored {
-                bytes,
-                ttl: life.max(TAG_TTL),
-            },
-        );
+        self.values
+            .insert(tag_key.to_owned(), Stored::new(bytes, life.max(TAG_TTL)));
     }
 
     pub(crate) fn acquire(&self, lease: &Lease, duration: Duration, check_value: bool) -> Acquire {
         let mut claims = self.claims();
-        if check_value && let Some(bytes) = self.get(&lease.key) {
-            return Acquire::Value(bytes);
+        if check_value && let Some(entry) = self.get(&lease.key, true) {
+            return Acquire::Value(entry);
         }
         let now = Instant::now();
         let expires = later(now, duration);
@@ -172,13 +185,7 @@ impl MemoryStore {
             if !give_up(&mut claims, lease) {
                 return false;
             }
-            self.values.insert(
-                lease.key.clone(),
-                Stored {
-                    bytes: bytes.into(),
-                    ttl,
-                },
-            );
+            self.values.insert(lease.key.clone(), Stored::new(bytes.into(), ttl));
         }
         self.fills.notify(&lease.key);
         true

@@ -59,11 +59,20 @@ pub(crate) fn hint(e: &redis::RedisError) -> &'static str {
     }
 }
 
+/// A stored entry as read, with how long the store keeps it: asked for by functions
+/// with `stale` or `refresh`, which judge freshness by it (the store's clock, never the
+/// writer's). `None` when not asked for, or when the entry has no expiry.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) remaining: Option<Duration>,
+}
+
 /// The answer to "may I load this key?", given in one round trip with the value check.
 #[derive(Debug)]
 pub(crate) enum Acquire {
-    /// The value is there after all (filled since our read).
-    Value(Vec<u8>),
+    /// The value is there after all (filled since our read), with its remaining time.
+    Value(Entry),
     /// The lease is ours: load and fill.
     Won,
     /// Another caller holds the lease for this long: wait for its fill.
@@ -89,25 +98,25 @@ pub(crate) enum Store {
 }
 
 impl Store {
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The entry of `key`, with its remaining time if `timed`.
+    pub(crate) async fn get(&self, key: &str, timed: bool) -> Result<Option<Entry>, StoreError> {
         match self {
-            Store::Redis(store) => store.get(key).await,
-            Store::Memory(store) => Ok(store.get(key)),
+            Store::Redis(store) => store.get(key, timed).await,
+            Store::Memory(store) => Ok(store.get(key, timed)),
         }
     }
 
-    /// Returns the stored value if `check_value` and there is one; else takes the lease
-    /// for `duration` (or reports its holder).
-    /// The value of `key` and the current versions of its tags, in one round trip. A tag
-    /// with no (readable) version is `None`.
+    /// The entry of `key` (with its remaining time if `timed`) and the current versions of
+    /// its tags, in one round trip. A tag with no (readable) version is `None`.
     pub(crate) async fn get_tagged(
         &self,
         key: &str,
         tag_keys: &[String],
-    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), StoreError> {
+        timed: bool,
+    ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
         match self {
-            Store::Redis(store) => store.get_tagged(key, tag_keys).await,
-            Store::Memory(store) => Ok(store.get_tagged(key, tag_keys)),
+            Store::Redis(store) => store.get_tagged(key, tag_keys, timed).await,
+            Store::Memory(store) => Ok(store.get_tagged(key, tag_keys, timed)),
         }
     }
 
@@ -146,6 +155,8 @@ impl Store {
         }
     }
 
+    /// Returns the stored entry if `check_value` and there is one; else takes the lease
+    /// for `duration` (or reports its holder).
     pub(crate) async fn acquire(
         &self,
         lease: &Lease,

@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use tokio::sync::watch;
 
-use super::{Acquire, Lease, StoreError, TAG_TTL, parse_version};
+use super::{Acquire, Entry, Lease, StoreError, TAG_TTL, parse_version};
 use crate::breaker::Breaker;
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::fills::{Announcement, Wake};
@@ -42,7 +42,9 @@ static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
         r"
 if ARGV[4] == '1' then
   local size = redis.call('STRLEN', KEYS[1])
-  if size > 0 and size <= tonumber(ARGV[5]) then return {1, redis.call('GET', KEYS[1])} end
+  if size > 0 and size <= tonumber(ARGV[5]) then
+    return {1, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+  end
 end
 if ARGV[3] == '1' then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
@@ -281,23 +283,55 @@ impl RedisStore {
         }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
-            .await
+    pub(crate) async fn get(&self, key: &str, timed: bool) -> Result<Option<Entry>, StoreError> {
+        if !timed {
+            let bytes: Option<Vec<u8>> = self
+                .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+                .await?;
+            return Ok(bytes.map(|bytes| Entry { bytes, remaining: None }));
+        }
+        // One round trip: a pipeline of GET and PTTL.
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("PTTL")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(timed_entry(bytes, pttl))
     }
 
     pub(crate) async fn get_tagged(
         &self,
         key: &str,
         tag_keys: &[String],
-    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), StoreError> {
-        let replies: Vec<Option<Vec<u8>>> = self
-            .run(|mut c| async move { redis::cmd("MGET").arg(key).arg(tag_keys).query_async(&mut c).await })
+        timed: bool,
+    ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
+        let (replies, pttl): (Vec<Option<Vec<u8>>>, i64) = self
+            .run(|mut c| async move {
+                let mut pipe = redis::pipe();
+                pipe.cmd("MGET").arg(key).arg(tag_keys);
+                if timed {
+                    pipe.cmd("PTTL").arg(key);
+                } else {
+                    pipe.cmd("ECHO").arg(-1);
+                }
+                pipe.query_async(&mut c).await
+            })
             .await?;
         let mut replies = replies.into_iter();
         let value = replies.next().flatten();
         let versions = replies.map(|v| v.as_deref().and_then(parse_version)).collect();
-        Ok((value, versions))
+        let entry = if timed {
+            timed_entry(value, pttl)
+        } else {
+            value.map(|bytes| Entry { bytes, remaining: None })
+        };
+        Ok((entry, versions))
     }
 
     pub(crate) async fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Result<Vec<Option<u64>>, StoreError> {
@@ -386,7 +420,12 @@ impl RedisStore {
             other => return Err(unexpected(&other)),
         };
         match (items.next(), items.next()) {
-            (Some(Value::Int(1)), Some(Value::BulkString(bytes))) => Ok(Acquire::Value(bytes)),
+            (Some(Value::Int(1)), Some(Value::BulkString(bytes))) => match items.next() {
+                Some(Value::Int(pttl)) => timed_entry(Some(bytes), pttl)
+                    .map(Acquire::Value)
+                    .ok_or_else(|| unexpected(&Value::Int(pttl))),
+                other => Err(unexpected(&other.unwrap_or(Value::Nil))),
+            },
             (Some(Value::Int(2)), None) => Ok(Acquire::Won),
             (Some(Value::Int(3)), Some(Value::Int(ms))) => Ok(Acquire::Held {
                 remaining: Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
@@ -524,6 +563,19 @@ fn health(e: &RedisError) -> Health {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// An entry read with its `PTTL`: -2 (gone by the time of the `PTTL`) is a miss, -1 (no
+/// expiry) has no remaining time.
+fn timed_entry(bytes: Option<Vec<u8>>, pttl: i64) -> Option<Entry> {
+    let bytes = bytes?;
+    match pttl {
+        -2 => None,
+        _ => Some(Entry {
+            bytes,
+            remaining: u64::try_from(pttl).ok().map(Duration::from_millis),
+        }),
+    }
 }
 
 /// The announcement of a fill or a release of `lease`.
