@@ -311,25 +311,33 @@ impl RedisStore {
         tag_keys: &[String],
         timed: bool,
     ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
-        let (replies, pttl): (Vec<Option<Vec<u8>>>, i64) = self
-            .run(|mut c| async move {
-                let mut pipe = redis::pipe();
-                pipe.cmd("MGET").arg(key).arg(tag_keys);
-                if timed {
-                    pipe.cmd("PTTL").arg(key);
-                } else {
-                    pipe.cmd("ECHO").arg(-1);
-                }
-                pipe.query_async(&mut c).await
-            })
-            .await?;
+        let (replies, pttl): (Vec<Option<Vec<u8>>>, Option<i64>) = if timed {
+            // One round trip: a pipeline of MGET and PTTL.
+            let (replies, pttl) = self
+                .run(|mut c| async move {
+                    redis::pipe()
+                        .cmd("MGET")
+                        .arg(key)
+                        .arg(tag_keys)
+                        .cmd("PTTL")
+                        .arg(key)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            (replies, Some(pttl))
+        } else {
+            let replies = self
+                .run(|mut c| async move { redis::cmd("MGET").arg(key).arg(tag_keys).query_async(&mut c).await })
+                .await?;
+            (replies, None)
+        };
         let mut replies = replies.into_iter();
         let value = replies.next().flatten();
         let versions = replies.map(|v| v.as_deref().and_then(parse_version)).collect();
-        let entry = if timed {
-            timed_entry(value, pttl)
-        } else {
-            value.map(|bytes| Entry { bytes, remaining: None })
+        let entry = match pttl {
+            Some(pttl) => timed_entry(value, pttl),
+            None => value.map(|bytes| Entry { bytes, remaining: None }),
         };
         Ok((entry, versions))
     }
