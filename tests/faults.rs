@@ -274,7 +274,7 @@ async fn a_load_voided_while_the_invalidation_message_was_lost_is_not_shared_wit
     });
     eventually("the old load starts", async || here.loads() == 1).await;
 
-    lose_subscription(&redis, &proxy).await;
+    support::lose_subscription(&redis, &proxy).await;
 
     // A write, then its invalidation from the other process: `here` never hears of it.
     here.generation.store(1, Ordering::SeqCst);
@@ -308,7 +308,7 @@ async fn a_load_under_a_tag_invalidated_while_the_message_was_lost_is_not_shared
         async move { here.tagged(3, 5).await }
     });
     eventually("the old load starts", async || here.loads() == 1).await;
-    lose_subscription(&redis, &proxy).await;
+    support::lose_subscription(&redis, &proxy).await;
 
     here.generation.store(1, Ordering::SeqCst);
     elsewhere.cache.invalidate_tag("category:5").await.unwrap();
@@ -318,85 +318,4 @@ async fn a_load_under_a_tag_invalidated_while_the_message_was_lost_is_not_shared
         "a call after the tag invalidation gets the new value"
     );
     assert_eq!(old.await.unwrap(), product(3, 0), "the old caller keeps its load");
-}
-
-/// Drops the subscription of the cache behind `proxy` and keeps it from coming back; its
-/// commands still flow. Waits until only the other cache is subscribed.
-async fn lose_subscription(redis: &RedisServer, proxy: &Proxy) {
-    // The subscription of `here` drops and cannot come back; its commands still flow.
-    proxy.set(Fault::RefuseNew);
-    let _: () = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut redis.conn())
-        .unwrap();
-    eventually("only the other cache is subscribed", async || {
-        let clients: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query(&mut redis.conn())
-            .unwrap();
-        clients.lines().count() == 1
-    })
-    .await;
-}
-
-/// Regression: only single operations had a deadline, so replies just under it
-/// stretched one call over many of them. A call now has a total Redis budget: past it
-/// the call sends nothing more, returns the loader's result and stores nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_past_its_redis_budget_fails_open_and_releases_its_lease() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let cache = Cache::builder()
-        .url(proxy.url())
-        .prefix("shop:")
-        .op_timeout(Duration::from_millis(200))
-        .call_budget(Duration::from_millis(70))
-        .build()
-        .await
-        .unwrap();
-    support::wait_connected(&cache).await;
-    let db = Db::new(cache);
-    // Each reply takes 30 ms: under half the deadline, so the breaker stays closed,
-    // but a cold miss (read, lease, fill) needs more than the budget.
-    proxy.set(Fault::Latency(Duration::from_millis(30)));
-    assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
-    assert!(
-        db.cache.stats().errors >= 1,
-        "the budget was spent: {:?}",
-        db.cache.stats()
-    );
-    assert_eq!(db.cache.stats().skipped, 0, "the breaker stayed closed");
-    proxy.set(Fault::None);
-    let mut conn = redis.conn();
-    assert!(
-        !conn.exists::<_, bool>("shop:{product:1}").unwrap(),
-        "nothing was stored"
-    );
-    eventually("the lease is released", async || {
-        !conn.exists::<_, bool>("shop:{product:1}:lease").unwrap()
-    })
-    .await;
-}
-
-/// Regression: a Redis that answered every request just under the deadline never
-/// tripped the breaker. Replies slower than half the deadline now count as failures.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_that_answers_just_under_the_deadline_opens_the_breaker() {
-    let (_redis, proxy, db) = through_proxy().await;
-    calls_succeed(&db, [1]).await;
-    proxy.set(Fault::Latency(Duration::from_millis(40)));
-    for id in 2..6 {
-        assert_eq!(db.product(id).await, Ok(Some(product(id, 0))));
-    }
-    assert!(
-        db.cache.stats().skipped >= 1,
-        "the breaker opened and calls skipped redis: {:?}",
-        db.cache.stats()
-    );
-    proxy.set(Fault::None);
-    hits_resume(&db, 1).await;
 }

@@ -92,7 +92,8 @@ impl CacheBuilder {
     /// release it sends, but not its loader nor its wait for another caller's load. Past
     /// it the call sends nothing more and fails open (the loader's result is returned and
     /// not stored), so a Redis that is slow but answers cannot stretch a call across many
-    /// replies just under `op_timeout`. Defaults to three `op_timeout`s (150 ms).
+    /// replies just under `op_timeout`. At least `op_timeout`. Defaults to three
+    /// `op_timeout`s (150 ms).
     pub fn call_budget(mut self, call_budget: Duration) -> Self {
         self.call_budget = Some(call_budget);
         self
@@ -118,7 +119,8 @@ impl CacheBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse; [`Error::InvalidConfig`]
-    /// for a prefix with `{` or `}`, or a zero timeout.
+    /// for a prefix with `{` or `}`, a zero timeout, or a `call_budget` shorter than
+    /// `op_timeout`.
     ///
     /// # Panics
     /// Outside a Tokio runtime, or in one without the time driver.
@@ -129,8 +131,15 @@ impl CacheBuilder {
                 self.prefix
             )));
         }
-        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() || self.effective_call_budget().is_zero() {
+        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::InvalidConfig("timeouts must be greater than zero".to_owned()));
+        }
+        if self.effective_call_budget() < self.op_timeout {
+            return Err(Error::InvalidConfig(format!(
+                "call_budget ({:?}) is shorter than op_timeout ({:?}); a call's first read alone may take op_timeout",
+                self.effective_call_budget(),
+                self.op_timeout
+            )));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(Error::InvalidUrl)?;
         let call_budget = self.effective_call_budget();

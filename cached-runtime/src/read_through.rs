@@ -158,7 +158,12 @@ async fn refresh<S: Shape>(
     current: Current<S::Value>,
 ) -> S::Output {
     match call.inner.flights.join(&call.key, &tagging.keys) {
-        Join::Leader(flight) => lead::<S>(&call, &mut tagging, load, flight, Some(current)).await,
+        Join::Leader(flight) => {
+            // Counted now, so a refresh whose caller is dropped or panics still counts;
+            // moved to another counter if it ends up answered with a found value.
+            Counters::bump(&call.inner.counters.refreshes);
+            lead::<S>(&call, &mut tagging, load, flight, Some(current)).await
+        }
         Join::Waiter(_) => {
             current.count(call.inner);
             S::from_value(current.value)
@@ -213,17 +218,27 @@ struct Current<V> {
 }
 
 impl<V> Current<V> {
-    /// Counts a call answered with a fresh value found while refreshing this one.
-    fn count_fresh(&self, inner: &Inner) {
-        Counters::bump(&inner.counters.hits);
-    }
-
     /// Counts a call answered with it.
     fn count(&self, inner: &Inner) {
-        Counters::bump(if self.stale {
+        Counters::bump(self.counter(inner));
+    }
+
+    fn counter<'a>(&self, inner: &'a Inner) -> &'a std::sync::atomic::AtomicU64 {
+        if self.stale {
             &inner.counters.stale_hits
         } else {
             &inner.counters.hits
+        }
+    }
+
+    /// The refreshing caller, counted as a refresh when it started, was answered with a
+    /// value it found (this one, or a fresh one: `fresh`) instead.
+    fn recount(&self, inner: &Inner, fresh: bool) {
+        Counters::unbump(&inner.counters.refreshes);
+        Counters::bump(if fresh {
+            &inner.counters.hits
+        } else {
+            self.counter(inner)
         });
     }
 }
@@ -291,10 +306,13 @@ async fn lead<S: Shape>(
         exclusive,
     };
     let mut guard = LeaseGuard::new(call.cache, lease, policy.lease());
+    // Whatever is read or loaded from here on may be voided by an invalidation that
+    // callers joining later started after.
+    flight.loading();
     let (claim, versions) = match tagging.resolve(call).await {
         Ok(versions) => {
             let versions = versions.to_vec();
-            let claim = claim::<S>(call, &mut guard, &versions, &flight, current.is_some()).await;
+            let claim = claim::<S>(call, &mut guard, &versions, current.is_some()).await;
             (claim, versions)
         }
         Err(e) => {
@@ -306,7 +324,7 @@ async fn lead<S: Shape>(
     match claim {
         Claim::Found(out) => {
             if let Some(current) = &current {
-                current.count_fresh(inner);
+                current.recount(inner, true);
             }
             // Read after waiters may have joined: only for those that joined before.
             flight.finish(S::outcome(&out, true));
@@ -314,35 +332,41 @@ async fn lead<S: Shape>(
         }
         Claim::Current => {
             let current = current.unwrap_or_else(|| unreachable!("only a refresh serves the current value"));
-            current.count(inner);
+            current.recount(inner, false);
             // The value this call found is not a load result: waiters load themselves.
             flight.finish(Outcome::Retry);
             S::from_value(current.value)
         }
         Claim::Unfenced => {
             Counters::bump(&inner.counters.loads);
+            let announcements = inner.store.announcements();
             let out = load.await;
-            settle::<S>(inner, policy, flight, current, out, Settled::Unclaimed)
+            // Nothing can tell this load that it was voided. Its result is for every
+            // caller that joined it while announcements (which detach voided loads)
+            // reached this process throughout, or while Redis is out of reach (then
+            // coalescing is what protects the database); otherwise only for the callers
+            // that joined before it started.
+            let heard = announcements.is_some() && announcements == inner.store.announcements();
+            let settled = if heard || !inner.store.reachable() {
+                Settled::Unclaimed
+            } else {
+                Settled::Unconfirmed
+            };
+            settle::<S>(inner, policy, flight, current, out, settled)
         }
         Claim::Won => {
             Counters::bump(&inner.counters.loads);
             let started = Instant::now();
             let out = hold_lease(inner, guard.lease(), policy.lease(), load).await;
             let load_time = started.elapsed();
-            let mut settled = if tags_moved(call, tagging, &versions).await {
-                // A tag was invalidated during the load: like a voided claim.
-                match call.budget.run(inner.store.release(guard.lease())).await {
-                    Ok(_) => Settled::Voided,
-                    Err(e) => {
-                        inner.failed(e);
-                        Settled::Failed
-                    }
-                }
-            } else {
-                fill_or_release::<S>(call, guard.lease(), &versions, load_time, &out).await
-            };
+            let mut settled = fill_or_release::<S>(call, guard.lease(), &versions, load_time, &out).await;
             if !matches!(settled, Settled::Failed) {
                 guard.disarm();
+            }
+            // Checked after the fill, so a tag invalidated at any time during the load is
+            // seen (a stored value under an old version is never read anyway).
+            if matches!(settled, Settled::Kept) && tags_moved(call, tagging, &versions).await {
+                settled = Settled::Voided;
             }
             if current.is_some() && matches!(S::classify(&out), Loaded::Absent) && policy.negative.is_none() {
                 // The value this refresh replaces no longer exists, and `None` is not cached:
@@ -359,15 +383,7 @@ async fn lead<S: Shape>(
 }
 
 /// Asks for the claim until it is won, a value turns up, or the caller must do without.
-/// Marks the flight as loading first: whatever is read or loaded from here on may be
-/// voided by an invalidation that later joiners started after.
-async fn claim<S: Shape>(
-    call: &Call<'_>,
-    guard: &mut LeaseGuard,
-    versions: &[u64],
-    flight: &LeaderGuard<'_>,
-    refreshing: bool,
-) -> Claim<S> {
+async fn claim<S: Shape>(call: &Call<'_>, guard: &mut LeaseGuard, versions: &[u64], refreshing: bool) -> Claim<S> {
     let (inner, policy) = (call.inner, call.policy);
     let duration = policy.lease();
     // Registered before the first request, so no fill or release can slip by unseen.
@@ -376,18 +392,17 @@ async fn claim<S: Shape>(
     // Past this, stop waiting for a holder that keeps renewing and load (fail open).
     let give_up = Instant::from_std(later(std::time::Instant::now(), policy.wait_budget()));
     let mut counted_wait = false;
-    flight.loading();
+    // Requests sent while waiting for a holder are bounded by the wait, not by the call's
+    // Redis budget: a waiter polls for as long as the holder keeps its lease.
+    let waiting = Budget::new(Duration::MAX);
     loop {
+        let budget = if counted_wait { &waiting } else { &call.budget };
         let announced = registration.watch.filled.notified();
         let mut announced = std::pin::pin!(announced);
         announced.as_mut().enable();
         // A request that gets no answer may still have taken the lease.
         guard.arm();
-        let acquired = match call
-            .budget
-            .run(inner.store.acquire(guard.lease(), duration, true))
-            .await
-        {
+        let acquired = match budget.run(inner.store.acquire(guard.lease(), duration, true)).await {
             Ok(Acquire::Value(entry)) => match answer::<S>(inner, policy, &entry, versions, false) {
                 // Filled meanwhile (by another caller, or another refresh): use it.
                 Some(Answer::Value(out) | Answer::Negative(out)) => {
@@ -401,9 +416,7 @@ async fn claim<S: Shape>(
                 // Unusable (corrupt, other version), or the value this refresh replaces:
                 // take the lease over it.
                 Some(Answer::Early(_) | Answer::Stale(_)) | None => {
-                    call.budget
-                        .run(inner.store.acquire(guard.lease(), duration, false))
-                        .await
+                    budget.run(inner.store.acquire(guard.lease(), duration, false)).await
                 }
             },
             other => other,
@@ -476,8 +489,10 @@ enum Settled {
     Voided,
     /// Redis did not say: treated as voided.
     Failed,
-    /// The load ran without a claim.
+    /// The load ran without a claim, while invalidations would have been heard.
     Unclaimed,
+    /// The load ran without a claim, and an invalidation may have gone unheard.
+    Unconfirmed,
 }
 
 /// Hands a loaded result to the caller and the flight's waiters. A refresh whose loader
@@ -491,19 +506,17 @@ fn settle<S: Shape>(
     out: S::Output,
     settled: Settled,
 ) -> S::Output {
-    let voided = matches!(settled, Settled::Voided | Settled::Failed);
+    let voided = matches!(settled, Settled::Voided | Settled::Failed | Settled::Unconfirmed);
     flight.finish(S::outcome(&out, voided));
     let Some(current) = current else { return out };
     if !matches!(S::classify(&out), Loaded::Failed) {
-        Counters::bump(&inner.counters.refreshes);
         return out;
     }
     if matches!(settled, Settled::Voided) {
         // Invalidated while refreshing: the old value is known to be wrong.
-        Counters::bump(&inner.counters.refreshes);
         return out;
     }
-    current.count(inner);
+    current.recount(inner, false);
     if let Some(suppressed) = inner.errors_logged.admit() {
         tracing::warn!(
             function = policy.name,

@@ -77,6 +77,11 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Takes back a count made in advance (see `read_through::Current::recount`).
+    pub(crate) fn unbump(counter: &AtomicU64) {
+        counter.fetch_sub(1, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             hits: self.hits.load(Relaxed),

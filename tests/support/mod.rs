@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use redis_cached::Cache;
 
+pub mod delay_proxy;
 pub mod logs;
 pub mod proxy;
 
@@ -177,4 +178,37 @@ pub async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Drops every subscription; the cache behind `proxy` cannot subscribe again (new
+/// connections are refused) while its command connection keeps working. Waits until
+/// only the one other cache (connected directly) is subscribed again.
+pub async fn lose_subscription(redis: &RedisServer, proxy: &proxy::Proxy) {
+    proxy.set(proxy::Fault::RefuseNew);
+    kill_subscriptions(redis);
+    eventually("only the direct cache is subscribed again", async || {
+        subscribers(redis) == 1
+    })
+    .await;
+}
+
+/// Closes every pub/sub connection on the server.
+pub fn kill_subscriptions(redis: &RedisServer) {
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut redis.conn())
+        .unwrap();
+}
+
+/// How many pub/sub connections the server has.
+pub fn subscribers(redis: &RedisServer) -> usize {
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut redis.conn())
+        .unwrap();
+    clients.lines().count()
 }

@@ -210,8 +210,22 @@ impl Store {
 
     /// Whether fill announcements are reaching this process right now.
     pub(crate) fn fills_announced(&self) -> bool {
+        self.announcements().is_some()
+    }
+
+    /// Which subscription delivers announcements now (`None`: none does). The same value
+    /// at two moments means none was missed in between.
+    pub(crate) fn announcements(&self) -> Option<u64> {
         match self {
-            Store::Redis(store) => store.subscribed(),
+            Store::Redis(store) => store.subscription(),
+            Store::Memory(_) => Some(0),
+        }
+    }
+
+    /// Whether the cache is calling the store (its breaker is closed).
+    pub(crate) fn reachable(&self) -> bool {
+        match self {
+            Store::Redis(store) => store.reachable(),
             Store::Memory(_) => true,
         }
     }

@@ -189,6 +189,8 @@ pub(crate) struct RedisStore {
     /// This cache's id in the invalidations it announces.
     origin: u64,
     subscribed: AtomicBool,
+    /// Counts subscriptions made: a message can only have been missed across a change.
+    subscriptions: AtomicU64,
 }
 
 impl RedisStore {
@@ -212,6 +214,7 @@ impl RedisStore {
             channel,
             origin: wake.origin,
             subscribed: AtomicBool::new(false),
+            subscriptions: AtomicU64::new(0),
         });
         tokio::spawn(keep_connected(store.clone(), shutdown.subscribe()));
         tokio::spawn(keep_subscribed(store.clone(), wake, shutdown.subscribe()));
@@ -224,8 +227,16 @@ impl RedisStore {
         let _ = tokio::time::timeout(self.connect_timeout, self.breaker.wait_closed()).await;
     }
 
-    pub(crate) fn subscribed(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed)
+    /// The current subscription's number, if one is up.
+    pub(crate) fn subscription(&self) -> Option<u64> {
+        // The number is written before `subscribed` is set, and read after it.
+        let subscribed = self.subscribed.load(Ordering::Acquire);
+        let number = self.subscriptions.load(Ordering::Acquire);
+        subscribed.then_some(number)
+    }
+
+    pub(crate) fn reachable(&self) -> bool {
+        !self.breaker.is_open()
     }
 
     fn connection(&self) -> Option<(MultiplexedConnection, u64)> {
@@ -690,7 +701,8 @@ async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch
         match tokio::time::timeout(store.connect_timeout, subscribe).await {
             Ok(Ok((mut sink, mut messages))) => {
                 backoff = MIN_BACKOFF;
-                store.subscribed.store(true, Ordering::Relaxed);
+                store.subscriptions.fetch_add(1, Ordering::AcqRel);
+                store.subscribed.store(true, Ordering::Release);
                 let mut keepalive = tokio::time::interval(SUBSCRIPTION_KEEPALIVE);
                 keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -715,7 +727,7 @@ async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch
                         _ = shutdown.changed() => return,
                     }
                 }
-                store.subscribed.store(false, Ordering::Relaxed);
+                store.subscribed.store(false, Ordering::Release);
             }
             failed => {
                 log_failed_attempt(
