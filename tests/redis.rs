@@ -556,3 +556,19 @@ async fn a_value_of_a_type_this_process_has_not_stored_is_a_miss() {
         warnings[0]
     );
 }
+
+/// Regression: JSON accepts a complete prefix, so `123456` cut to `123` was served.
+#[tokio::test]
+async fn a_truncated_json_value_is_a_miss() {
+    let redis = RedisServer::start();
+    let counts = Counts::new(&redis).await;
+    assert_eq!(counts.get_total(0).await, 123_456);
+    let key = counts.get_total_key(0);
+    let stored: Vec<u8> = redis.conn().get(&key).unwrap();
+    let _: () = redis.conn().set(&key, &stored[..stored.len() - 3]).unwrap();
+    assert_eq!(counts.get_total(0).await, 123_456, "the cut value is not served");
+    assert_eq!(counts.loads(), 2);
+    assert_eq!(counts.cache.stats().unreadable, 1);
+    assert_eq!(counts.get_total(0).await, 123_456);
+    assert_eq!(counts.loads(), 2, "overwritten with the whole value");
+}

@@ -9,7 +9,7 @@
 //! [varint  number of tags, then 8 bytes (LE) per tag: the tag versions read before the load]
 //! [8 bytes (LE): the soft expiry, unix ms, then a varint: the load's duration in ms,
 //!  for functions with `stale` or `refresh` (TIMED)]
-//! rest     the codec payload (empty for a negative entry)
+//! rest     the codec payload (empty for a negative entry); JSON ends with a `\n`
 //! ```
 //!
 //! The header is 7 bytes for an untagged, untimed function below version 128.
@@ -21,11 +21,20 @@
 //! value type is a type clash (two functions share a key, or a generic function is used
 //! at two types), a miss that is counted and logged. An entry of the previous format
 //! (`FORMAT_V1`, without the fingerprint) is a plain miss.
+//!
+//! The payload must be consumed to its last byte, so a value cut short (or with bytes
+//! appended) is unreadable, never a shorter value. bincode and MessagePack values are
+//! self-delimiting for their type: the decoder knows where the value ends, so a cut value
+//! always fails to decode, and a byte left over after it is an error. JSON is not (`123`
+//! is a complete prefix of `123456`), so its payload ends with a `\n`, which compact JSON
+//! never contains: a cut value has lost it.
 
 use std::collections::BTreeMap;
+use std::io::ErrorKind;
 use std::sync::Mutex;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::{DeserializeOwned, Visitor};
+use serde::{Deserializer as _, Serialize};
 
 /// The format before the value type's fingerprint: its entries are plain misses.
 const FORMAT_V1: u8 = 0xC1;
@@ -89,7 +98,11 @@ impl Codec {
                     .map_err(|e| e.to_string())
             }
             Codec::MsgPack => rmp_serde::encode::write_named(out, value).map_err(|e| e.to_string()),
-            Codec::Json => serde_json::to_writer(out, value).map_err(|e| e.to_string()),
+            Codec::Json => {
+                serde_json::to_writer(&mut *out, value).map_err(|e| e.to_string())?;
+                out.push(JSON_END);
+                Ok(())
+            }
         }
     }
 
@@ -106,11 +119,62 @@ impl Codec {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            Codec::MsgPack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
-            Codec::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+            Codec::MsgPack => {
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(payload);
+                let value = T::deserialize(&mut decoder).map_err(|e| e.to_string())?;
+                if no_marker_left(&mut decoder) {
+                    Ok(value)
+                } else {
+                    Err("trailing bytes after the value".to_owned())
+                }
+            }
+            Codec::Json => {
+                // Without its end marker the value was cut; whitespace before it is not
+                // what the encoder wrote (bytes were appended).
+                let Some((&JSON_END, text)) = payload.split_last() else {
+                    return Err("no end marker: the value is cut short".to_owned());
+                };
+                if text.last().is_some_and(u8::is_ascii_whitespace) {
+                    return Err("trailing bytes after the value".to_owned());
+                }
+                let mut decoder = serde_json::Deserializer::from_slice(text);
+                let value = T::deserialize(&mut decoder).map_err(|e| e.to_string())?;
+                decoder.end().map_err(|e| e.to_string())?;
+                Ok(value)
+            }
         }
     }
 }
+
+/// True when a MessagePack decoder has no byte left after a value: the marker that starts
+/// a value cannot be read. The decoder of a slice does not tell its position; the decoder
+/// of a reader (`Deserializer::new`) would, but it copies every string and field name it
+/// reads, which doubled the decode time.
+fn no_marker_left<'de>(decoder: &mut rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'de, [u8]>>) -> bool {
+    /// Sees the next marker, if any, and reads nothing after it.
+    struct Marker;
+    impl<'de> Visitor<'de> for Marker {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+            Ok(())
+        }
+    }
+    // The option's marker is read first: at the end of the slice that fails on its own.
+    matches!(
+        decoder.deserialize_option(Marker),
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e)) if e.kind() == ErrorKind::UnexpectedEof
+    )
+}
+
+/// Ends a JSON payload. Compact JSON never contains a raw newline (strings escape it), and
+/// every JSON reader accepts trailing whitespace.
+const JSON_END: u8 = b'\n';
 
 /// The fingerprint of a value type, stored in every entry (negative ones too): FNV-1a
 /// (64-bit) of its [`std::any::type_name`], folded to 32 bits.
@@ -476,7 +540,9 @@ mod tests {
             for version in [0, 5, 127] {
                 let bytes = encode_value(&product(), codec, version, &[], None).unwrap();
                 let overhead = bytes.len() - bare(&product(), codec).len();
-                assert_eq!(overhead, 7, "{codec:?} version {version}");
+                // The header is 7 bytes; JSON adds its end marker.
+                let expected = if codec == Codec::Json { 8 } else { 7 };
+                assert_eq!(overhead, expected, "{codec:?} version {version}");
                 assert!(overhead <= 8);
             }
         }
@@ -736,6 +802,40 @@ mod tests {
         assert_eq!(stored_type_name(fingerprint::<NeverStored>()), None);
     }
 
+    #[test]
+    fn a_cut_json_value_is_unreadable_not_shorter() {
+        // The review case: `123456` cut to `123` is a complete JSON number.
+        let bytes = encode_value(&123_456u64, Codec::Json, 0, &[], None).unwrap();
+        assert!(bytes.ends_with(b"123456\n"));
+        for cut in [bytes.len() - 1, bytes.len() - 4] {
+            assert!(matches!(
+                decode::<u64>(&bytes[..cut], Codec::Json, 0, &[], Freshness::default()),
+                Decoded::Unreadable
+            ));
+        }
+    }
+
+    #[test]
+    fn bytes_after_a_value_are_never_ignored() {
+        // Whole values, the start of a map, an array or a string, a nil, a newline.
+        let tails: [&[u8]; 9] = [
+            b"\x01", b"\x81", b"\x91", b"\xa5", b"\xc0", b"\n", b" \n", b"1\n", b"\n\n",
+        ];
+        for codec in CODECS {
+            let bytes = encode_value(&product(), codec, 0, &[], None).unwrap();
+            for tail in tails {
+                let extended = [&bytes[..], tail].concat();
+                assert!(
+                    matches!(
+                        decode::<Product>(&extended, codec, 0, &[], Freshness::default()),
+                        Decoded::Unreadable
+                    ),
+                    "{codec:?} {tail:?}"
+                );
+            }
+        }
+    }
+
     /// A generic value type, for fingerprints of its instantiations.
     struct Wrapper<T>(T);
 
@@ -825,6 +925,30 @@ mod tests {
             }
         }
 
+        /// A stored value cut short, or with bytes appended, is never read as a value,
+        /// whatever the codec and the type.
+        #[test]
+        fn cut_or_extended_values_are_never_values(
+            unsigned in proptest::num::u64::ANY,
+            signed in proptest::num::i64::ANY,
+            float in -1e300f64..1e300,
+            text in "\\PC{0,40}",
+            id in proptest::num::u64::ANY,
+            numbers in proptest::collection::vec(proptest::num::u32::ANY, 0..16),
+            maybe in proptest::option::of("\\PC{0,20}"),
+            extra in proptest::collection::vec(proptest::num::u8::ANY, 1..16),
+        ) {
+            for codec in CODECS {
+                never_a_value_when_cut_or_extended(&unsigned, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&signed, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&float, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&text, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&Product { id, name: text.clone() }, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&numbers, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&maybe, codec, &extra)?;
+            }
+        }
+
         /// Whatever a value is, what is stored decodes back to it.
         #[test]
         fn stored_values_read_back(id in proptest::num::u64::ANY, name in "\\PC{0,40}", version in 0u32..100_000) {
@@ -834,5 +958,32 @@ mod tests {
                 proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[], Freshness::default()), Decoded::Value(v) if v == value));
             }
         }
+    }
+
+    /// Every strict prefix of `value`'s stored bytes, and the bytes with `extra` appended,
+    /// decode as anything but a value; the bytes themselves decode as the value.
+    fn never_a_value_when_cut_or_extended<T: Serialize + DeserializeOwned + std::fmt::Debug>(
+        value: &T,
+        codec: Codec,
+        extra: &[u8],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let bytes = encode_value(value, codec, 0, &[], None).unwrap();
+        let read = |bytes: &[u8]| decode::<T>(bytes, codec, 0, &[], Freshness::default());
+        proptest::prop_assert!(matches!(read(&bytes), Decoded::Value(_)), "{codec:?} {value:?}");
+        for cut in 0..bytes.len() {
+            let decoded = read(&bytes[..cut]);
+            proptest::prop_assert!(
+                !matches!(decoded, Decoded::Value(_)),
+                "{codec:?} {value:?} cut to {cut} bytes read as {decoded:?}"
+            );
+        }
+        let mut extended = bytes.clone();
+        extended.extend(extra);
+        let decoded = read(&extended);
+        proptest::prop_assert!(
+            !matches!(decoded, Decoded::Value(_)),
+            "{codec:?} {value:?} with {extra:?} appended read as {decoded:?}"
+        );
+        Ok(())
     }
 }
