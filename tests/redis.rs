@@ -10,6 +10,7 @@ use std::time::Duration;
 use behaviour::{Db, behaviour_tests, product};
 use redis::Commands;
 use redis_cached::Cache;
+use support::logs::Logs;
 use support::{RedisServer, eventually};
 
 async fn db(redis: &RedisServer) -> Db {
@@ -63,8 +64,8 @@ async fn a_corrupt_stored_value_is_a_counted_miss_and_is_overwritten() {
     let key = db.product_key(5);
     for garbage in [
         &b"not an envelope"[..],
-        &[0xC1, 0x05, 0x00, 0xff, 0xff][..],
-        &[0xC1][..],
+        &[0xC2, 0x05, 0x00, 0xff, 0xff][..],
+        &[0xC2][..],
     ] {
         let _: () = redis.conn().set(&key, garbage).unwrap();
         let loads = db.loads();
@@ -79,7 +80,9 @@ async fn a_corrupt_stored_value_is_a_counted_miss_and_is_overwritten() {
     }
     // Over the 32 MiB decode limit: never decoded, and overwritten. Sending it takes longer
     // than the deadline, and holds up the connection meanwhile, so it may take a few calls.
-    let mut oversized = vec![0xC1, 0x05, 0x00];
+    // The 7-byte header of the value stored last, then zeros.
+    let stored: Vec<u8> = redis.conn().get(&key).unwrap();
+    let mut oversized = stored[..7].to_vec();
     oversized.resize(33 * 1024 * 1024, 0);
     let _: () = redis.conn().set(&key, oversized).unwrap();
     eventually("the oversized value is overwritten", async || {
@@ -94,6 +97,7 @@ async fn a_corrupt_stored_value_is_a_counted_miss_and_is_overwritten() {
         stats.unreadable >= 3 && stats.unreadable + stats.errors >= 4,
         "{stats:?}"
     );
+    assert_eq!(stats.type_mismatches, 0, "corruption is not another type");
 }
 
 /// 200 concurrent calls on a cold key, split over two caches (two "processes"), run
@@ -473,4 +477,163 @@ async fn freshness_is_judged_by_redis_not_by_process_clocks() {
     assert_eq!(db.cache.stats().refreshes, 1);
     let kept: i64 = redis.conn().pttl(&key).unwrap();
     assert!(kept > 30_000, "stored again for ttl + window: {kept} ms");
+}
+
+/// Functions whose values land under the same keys: two with one template and different
+/// value types, a generic one, and a JSON one.
+struct Counts {
+    cache: Cache,
+    loads: AtomicUsize,
+}
+
+impl Counts {
+    async fn new(redis: &RedisServer) -> Counts {
+        Counts {
+            cache: redis.cache("shop:").await,
+            loads: AtomicUsize::new(0),
+        }
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    #[redis_cached::redis_cached(key = "count:<id>", ttl = 60, cache = self.cache)]
+    async fn get_balance(&self, id: u64) -> i64 {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        -3 - i64::try_from(id).unwrap()
+    }
+
+    #[redis_cached::redis_cached(key = "count:<id>", ttl = 60, cache = self.cache)]
+    async fn get_count(&self, id: u64) -> u64 {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        7 + id
+    }
+
+    #[redis_cached::redis_cached(key = "any:<id>", ttl = 60, cache = self.cache)]
+    async fn get_any<T: redis_cached::Cacheable>(&self, id: u64, value: T) -> T {
+        let _ = id;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        value
+    }
+
+    #[redis_cached::redis_cached(key = "total:<id>", ttl = 60, codec = "json", cache = self.cache)]
+    async fn get_total(&self, id: u64) -> u64 {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        123_456 + id
+    }
+}
+
+/// The warnings about a value of another type, of the fn `name`.
+fn other_type_warnings(logs: &Logs, name: &str) -> Vec<String> {
+    logs.lines()
+        .into_iter()
+        .filter(|line| line.contains("of another type") && line.contains(&format!("`{name}`")))
+        .collect()
+}
+
+/// Regression: a `u64` fn read the bytes an `i64` fn stored under the same key, and
+/// returned the `i64`'s `-3` as `5`.
+#[tokio::test]
+async fn a_value_of_another_type_under_the_same_key_is_a_miss() {
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start();
+    let counts = Counts::new(&redis).await;
+    assert_eq!(counts.get_balance_key(0), counts.get_count_key(0));
+    assert_eq!(counts.get_balance(0).await, -3);
+    assert_eq!(counts.get_count(0).await, 7, "loads its own value");
+    assert_eq!(counts.loads(), 2);
+    assert_eq!(counts.cache.stats().type_mismatches, 1);
+    assert_eq!(counts.cache.stats().unreadable, 0);
+    assert_eq!(counts.get_count(0).await, 7, "its own value was stored");
+    assert_eq!(counts.loads(), 2);
+    // Back and forth: each fn finds the other's value every time, and says so once.
+    for round in 1..=2 {
+        assert_eq!(counts.get_balance(0).await, -3);
+        assert_eq!(counts.get_count(0).await, 7);
+        assert_eq!(counts.loads(), 2 + 2 * round);
+    }
+    assert_eq!(counts.cache.stats().type_mismatches, 5);
+    let warnings = other_type_warnings(&logs, "get_count");
+    assert_eq!(warnings.len(), 1, "{:?}", logs.lines());
+    assert!(
+        warnings[0].starts_with("WARN") && warnings[0].contains("(`i64`, expected `u64`)"),
+        "names both types: {}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("share this key template"), "{}", warnings[0]);
+    let warnings = other_type_warnings(&logs, "get_balance");
+    assert_eq!(warnings.len(), 1, "{:?}", logs.lines());
+    assert!(warnings[0].contains("(`u64`, expected `i64`)"), "{}", warnings[0]);
+}
+
+/// Regression: a generic fn used at two types read one type's value as the other.
+#[tokio::test]
+async fn a_generic_fn_used_at_two_types_does_not_mix_them() {
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start();
+    let counts = Counts::new(&redis).await;
+    assert_eq!(counts.get_any(0, -3i64).await, -3);
+    assert_eq!(counts.get_any(0, 7u64).await, 7, "loads its own value");
+    assert_eq!(counts.get_any(0, 7u64).await, 7, "its own value was stored");
+    assert_eq!(counts.get_any(0, -3i64).await, -3);
+    assert_eq!(counts.loads(), 3);
+    assert_eq!(counts.cache.stats().type_mismatches, 2);
+    let warnings = other_type_warnings(&logs, "get_any");
+    assert_eq!(warnings.len(), 1, "once per fn: {:?}", logs.lines());
+    assert!(warnings[0].contains("(`i64`, expected `u64`)"), "{}", warnings[0]);
+}
+
+/// A value a process of the previous version stored is a plain miss, not corruption.
+#[tokio::test]
+async fn entries_of_the_previous_format_are_plain_misses() {
+    let redis = RedisServer::start();
+    let counts = Counts::new(&redis).await;
+    // Format 0xC1, a bincode value, version 0, then the bincode `3`.
+    let _: () = redis
+        .conn()
+        .set(counts.get_count_key(0), &[0xC1, 0x05, 0x00, 0x03][..])
+        .unwrap();
+    assert_eq!(counts.get_count(0).await, 7);
+    assert_eq!(counts.get_count(0).await, 7);
+    assert_eq!(counts.loads(), 1, "overwritten");
+    let stats = counts.cache.stats();
+    assert_eq!((stats.unreadable, stats.type_mismatches), (0, 0), "{stats:?}");
+}
+
+/// A value of a type this process never stored (another program, another build) is a
+/// miss too, and the log says it cannot name the type.
+#[tokio::test]
+async fn a_value_of_a_type_this_process_has_not_stored_is_a_miss() {
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start();
+    let counts = Counts::new(&redis).await;
+    // Format 0xC2, a JSON value, version 0, a fingerprint no type here has, then `5\n`.
+    let stored = [0xC2, 0x0D, 0x00, 0xEF, 0xBE, 0xAD, 0xDE, b'5', b'\n'];
+    let _: () = redis.conn().set(counts.get_total_key(0), &stored[..]).unwrap();
+    assert_eq!(counts.get_total(0).await, 123_456);
+    assert_eq!(counts.cache.stats().type_mismatches, 1);
+    let warnings = other_type_warnings(&logs, "get_total");
+    assert_eq!(warnings.len(), 1, "{:?}", logs.lines());
+    assert!(
+        warnings[0].contains("(a type this process has not stored, expected `u64`)"),
+        "{}",
+        warnings[0]
+    );
+}
+
+/// Regression: JSON accepts a complete prefix, so `123456` cut to `123` was served.
+#[tokio::test]
+async fn a_truncated_json_value_is_a_miss() {
+    let redis = RedisServer::start();
+    let counts = Counts::new(&redis).await;
+    assert_eq!(counts.get_total(0).await, 123_456);
+    let key = counts.get_total_key(0);
+    let stored: Vec<u8> = redis.conn().get(&key).unwrap();
+    let _: () = redis.conn().set(&key, &stored[..stored.len() - 3]).unwrap();
+    assert_eq!(counts.get_total(0).await, 123_456, "the cut value is not served");
+    assert_eq!(counts.loads(), 2);
+    assert_eq!(counts.cache.stats().unreadable, 1);
+    assert_eq!(counts.get_total(0).await, 123_456);
+    assert_eq!(counts.loads(), 2, "overwritten with the whole value");
 }

@@ -1,21 +1,43 @@
 //! The stored format: a short envelope header, then the codec's payload.
 //!
 //! ```text
-//! byte 0   format (FORMAT_V1)
+//! byte 0   format (FORMAT_V2)
 //! byte 1   kind (low 2 bits: value or negative) | codec << 2 | TAGGED (tag versions follow)
+//!          | TIMED (timing follows)
 //! varint   the function's `version` (LEB128, 1 byte below 128)
+//! 4 bytes  (LE) the value type's fingerprint, see `fingerprint`
 //! [varint  number of tags, then 8 bytes (LE) per tag: the tag versions read before the load]
 //! [varint  the load's duration in ms, for functions with `stale` or `refresh` (TIMED)]
-//! rest     the codec payload (empty for a negative entry)
+//! rest     the codec payload (empty for a negative entry); JSON ends with a `\n`
 //! ```
+//!
+//! The header is 7 bytes for an untagged, untimed function below version 128.
 //!
 //! Decoding checks every header field before the payload; anything unexpected is a
 //! miss, never a guess. A negative entry is told apart by its kind byte, so it can
-//! never be confused with a value or with a payload that failed to decode.
+//! never be confused with a value or with a payload that failed to decode. Another codec
+//! or `version` is a plain miss (a rollout); the same codec and version with another
+//! value type is a type clash (two functions share a key, or a generic function is used
+//! at two types), a miss that is counted and logged. An entry of the previous format
+//! (`FORMAT_V1`, without the fingerprint) is a plain miss.
+//!
+//! The payload must be consumed to its last byte, so a value cut short (or with bytes
+//! appended) is unreadable, never a shorter value. bincode and MessagePack values are
+//! self-delimiting for their type: the decoder knows where the value ends, so a cut value
+//! always fails to decode, and a byte left over after it is an error. JSON is not (`123`
+//! is a complete prefix of `123456`), so its payload ends with a `\n`, which compact JSON
+//! never contains: a cut value has lost it.
 
-use serde::{Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::sync::Mutex;
 
+use serde::de::{DeserializeOwned, Visitor};
+use serde::{Deserializer as _, Serialize};
+
+/// The format before the value type's fingerprint: its entries are plain misses.
 const FORMAT_V1: u8 = 0xC1;
+const FORMAT_V2: u8 = 0xC2;
 const KIND_VALUE: u8 = 1;
 const KIND_NEGATIVE: u8 = 2;
 /// Set in byte 1 when tag versions follow the function's version.
@@ -75,7 +97,11 @@ impl Codec {
                     .map_err(|e| e.to_string())
             }
             Codec::MsgPack => rmp_serde::encode::write_named(out, value).map_err(|e| e.to_string()),
-            Codec::Json => serde_json::to_writer(out, value).map_err(|e| e.to_string()),
+            Codec::Json => {
+                serde_json::to_writer(&mut *out, value).map_err(|e| e.to_string())?;
+                out.push(JSON_END);
+                Ok(())
+            }
         }
     }
 
@@ -92,10 +118,111 @@ impl Codec {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            Codec::MsgPack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
-            Codec::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+            Codec::MsgPack => {
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(payload);
+                let value = T::deserialize(&mut decoder).map_err(|e| e.to_string())?;
+                if no_marker_left(&mut decoder) {
+                    Ok(value)
+                } else {
+                    Err("trailing bytes after the value".to_owned())
+                }
+            }
+            Codec::Json => {
+                // Without its end marker the value was cut; whitespace before it is not
+                // what the encoder wrote (bytes were appended).
+                let Some((&JSON_END, text)) = payload.split_last() else {
+                    return Err("no end marker: the value is cut short".to_owned());
+                };
+                if text.last().is_some_and(u8::is_ascii_whitespace) {
+                    return Err("trailing bytes after the value".to_owned());
+                }
+                let mut decoder = serde_json::Deserializer::from_slice(text);
+                let value = T::deserialize(&mut decoder).map_err(|e| e.to_string())?;
+                decoder.end().map_err(|e| e.to_string())?;
+                Ok(value)
+            }
         }
     }
+}
+
+/// True when a MessagePack decoder has no byte left after a value: the marker that starts
+/// a value cannot be read. The decoder of a slice does not tell its position; the decoder
+/// of a reader (`Deserializer::new`) would, but it copies every string and field name it
+/// reads, which doubled the decode time.
+fn no_marker_left<'de>(decoder: &mut rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'de, [u8]>>) -> bool {
+    /// Sees the next marker, if any, and reads nothing after it.
+    struct Marker;
+    impl<'de> Visitor<'de> for Marker {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+            Ok(())
+        }
+    }
+    // The option's marker is read first: at the end of the slice that fails on its own.
+    matches!(
+        decoder.deserialize_option(Marker),
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e)) if e.kind() == ErrorKind::UnexpectedEof
+    )
+}
+
+/// Ends a JSON payload. Compact JSON never contains a raw newline (strings escape it), and
+/// every JSON reader accepts trailing whitespace.
+const JSON_END: u8 = b'\n';
+
+/// The fingerprint of a value type, stored in every entry (negative ones too): FNV-1a
+/// (64-bit) of its [`std::any::type_name`], folded to 32 bits.
+///
+/// Type names are not guaranteed to be stable across compilers: a compiler that names a
+/// type differently only turns the entries that older builds wrote into misses. Nor are
+/// they guaranteed unique: two types that share a name (from two versions of one crate)
+/// are not told apart by it.
+pub(crate) fn fingerprint<T: ?Sized>() -> u32 {
+    fingerprint_of(std::any::type_name::<T>())
+}
+
+const fn fingerprint_of(type_name: &str) -> u32 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let bytes = type_name.as_bytes();
+    let mut hash = OFFSET_BASIS;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(PRIME);
+        i += 1;
+    }
+    (hash ^ (hash >> 32)) as u32
+}
+
+/// The name of every value type this process has stored, by fingerprint: what a type
+/// clash's log names. Filled on encode (a miss); read only to log a clash.
+static STORED_TYPES: Mutex<BTreeMap<u32, &'static str>> = Mutex::new(BTreeMap::new());
+
+/// The fingerprint of `T`, remembering its name.
+fn remember<T: ?Sized>() -> u32 {
+    let name = std::any::type_name::<T>();
+    let fingerprint = fingerprint_of(name);
+    STORED_TYPES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .entry(fingerprint)
+        .or_insert(name);
+    fingerprint
+}
+
+/// The name of the type with this fingerprint, if this process has stored one.
+pub(crate) fn stored_type_name(fingerprint: u32) -> Option<&'static str> {
+    STORED_TYPES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .get(&fingerprint)
+        .copied()
 }
 
 /// What `refresh` needs stored with a value: how long its load took (ms). When a value
@@ -118,12 +245,21 @@ pub(crate) struct Freshness {
     pub(crate) early_beta: Option<f64>,
 }
 
-fn header(kind: u8, codec: Codec, version: u32, tags: &[u64], timing: Option<Timing>, out: &mut Vec<u8>) {
-    out.push(FORMAT_V1);
+/// Where an entry comes from: the function's codec and version, and its value type.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    codec: Codec,
+    version: u32,
+    fingerprint: u32,
+}
+
+fn header(kind: u8, origin: Origin, tags: &[u64], timing: Option<Timing>, out: &mut Vec<u8>) {
+    out.push(FORMAT_V2);
     let tagged = if tags.is_empty() { 0 } else { TAGGED };
     let timed = if timing.is_some() { TIMED } else { 0 };
-    out.push(kind | (codec.id() << 2) | tagged | timed);
-    write_varint(version, out);
+    out.push(kind | (origin.codec.id() << 2) | tagged | timed);
+    write_varint(origin.version, out);
+    out.extend_from_slice(&origin.fingerprint.to_le_bytes());
     if !tags.is_empty() {
         write_varint(u32::try_from(tags.len()).unwrap_or(u32::MAX), out);
         for tag in tags {
@@ -165,8 +301,13 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
     tags: &[u64],
     timing: Option<Timing>,
 ) -> Result<Vec<u8>, Unstorable> {
+    let origin = Origin {
+        codec,
+        version,
+        fingerprint: remember::<T>(),
+    };
     let mut out = Vec::with_capacity(64);
-    header(KIND_VALUE, codec, version, tags, timing, &mut out);
+    header(KIND_VALUE, origin, tags, timing, &mut out);
     let start = out.len();
     codec.encode(value, &mut out).map_err(Unstorable::NotReadBack)?;
     if out.len() - start > DECODE_LIMIT {
@@ -178,10 +319,16 @@ pub(crate) fn encode_value<T: Serialize + DeserializeOwned>(
     Ok(out)
 }
 
-/// Encodes the "not found" sentinel of a negative entry.
-pub(crate) fn encode_negative(codec: Codec, version: u32, tags: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4);
-    header(KIND_NEGATIVE, codec, version, tags, None, &mut out);
+/// Encodes the "not found" sentinel of a negative entry of a function returning `T`s:
+/// a "not found" of one type is not one of another.
+pub(crate) fn encode_negative<T>(codec: Codec, version: u32, tags: &[u64]) -> Vec<u8> {
+    let origin = Origin {
+        codec,
+        version,
+        fingerprint: remember::<T>(),
+    };
+    let mut out = Vec::with_capacity(8);
+    header(KIND_NEGATIVE, origin, tags, None, &mut out);
     out
 }
 
@@ -194,8 +341,14 @@ pub(crate) enum Decoded<T> {
     /// A value past its soft expiry (`stale`): servable while it is refreshed.
     Stale(T),
     Negative,
-    /// Written by another codec or another `version` of the function: a plain miss.
+    /// Written by another codec or another `version` of the function, under other tag
+    /// versions, or in the previous format: a plain miss.
     OtherFormat,
+    /// Written with this codec and version for another value type (its fingerprint):
+    /// two functions share the key, or a generic function is used at two types. A miss.
+    OtherType {
+        stored: u32,
+    },
     /// Not a readable entry at all (garbage, truncated, oversized).
     Unreadable,
 }
@@ -210,21 +363,13 @@ pub(crate) fn decode<T: DeserializeOwned>(
     tags: &[u64],
     freshness: Freshness,
 ) -> Decoded<T> {
-    let [format, kind_codec, rest @ ..] = bytes else {
+    if bytes.first() == Some(&FORMAT_V1) {
+        return Decoded::OtherFormat;
+    }
+    let Some((head, rest)) = read_head(bytes) else {
         return Decoded::Unreadable;
     };
-    if *format != FORMAT_V1 || kind_codec & !(0b1111 | TAGGED | TIMED) != 0 {
-        return Decoded::Unreadable;
-    }
-    let (kind, stored_codec, tagged) = (kind_codec & 0b11, (kind_codec >> 2) & 0b11, kind_codec & TAGGED != 0);
-    let timed = kind_codec & TIMED != 0;
-    let Some((stored_version, rest)) = read_varint(rest) else {
-        return Decoded::Unreadable;
-    };
-    if !matches!(stored_codec, 1..=3) || !matches!(kind, KIND_VALUE | KIND_NEGATIVE) {
-        return Decoded::Unreadable;
-    }
-    let (stored_tags, payload) = if tagged {
+    let (stored_tags, payload) = if head.tagged {
         let Some((count, rest)) = read_varint(rest) else {
             return Decoded::Unreadable;
         };
@@ -239,7 +384,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     } else {
         (&[][..], rest)
     };
-    let (timing, payload) = if timed {
+    let (timing, payload) = if head.timed {
         let Some((load_ms, payload)) = read_varint(payload) else {
             return Decoded::Unreadable;
         };
@@ -247,8 +392,14 @@ pub(crate) fn decode<T: DeserializeOwned>(
     } else {
         (None, payload)
     };
-    if stored_codec != codec.id() || stored_version != version {
+    // Another codec or version first: a rollout, not a clash.
+    if head.codec != codec.id() || head.version != version {
         return Decoded::OtherFormat;
+    }
+    if head.fingerprint != fingerprint::<T>() {
+        return Decoded::OtherType {
+            stored: head.fingerprint,
+        };
     }
     // Computed under other tag versions: a tag was invalidated since (or never matched).
     if stored_tags.len() != tags.len() * 8
@@ -259,7 +410,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     {
         return Decoded::OtherFormat;
     }
-    match kind {
+    match head.kind {
         KIND_NEGATIVE if payload.is_empty() => Decoded::Negative,
         KIND_VALUE => match codec.decode(payload) {
             Ok(value) => match timing {
@@ -276,6 +427,38 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// Within the last `stale_window` of the time the store keeps the value.
 fn is_stale(freshness: Freshness) -> bool {
     !freshness.stale_window.is_zero() && freshness.remaining.is_some_and(|left| left <= freshness.stale_window)
+}
+
+/// The fixed-size start of a header.
+struct Head {
+    kind: u8,
+    codec: u8,
+    tagged: bool,
+    timed: bool,
+    version: u32,
+    fingerprint: u32,
+}
+
+/// Reads the start of a header of the current format, up to the fingerprint; `None`
+/// when it is not one.
+fn read_head(bytes: &[u8]) -> Option<(Head, &[u8])> {
+    let [FORMAT_V2, flags, rest @ ..] = bytes else {
+        return None;
+    };
+    if flags & !(0b1111 | TAGGED | TIMED) != 0 {
+        return None;
+    }
+    let (version, rest) = read_varint(rest)?;
+    let (fingerprint, rest) = rest.split_first_chunk::<4>()?;
+    let head = Head {
+        kind: flags & 0b11,
+        codec: (flags >> 2) & 0b11,
+        tagged: flags & TAGGED != 0,
+        timed: flags & TIMED != 0,
+        version,
+        fingerprint: u32::from_le_bytes(*fingerprint),
+    };
+    (matches!(head.codec, 1..=3) && matches!(head.kind, KIND_VALUE | KIND_NEGATIVE)).then_some((head, rest))
 }
 
 /// XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): refresh early when
@@ -339,11 +522,29 @@ mod tests {
         }
     }
 
+    /// What each codec writes for a value on its own, without the envelope.
+    fn bare(value: &Product, codec: Codec) -> Vec<u8> {
+        match codec {
+            Codec::Bincode => bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap(),
+            Codec::MsgPack => rmp_serde::to_vec_named(value).unwrap(),
+            Codec::Json => serde_json::to_vec(value).unwrap(),
+        }
+    }
+
     #[test]
-    fn header_costs_three_bytes_below_version_128() {
-        let bytes = encode_value(&product(), Codec::Json, 5, &[], None).unwrap();
-        let payload = serde_json::to_vec(&product()).unwrap();
-        assert_eq!(bytes.len(), payload.len() + 3);
+    fn the_envelope_costs_at_most_eight_bytes_below_version_128() {
+        for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
+            for version in [0, 5, 127] {
+                let bytes = encode_value(&product(), codec, version, &[], None).unwrap();
+                let overhead = bytes.len() - bare(&product(), codec).len();
+                // The header is 7 bytes; JSON adds its end marker.
+                let expected = if codec == Codec::Json { 8 } else { 7 };
+                assert_eq!(overhead, expected, "{codec:?} version {version}");
+                assert!(overhead <= 8);
+            }
+        }
+        let negative = encode_negative::<Product>(Codec::Json, 127, &[]);
+        assert_eq!(negative.len(), 7);
     }
 
     #[test]
@@ -361,7 +562,7 @@ mod tests {
 
     #[test]
     fn negative_sentinel_is_never_a_value() {
-        let bytes = encode_negative(Codec::Bincode, 0, &[]);
+        let bytes = encode_negative::<Option<u8>>(Codec::Bincode, 0, &[]);
         assert!(matches!(
             decode::<Option<u8>>(&bytes, Codec::Bincode, 0, &[], Freshness::default()),
             Decoded::Negative
@@ -392,7 +593,7 @@ mod tests {
     #[test]
     fn huge_length_prefix_does_not_allocate() {
         // A header, then a bincode string length claiming ~2^60 bytes.
-        let mut bytes = encode_negative(Codec::Bincode, 0, &[]);
+        let mut bytes = encode_negative::<String>(Codec::Bincode, 0, &[]);
         bytes[1] = KIND_VALUE | (Codec::Bincode.id() << 2);
         bytes.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]);
         assert!(matches!(
@@ -425,7 +626,7 @@ mod tests {
             decode::<Product>(&untagged, Codec::Bincode, 0, &[7], Freshness::default()),
             Decoded::OtherFormat
         ));
-        let negative = encode_negative(Codec::Bincode, 0, &[3]);
+        let negative = encode_negative::<Product>(Codec::Bincode, 0, &[3]);
         assert!(matches!(
             decode::<Product>(&negative, Codec::Bincode, 0, &[3], Freshness::default()),
             Decoded::Negative
@@ -493,6 +694,209 @@ mod tests {
         assert!(encode_value(&sparse, Codec::MsgPack, 0, &[], None).is_ok());
     }
 
+    const CODECS: [Codec; 3] = [Codec::Bincode, Codec::MsgPack, Codec::Json];
+
+    /// A value header of version 0 for `T`, then `payload`.
+    fn with_header<T>(codec: Codec, payload: &[u8]) -> Vec<u8> {
+        let origin = Origin {
+            codec,
+            version: 0,
+            fingerprint: fingerprint::<T>(),
+        };
+        let mut bytes = Vec::new();
+        header(KIND_VALUE, origin, &[], None, &mut bytes);
+        bytes.extend(payload);
+        bytes
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_not_read() {
+        // The review case: bincode writes -3i64 as the varint 5, which reads as 5u64.
+        let bare = bincode::serde::encode_to_vec(-3i64, bincode::config::standard()).unwrap();
+        assert_eq!(Codec::Bincode.decode::<u64>(&bare), Ok(5), "the codec alone is fooled");
+        for codec in CODECS {
+            let bytes = encode_value(&-3i64, codec, 0, &[], None).unwrap();
+            assert!(
+                matches!(
+                    decode::<u64>(&bytes, codec, 0, &[], Freshness::default()),
+                    Decoded::OtherType { stored } if stored == fingerprint::<i64>()
+                ),
+                "{codec:?}"
+            );
+            assert!(matches!(
+                decode::<i64>(&bytes, codec, 0, &[], Freshness::default()),
+                Decoded::Value(-3)
+            ));
+        }
+        // Tagged and timed entries carry it too.
+        let timing = Timing { load_ms: 5 };
+        let bytes = encode_value(&-3i64, Codec::Bincode, 0, &[4], Some(timing)).unwrap();
+        assert!(matches!(
+            decode::<u64>(&bytes, Codec::Bincode, 0, &[4], Freshness::default()),
+            Decoded::OtherType { .. }
+        ));
+    }
+
+    #[test]
+    fn a_negative_entry_of_another_type_is_not_a_negative() {
+        let bytes = encode_negative::<i64>(Codec::Bincode, 0, &[]);
+        assert!(matches!(
+            decode::<u64>(&bytes, Codec::Bincode, 0, &[], Freshness::default()),
+            Decoded::OtherType { stored } if stored == fingerprint::<i64>()
+        ));
+        assert!(matches!(
+            decode::<i64>(&bytes, Codec::Bincode, 0, &[], Freshness::default()),
+            Decoded::Negative
+        ));
+    }
+
+    #[test]
+    fn another_codec_or_version_is_a_rollout_even_for_another_type() {
+        let bytes = encode_value(&-3i64, Codec::Bincode, 1, &[], None).unwrap();
+        assert!(matches!(
+            decode::<u64>(&bytes, Codec::Bincode, 2, &[], Freshness::default()),
+            Decoded::OtherFormat
+        ));
+        assert!(matches!(
+            decode::<u64>(&bytes, Codec::MsgPack, 1, &[], Freshness::default()),
+            Decoded::OtherFormat
+        ));
+    }
+
+    #[test]
+    fn entries_of_the_previous_format_are_plain_misses() {
+        // Format 0xC1: format, kind and codec, version, then the payload; no fingerprint.
+        let mut old = vec![FORMAT_V1, KIND_VALUE | (Codec::Bincode.id() << 2), 0];
+        old.extend(bare(&product(), Codec::Bincode));
+        for bytes in [&old[..], &old[..1], &[FORMAT_V1, 0xff][..]] {
+            assert!(matches!(
+                decode::<Product>(bytes, Codec::Bincode, 0, &[], Freshness::default()),
+                Decoded::OtherFormat
+            ));
+        }
+        // A header of the current format cut short is unreadable.
+        let bytes = encode_value(&product(), Codec::Bincode, 0, &[], None).unwrap();
+        for cut in 0..7 {
+            assert!(matches!(
+                decode::<Product>(&bytes[..cut], Codec::Bincode, 0, &[], Freshness::default()),
+                Decoded::Unreadable
+            ));
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_is_fnv1a_64_of_the_type_name_folded_to_32_bits() {
+        // FNV-1a 64 test vectors: "" is the offset basis, "a" is 0xaf63dc4c8601ec8c.
+        assert_eq!(fingerprint_of(""), 0xcbf2_9ce4 ^ 0x8422_2325);
+        assert_eq!(fingerprint_of("a"), 0xaf63_dc4c ^ 0x8601_ec8c);
+        assert_eq!(fingerprint_of("foobar"), 0x8594_4171 ^ 0xf739_67e8);
+        assert_eq!(fingerprint::<u64>(), fingerprint_of("u64"));
+        let bytes = encode_value(&1u64, Codec::Bincode, 0, &[], None).unwrap();
+        assert_eq!(bytes[3..7], fingerprint_of("u64").to_le_bytes());
+    }
+
+    #[test]
+    fn stored_types_are_named_by_their_fingerprint() {
+        struct NeverStored;
+        encode_value(&-3i64, Codec::Json, 0, &[], None).unwrap();
+        encode_negative::<Sparse>(Codec::Json, 0, &[]);
+        assert_eq!(stored_type_name(fingerprint::<i64>()), Some("i64"));
+        assert_eq!(
+            stored_type_name(fingerprint::<Sparse>()),
+            Some(std::any::type_name::<Sparse>())
+        );
+        assert_eq!(stored_type_name(fingerprint::<NeverStored>()), None);
+    }
+
+    #[test]
+    fn a_cut_json_value_is_unreadable_not_shorter() {
+        // The review case: `123456` cut to `123` is a complete JSON number.
+        let bytes = encode_value(&123_456u64, Codec::Json, 0, &[], None).unwrap();
+        assert!(bytes.ends_with(b"123456\n"));
+        for cut in [bytes.len() - 1, bytes.len() - 4] {
+            assert!(matches!(
+                decode::<u64>(&bytes[..cut], Codec::Json, 0, &[], Freshness::default()),
+                Decoded::Unreadable
+            ));
+        }
+    }
+
+    #[test]
+    fn bytes_after_a_value_are_never_ignored() {
+        // Whole values, the start of a map, an array or a string, a nil, a newline.
+        let tails: [&[u8]; 9] = [
+            b"\x01", b"\x81", b"\x91", b"\xa5", b"\xc0", b"\n", b" \n", b"1\n", b"\n\n",
+        ];
+        for codec in CODECS {
+            let bytes = encode_value(&product(), codec, 0, &[], None).unwrap();
+            for tail in tails {
+                let extended = [&bytes[..], tail].concat();
+                assert!(
+                    matches!(
+                        decode::<Product>(&extended, codec, 0, &[], Freshness::default()),
+                        Decoded::Unreadable
+                    ),
+                    "{codec:?} {tail:?}"
+                );
+            }
+        }
+    }
+
+    /// A generic value type, for fingerprints of its instantiations.
+    struct Wrapper<T>(T);
+
+    /// No two distinct types used anywhere in the test suite share a fingerprint, nor do
+    /// many other common ones.
+    #[test]
+    fn distinct_types_have_distinct_fingerprints() {
+        use std::collections::{BTreeSet, HashMap, HashSet};
+        macro_rules! names {
+            ($($t:ty),* $(,)?) => { vec![$(std::any::type_name::<$t>()),*] };
+        }
+        let mut names = names![
+            u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, (),
+            String, &'static str, Box<str>, Vec<u8>, Vec<u16>, Vec<u32>, Vec<u64>, Vec<i32>, Vec<i64>,
+            Vec<f64>, Vec<String>, Vec<Vec<u8>>, Vec<Product>, Vec<Option<u64>>,
+            Option<u8>, Option<u32>, Option<u64>, Option<i64>, Option<f64>, Option<String>,
+            Option<Product>, Option<Vec<String>>, Option<Option<u64>>,
+            Result<u64, String>, Result<i64, String>, Result<String, String>, Result<Product, String>,
+            Result<(), String>, Result<Option<Product>, String>,
+            HashMap<String, u64>, HashMap<u64, String>, HashMap<String, String>, HashMap<String, i64>,
+            HashMap<String, Vec<u64>>, HashMap<u64, Product>, BTreeMap<String, u64>, BTreeMap<u64, String>,
+            HashSet<String>, HashSet<u64>, BTreeSet<u64>,
+            (u64,), (u64, u64), (i64, u64), (u64, i64), (u32, u32), (String, u64), (u64, String),
+            (String, String), (u64, String, bool), [u8; 4], [u8; 16], [u8; 32], [u64; 2],
+            Product, Sparse, Box<Product>, Wrapper<u64>, Wrapper<i64>, Wrapper<String>,
+            Wrapper<Product>, Wrapper<Option<u64>>, Wrapper<Wrapper<u64>>,
+            serde_json::Value, std::time::Duration, std::time::SystemTime,
+        ];
+        // The value types of the integration tests, the example and the bench (other
+        // crates), by the names `type_name` gives them.
+        names.extend([
+            "redis::behaviour::Product",
+            "redis::behaviour::Sparse",
+            "memory::behaviour::Product",
+            "memory::behaviour::Sparse",
+            "acl::behaviour::Product",
+            "acl::behaviour::Sparse",
+            "faults::behaviour::Product",
+            "faults::behaviour::Sparse",
+            "lints::Item",
+            "soak::Item",
+            "quickstart::Product",
+            "bench::model::Product",
+            "micro::Product",
+        ]);
+        let distinct: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "a type is listed twice");
+        let mut seen = HashMap::new();
+        for name in names {
+            if let Some(other) = seen.insert(fingerprint_of(name), name) {
+                panic!("`{name}` and `{other}` share a fingerprint");
+            }
+        }
+    }
+
     proptest::proptest! {
         /// Arbitrary bytes never panic the decoder, for several value types.
         #[test]
@@ -508,7 +912,8 @@ mod tests {
         /// Arbitrary bytes behind every combination of header flags: no panic.
         #[test]
         fn arbitrary_bytes_behind_any_flags(flags in 0u8..64, rest in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            let mut bytes = vec![FORMAT_V1, flags];
+            let mut bytes = vec![FORMAT_V2, flags, 0];
+            bytes.extend(fingerprint::<Product>().to_le_bytes());
             bytes.extend(&rest);
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
                 let freshness = Freshness {
@@ -526,11 +931,32 @@ mod tests {
         #[test]
         fn valid_header_with_arbitrary_payload(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             for codec in [Codec::Bincode, Codec::MsgPack, Codec::Json] {
-                let mut bytes = Vec::new();
-                header(KIND_VALUE, codec, 0, &[], None, &mut bytes);
-                bytes.extend(&payload);
-                let _ = decode::<Product>(&bytes, codec, 0, &[], Freshness::default());
-                let _ = decode::<Vec<String>>(&bytes, codec, 0, &[], Freshness::default());
+                let _ = decode::<Product>(&with_header::<Product>(codec, &payload), codec, 0, &[], Freshness::default());
+                let _ = decode::<Vec<String>>(&with_header::<Vec<String>>(codec, &payload), codec, 0, &[], Freshness::default());
+            }
+        }
+
+        /// A stored value cut short, or with bytes appended, is never read as a value,
+        /// whatever the codec and the type.
+        #[test]
+        fn cut_or_extended_values_are_never_values(
+            unsigned in proptest::num::u64::ANY,
+            signed in proptest::num::i64::ANY,
+            float in -1e300f64..1e300,
+            text in "\\PC{0,40}",
+            id in proptest::num::u64::ANY,
+            numbers in proptest::collection::vec(proptest::num::u32::ANY, 0..16),
+            maybe in proptest::option::of("\\PC{0,20}"),
+            extra in proptest::collection::vec(proptest::num::u8::ANY, 1..16),
+        ) {
+            for codec in CODECS {
+                never_a_value_when_cut_or_extended(&unsigned, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&signed, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&float, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&text, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&Product { id, name: text.clone() }, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&numbers, codec, &extra)?;
+                never_a_value_when_cut_or_extended(&maybe, codec, &extra)?;
             }
         }
 
@@ -543,5 +969,32 @@ mod tests {
                 proptest::prop_assert!(matches!(decode::<Product>(&bytes, codec, version, &[], Freshness::default()), Decoded::Value(v) if v == value));
             }
         }
+    }
+
+    /// Every strict prefix of `value`'s stored bytes, and the bytes with `extra` appended,
+    /// decode as anything but a value; the bytes themselves decode as the value.
+    fn never_a_value_when_cut_or_extended<T: Serialize + DeserializeOwned + std::fmt::Debug>(
+        value: &T,
+        codec: Codec,
+        extra: &[u8],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let bytes = encode_value(value, codec, 0, &[], None).unwrap();
+        let read = |bytes: &[u8]| decode::<T>(bytes, codec, 0, &[], Freshness::default());
+        proptest::prop_assert!(matches!(read(&bytes), Decoded::Value(_)), "{codec:?} {value:?}");
+        for cut in 0..bytes.len() {
+            let decoded = read(&bytes[..cut]);
+            proptest::prop_assert!(
+                !matches!(decoded, Decoded::Value(_)),
+                "{codec:?} {value:?} cut to {cut} bytes read as {decoded:?}"
+            );
+        }
+        let mut extended = bytes.clone();
+        extended.extend(extra);
+        let decoded = read(&extended);
+        proptest::prop_assert!(
+            !matches!(decoded, Decoded::Value(_)),
+            "{codec:?} {value:?} with {extra:?} appended read as {decoded:?}"
+        );
+        Ok(())
     }
 }

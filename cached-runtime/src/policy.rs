@@ -36,6 +36,7 @@ pub struct Policy {
     pub(crate) stale: Option<Duration>,
     pub(crate) refresh_beta: Option<f64>,
     warned_unstorable: AtomicBool,
+    warned_other_type: AtomicBool,
 }
 
 /// The longest ttl, lease, negative ttl or stale window a policy keeps: 100 years. Longer
@@ -76,6 +77,7 @@ impl Policy {
             stale: None,
             refresh_beta: None,
             warned_unstorable: AtomicBool::new(false),
+            warned_other_type: AtomicBool::new(false),
         }
     }
 
@@ -192,8 +194,19 @@ impl Policy {
 
     /// True the first time only: the "cannot store" error is said once per function.
     pub(crate) fn first_unstorable(&self) -> bool {
-        !self.warned_unstorable.swap(true, Ordering::Relaxed)
+        first(&self.warned_unstorable)
     }
+
+    /// True the first time only: "a value of another type under this function's key" is
+    /// said once per function.
+    pub(crate) fn first_other_type(&self) -> bool {
+        first(&self.warned_other_type)
+    }
+}
+
+/// True the first time it is asked about `flag`.
+fn first(flag: &AtomicBool) -> bool {
+    !flag.swap(true, Ordering::Relaxed)
 }
 
 #[cfg(test)]

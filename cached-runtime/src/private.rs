@@ -183,7 +183,7 @@ pub fn encode_envelope<T: Cacheable>(value: &T, codec: Codec, version: u32) -> O
 }
 
 /// Reads stored bytes back, for the micro benchmarks; `None` for anything but a value
-/// of this codec and version.
+/// of this codec, version and type.
 #[must_use]
 pub fn decode_envelope<T: Cacheable>(bytes: &[u8], codec: Codec, version: u32) -> Option<T> {
     match crate::codec::decode(bytes, codec, version, &[], crate::codec::Freshness::default()) {

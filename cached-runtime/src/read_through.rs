@@ -243,14 +243,14 @@ impl<V> Current<V> {
     }
 }
 
-/// Reads a stored entry; `None` means "treat as a miss". Unreadable entries are counted
-/// on the first read of a call only (`count_unreadable`).
+/// Reads a stored entry; `None` means "treat as a miss". Unreadable entries and values
+/// of another type are counted on the first read of a call only (`first_read`).
 fn answer<S: Shape>(
     inner: &Inner,
     policy: &Policy,
     entry: &Entry,
     tags: &[u64],
-    count_unreadable: bool,
+    first_read: bool,
 ) -> Option<Answer<S::Output, S::Value>> {
     let freshness = Freshness {
         remaining: entry.remaining,
@@ -264,8 +264,28 @@ fn answer<S: Shape>(
         Decoded::Negative if policy.negative.is_some() => S::absent().map(Answer::Negative),
         Decoded::Negative | Decoded::OtherFormat => None,
         Decoded::Unreadable => {
-            if count_unreadable {
+            if first_read {
                 Counters::bump(&inner.counters.unreadable);
+            }
+            None
+        }
+        Decoded::OtherType { stored } => {
+            if first_read {
+                Counters::bump(&inner.counters.type_mismatches);
+                if policy.first_other_type() {
+                    let found = codec::stored_type_name(stored).map_or_else(
+                        || "a type this process has not stored".to_owned(),
+                        |name| format!("`{name}`"),
+                    );
+                    tracing::warn!(
+                        function = policy.name,
+                        "redis-cached: `{}` found a value of another type under its key ({found}, expected \
+                         `{}`); treated as a miss. Two functions share this key template, or a generic \
+                         function is used at two types",
+                        policy.name,
+                        std::any::type_name::<S::Value>(),
+                    );
+                }
             }
             None
         }
@@ -558,7 +578,7 @@ async fn fill_or_release<S: Shape>(
         }
         Loaded::Absent => policy.negative.map(|ttl| {
             (
-                codec::encode_negative(policy.codec, policy.version, tags),
+                codec::encode_negative::<S::Value>(policy.codec, policy.version, tags),
                 policy.jittered(ttl),
             )
         }),

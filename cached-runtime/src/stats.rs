@@ -37,6 +37,10 @@ pub struct Stats {
     pub unreadable: u64,
     /// Loaded values that were not stored because the codec could not read them back.
     pub unstorable: u64,
+    /// Stored values of another type found under a function's key (two functions share a
+    /// key template, or a generic function is used at two types); they were treated as
+    /// misses and overwritten. Logged once per function, naming both types.
+    pub type_mismatches: u64,
 }
 
 impl Stats {
@@ -70,6 +74,7 @@ pub(crate) struct Counters {
     pub(crate) skipped: AtomicU64,
     pub(crate) unreadable: AtomicU64,
     pub(crate) unstorable: AtomicU64,
+    pub(crate) type_mismatches: AtomicU64,
 }
 
 impl Counters {
@@ -96,6 +101,7 @@ impl Counters {
             skipped: self.skipped.load(Relaxed),
             unreadable: self.unreadable.load(Relaxed),
             unstorable: self.unstorable.load(Relaxed),
+            type_mismatches: self.type_mismatches.load(Relaxed),
         }
     }
 }
