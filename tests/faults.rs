@@ -319,3 +319,21 @@ async fn a_load_under_a_tag_invalidated_while_the_message_was_lost_is_not_shared
     );
     assert_eq!(old.await.unwrap(), product(3, 0), "the old caller keeps its load");
 }
+
+/// Regression: a subscription whose connection died silently (a NAT or a firewall
+/// dropping it, no reset) went unnoticed, so invalidation and fill messages stopped
+/// without a trace. A keepalive `PING` now notices it, says so, and subscribes again.
+#[tokio::test]
+async fn a_silently_dead_subscription_is_noticed_by_its_keepalive() {
+    let (logs, _guard) = support::logs::Logs::capture();
+    let (_redis, proxy, db) = through_proxy().await;
+    proxy.set(Fault::BlackHoleSubscriptions);
+    eventually("the keepalive notices the dead subscription", async || {
+        logs.lines()
+            .iter()
+            .any(|line| line.contains("subscription stopped answering"))
+    })
+    .await;
+    proxy.set(Fault::None);
+    calls_succeed(&db, [1, 1]).await;
+}

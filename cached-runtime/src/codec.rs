@@ -42,7 +42,7 @@ const KIND_VALUE: u8 = 1;
 const KIND_NEGATIVE: u8 = 2;
 /// Set in byte 1 when tag versions follow the function's version.
 const TAGGED: u8 = 0x10;
-/// Set in byte 1 when a soft expiry follows (the value may be served stale after it).
+/// Set in byte 1 when the load time follows (`stale` or `refresh`).
 const TIMED: u8 = 0x20;
 
 /// Room for the envelope's header (format, flags, version, tag versions, timing) on top
@@ -338,7 +338,7 @@ pub(crate) enum Decoded<T> {
     Value(T),
     /// A fresh value that this read should refresh early (`refresh = "xfetch"`).
     Early(T),
-    /// A value past its soft expiry (`stale`): servable while it is refreshed.
+    /// A value in the last `stale` window of its life: servable while it is refreshed.
     Stale(T),
     Negative,
     /// Written by another codec or another `version` of the function, under other tag

@@ -23,6 +23,9 @@ pub enum Fault {
     HalfReply,
     /// Reset new connections; forward on the open ones.
     RefuseNew,
+    /// A black hole for the connections that subscribed (a NAT dropping an idle
+    /// connection silently); forward on the others.
+    BlackHoleSubscriptions,
 }
 
 pub struct Proxy {
@@ -75,11 +78,16 @@ async fn relay(client: TcpStream, server: TcpStream, mut fault: watch::Receiver<
     let (mut server_read, mut server_write) = server.into_split();
     let mut up = [0u8; 16 * 1024];
     let mut down = [0u8; 16 * 1024];
+    let mut subscriber = false;
     loop {
+        let black_hole = |fault: Fault, subscriber: bool| {
+            fault == Fault::BlackHole || fault == Fault::BlackHoleSubscriptions && subscriber
+        };
         tokio::select! {
             read = client_read.read(&mut up) => {
                 let Ok(n @ 1..) = read else { return };
-                if *fault.borrow() != Fault::BlackHole && server_write.write_all(&up[..n]).await.is_err() {
+                subscriber |= up[..n].windows(9).any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"));
+                if !black_hole(*fault.borrow(), subscriber) && server_write.write_all(&up[..n]).await.is_err() {
                     return;
                 }
             }
@@ -87,6 +95,7 @@ async fn relay(client: TcpStream, server: TcpStream, mut fault: watch::Receiver<
                 let Ok(n @ 1..) = read else { return };
                 let current = *fault.borrow();
                 match current {
+                    _ if black_hole(current, subscriber) => {}
                     Fault::BlackHole => {}
                     Fault::HalfReply => {
                         let _ = client_write.write_all(&down[..n.div_ceil(2)]).await;
@@ -98,7 +107,7 @@ async fn relay(client: TcpStream, server: TcpStream, mut fault: watch::Receiver<
                             return;
                         }
                     }
-                    Fault::None | Fault::Reset | Fault::RefuseNew => {
+                    Fault::None | Fault::Reset | Fault::RefuseNew | Fault::BlackHoleSubscriptions => {
                         if client_write.write_all(&down[..n]).await.is_err() {
                             return;
                         }

@@ -689,6 +689,7 @@ async fn keep_connected(store: Arc<RedisStore>, mut shutdown: watch::Receiver<()
 async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch::Receiver<()>) {
     let mut backoff = MIN_BACKOFF;
     let failures_logged = RateLimited::new();
+    let silences_logged = RateLimited::new();
     let mut reconnects = store.reconnects.subscribe();
     loop {
         // Reconnects before this subscription is made do not concern it.
@@ -715,7 +716,7 @@ async fn keep_subscribed(store: Arc<RedisStore>, wake: Wake, mut shutdown: watch
                             let ping = tokio::time::timeout(store.connect_timeout, sink.ping::<Value>()).await;
                             if !matches!(ping, Ok(Ok(_))) {
                                 log_failed_attempt(
-                                    &failures_logged,
+                                    &silences_logged,
                                     &ping,
                                     store.connect_timeout,
                                     "the announcement subscription stopped answering; subscribing again",
