@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use behaviour::{Db, product};
 use redis::Commands;
-use redis_cached::Cache;
 use support::proxy::{Fault, Proxy};
 use support::{RedisServer, eventually};
 
@@ -23,9 +22,15 @@ const CALL_BUDGET: Duration = Duration::from_millis(400);
 async fn through_proxy() -> (RedisServer, Proxy, Db) {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port).await;
-    let cache = Cache::builder().url(proxy.url()).prefix("shop:").build().await.unwrap();
-    support::wait_connected(&cache).await;
+    let cache = support::cache_via(&proxy.url()).await;
     (redis, proxy, Db::new(cache))
+}
+
+/// Two processes on one Redis: `here` behind a proxy, `elsewhere` connected directly.
+async fn here_and_elsewhere() -> (RedisServer, Proxy, Arc<Db>, Db) {
+    let (redis, proxy, here) = through_proxy().await;
+    let elsewhere = Db::new(redis.cache("shop:").await);
+    (redis, proxy, Arc::new(here), elsewhere)
 }
 
 /// Calls `db.product(id)` for `ids`, asserting each returns the right value in budget.
@@ -260,12 +265,7 @@ async fn an_invalidation_lost_in_a_black_hole_is_retried_in_the_background() {
 /// old result. The voided fill now sends later joiners to a load of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_voided_while_the_invalidation_message_was_lost_is_not_shared_with_later_callers() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let here = Cache::builder().url(proxy.url()).prefix("shop:").build().await.unwrap();
-    support::wait_connected(&here).await;
-    let here = Arc::new(Db::new(here));
-    let elsewhere = Db::new(redis.cache("shop:").await);
+    let (redis, proxy, here, elsewhere) = here_and_elsewhere().await;
 
     here.delay_ms.store(400, Ordering::SeqCst);
     let old = tokio::spawn({
@@ -295,12 +295,7 @@ async fn a_load_voided_while_the_invalidation_message_was_lost_is_not_shared_wit
 /// its tag joined the load running under the old tag version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_under_a_tag_invalidated_while_the_message_was_lost_is_not_shared_with_later_callers() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let here = Cache::builder().url(proxy.url()).prefix("shop:").build().await.unwrap();
-    support::wait_connected(&here).await;
-    let here = Arc::new(Db::new(here));
-    let elsewhere = Db::new(redis.cache("shop:").await);
+    let (redis, proxy, here, elsewhere) = here_and_elsewhere().await;
 
     here.delay_ms.store(400, Ordering::SeqCst);
     let old = tokio::spawn({
@@ -326,7 +321,8 @@ async fn a_load_under_a_tag_invalidated_while_the_message_was_lost_is_not_shared
 #[tokio::test]
 async fn a_silently_dead_subscription_is_noticed_by_its_keepalive() {
     let (logs, _guard) = support::logs::Logs::capture();
-    let (_redis, proxy, db) = through_proxy().await;
+    let (redis, proxy, db) = through_proxy().await;
+    eventually("the cache is subscribed", async || support::subscribers(&redis) == 1).await;
     proxy.set(Fault::BlackHoleSubscriptions);
     eventually("the keepalive notices the dead subscription", async || {
         logs.lines()

@@ -104,19 +104,15 @@ impl Shop {
     }
 }
 
-/// A cache reaching Redis through `proxy`, with its own timeouts.
-async fn cache_via(proxy: &Proxy, op_timeout: Duration, connect_timeout: Duration, call_budget: Duration) -> Cache {
-    let cache = Cache::builder()
-        .url(proxy.url())
-        .prefix("shop:")
-        .op_timeout(op_timeout)
-        .connect_timeout(connect_timeout)
-        .call_budget(call_budget)
-        .build()
-        .await
-        .unwrap();
-    wait_connected(&cache).await;
-    cache
+/// Two processes on one database and one Redis: `a` talks to Redis directly, `b`
+/// through a proxy (with the default timeouts), so faults can hit `b` alone.
+async fn two_processes() -> (RedisServer, Proxy, Arc<Database>, Arc<Shop>, Arc<Shop>) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port).await;
+    let db = Arc::new(Database::default());
+    let a = Shop::new(redis.cache("shop:").await, &db);
+    let b = Shop::new(support::cache_via(&proxy.url()).await, &db);
+    (redis, proxy, db, a, b)
 }
 
 fn exists(redis: &RedisServer, key: &str) -> bool {
@@ -240,60 +236,10 @@ async fn an_unclaimed_load_is_not_shared_with_a_call_that_started_after_an_inval
     );
 }
 
-/// The fixed case, with `lock`: `b` lost its subscription, `a` invalidates during `b`'s
-/// load; a later call in `b` waits for that load, sees it voided and loads again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_voided_locked_load_is_not_shared_with_a_later_call_when_the_message_is_lost() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(
-        cache_via(
-            &proxy,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            Duration::from_millis(150),
-        )
-        .await,
-        &db,
-    );
-    lose_subscription(&redis, &proxy).await;
-    b.slow(400);
-    let early = tokio::spawn({
-        let b = b.clone();
-        async move { b.item(3).await }
-    });
-    eventually("b is loading", async || db.loads.load(Ordering::SeqCst) == 1).await;
-    db.generation.store(1, Ordering::SeqCst);
-    a.cache.invalidate("item:3").await.unwrap();
-    b.slow(0);
-    assert_eq!(b.item(3).await, Ok(Some(product(3, 1))));
-    assert_eq!(early.await.unwrap(), Ok(Some(product(3, 0))));
-    assert_eq!(
-        b.item(3).await,
-        Ok(Some(product(3, 1))),
-        "the voided load was not stored"
-    );
-}
-
 /// The same without `lock` (the fence): the voided load is not shared with later calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voided_unlocked_load_is_not_shared_with_a_later_call_when_the_message_is_lost() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(
-        cache_via(
-            &proxy,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            Duration::from_millis(150),
-        )
-        .await,
-        &db,
-    );
+    let (redis, proxy, db, a, b) = two_processes().await;
     lose_subscription(&redis, &proxy).await;
     b.slow(400);
     let early = tokio::spawn({
@@ -311,39 +257,6 @@ async fn a_voided_unlocked_load_is_not_shared_with_a_later_call_when_the_message
         Ok(Some(product(4, 1))),
         "the voided load was not stored"
     );
-}
-
-/// A tag invalidated in `a` while `b`'s load under it runs (message lost): a later call
-/// in `b` gets a new load, and nobody reads the old one from Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_invalidated_during_the_load_is_not_shared_with_a_later_call_when_the_message_is_lost() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(
-        cache_via(
-            &proxy,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            Duration::from_millis(150),
-        )
-        .await,
-        &db,
-    );
-    lose_subscription(&redis, &proxy).await;
-    b.slow(400);
-    let early = tokio::spawn({
-        let b = b.clone();
-        async move { b.tagged(5, 2).await }
-    });
-    eventually("b is loading", async || db.loads.load(Ordering::SeqCst) == 1).await;
-    db.generation.store(1, Ordering::SeqCst);
-    a.cache.invalidate_tag("category:2").await.unwrap();
-    b.slow(0);
-    assert_eq!(b.tagged(5, 2).await, Ok(Some(product(5, 1))));
-    assert_eq!(early.await.unwrap(), Ok(Some(product(5, 0))));
-    assert_eq!(a.tagged(5, 2).await, Ok(Some(product(5, 1))));
 }
 
 /// Invalidations racing fills in one process: after each `invalidate` returns, a new
@@ -743,56 +656,12 @@ async fn a_hung_redis_fails_open_within_the_budget_and_leaks_no_lease() {
     .await;
 }
 
-/// Replies at 30 ms (under the 50 ms deadline, over half of it): the breaker opens and
-/// calls stop waiting on Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_but_answering_redis_opens_the_breaker() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(
-        cache_via(
-            &proxy,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            Duration::from_millis(150),
-        )
-        .await,
-        &db,
-    );
-    proxy.set(Fault::Latency(Duration::from_millis(30)));
-    for id in 0..5 {
-        let _ = a.tagged(id, 1).await;
-    }
-    let start = Instant::now();
-    let _ = a.item(9).await;
-    assert!(a.cache.stats().skipped >= 1, "{:?}", a.cache.stats());
-    assert!(
-        start.elapsed() < Duration::from_millis(20),
-        "took {:?}",
-        start.elapsed()
-    );
-}
-
 /// A lock waiter in a process whose Redis answers in 10 ms (healthy for the breaker)
 /// waits for the holder's 6 s load: one load in the deployment, as `lock` promises
 /// ("a waiter stops waiting after twice the lease, but at least 30 s").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_waiter_on_a_10ms_redis_waits_for_the_holder_instead_of_loading() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(
-        cache_via(
-            &proxy,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            Duration::from_millis(150),
-        )
-        .await,
-        &db,
-    );
+    let (redis, proxy, db, a, b) = two_processes().await;
     proxy.set(Fault::Latency(Duration::from_millis(10)));
     a.slow(6_000);
     b.slow(6_000);
@@ -859,20 +728,7 @@ async fn lock_waiters_dropped_mid_wait_leave_the_holders_fill_intact() {
 /// process still gets the holder's value promptly (it polls), and nobody loads twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_without_a_subscription_still_gets_the_holders_value_promptly() {
-    let redis = RedisServer::start();
-    let proxy = Proxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(
-        cache_via(
-            &proxy,
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-            Duration::from_millis(150),
-        )
-        .await,
-        &db,
-    );
+    let (redis, proxy, db, a, b) = two_processes().await;
     lose_subscription(&redis, &proxy).await;
     a.slow(300);
     let holder = tokio::spawn({

@@ -162,6 +162,19 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A cache with the prefix `shop:` and the default timeouts on the Redis at `url` (a
+/// proxy's); waits until it is connected.
+pub async fn cache_via(url: &str) -> Cache {
+    let cache = Cache::builder()
+        .url(url)
+        .prefix("shop:")
+        .build()
+        .await
+        .expect("build the cache");
+    wait_connected(&cache).await;
+    cache
+}
+
 /// Waits (bounded) until `cache` can talk to Redis: a write and a read succeed.
 pub async fn wait_connected(cache: &Cache) {
     let deadline = Instant::now() + Duration::from_secs(10);

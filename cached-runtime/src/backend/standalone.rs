@@ -122,37 +122,23 @@ return deleted
     )
 });
 
-/// The current versions of tags, each created if it has none, and each kept for at
-/// least `life` from now (a tag in use never expires under the values that carry it).
-/// KEYS: tags. ARGV: life ms, then one candidate version per tag.
+/// The current versions of tags, each kept for at least `life` from now (a tag in use
+/// never expires under the values that carry it). With candidates, a tag that has no
+/// version gets its candidate; without, it stays missing (nil).
+/// KEYS: tags. ARGV: life ms, then one candidate version per tag, or none.
 static TAG_VERSIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local versions = {}
 for i, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
+  local candidate = ARGV[i + 1]
   if v then
     redis.call('PEXPIRE', key, ARGV[1], 'GT')
-  else
-    v = ARGV[i + 1]
+  elseif candidate then
+    v = candidate
     redis.call('SET', key, v, 'PX', ARGV[1])
   end
-  versions[i] = v
-end
-return versions
-",
-    )
-});
-
-/// The current versions of tags (nil where there is none), each existing one kept for at
-/// least `life` from now. KEYS: tags. ARGV: life ms.
-static TOUCH_TAGS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local versions = {}
-for i, key in ipairs(KEYS) do
-  local v = redis.call('GET', key)
-  if v then redis.call('PEXPIRE', key, ARGV[1], 'GT') end
   versions[i] = v
 end
 return versions
@@ -354,17 +340,7 @@ impl RedisStore {
     }
 
     pub(crate) async fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Result<Vec<Option<u64>>, StoreError> {
-        let replies: Vec<Option<Vec<u8>>> = self
-            .run(|mut c| async move {
-                let mut invocation = TOUCH_TAGS.prepare_invoke();
-                invocation.key(tag_keys).arg(millis(life));
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(replies
-            .into_iter()
-            .map(|v| v.as_deref().and_then(parse_version))
-            .collect())
+        self.tag_versions(tag_keys, life, false).await
     }
 
     pub(crate) async fn tag_versions_for_load(
@@ -372,22 +348,40 @@ impl RedisStore {
         tag_keys: &[String],
         life: Duration,
     ) -> Result<Vec<u64>, StoreError> {
-        let candidates: Vec<String> = tag_keys.iter().map(|_| random_u64().to_string()).collect();
+        let versions = self.tag_versions(tag_keys, life, true).await?;
+        versions
+            .into_iter()
+            .map(|version| version.ok_or_else(|| unexpected(&Value::Nil)))
+            .collect()
+    }
+
+    /// The versions of `tag_keys`, kept alive for `life`; missing ones created if `create`.
+    async fn tag_versions(
+        &self,
+        tag_keys: &[String],
+        life: Duration,
+        create: bool,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let candidates: Vec<String> = if create {
+            tag_keys.iter().map(|_| random_u64().to_string()).collect()
+        } else {
+            Vec::new()
+        };
         let candidates = candidates.as_slice();
-        let versions: Vec<Vec<u8>> = self
+        let replies: Vec<Option<Vec<u8>>> = self
             .run(|mut c| async move {
                 let mut invocation = TAG_VERSIONS.prepare_invoke();
                 invocation.key(tag_keys).arg(millis(life)).arg(candidates);
                 invocation.invoke_async(&mut c).await
             })
             .await?;
-        if versions.len() != tag_keys.len() {
-            return Err(unexpected(&Value::Int(i64::try_from(versions.len()).unwrap_or(-1))));
+        if replies.len() != tag_keys.len() {
+            return Err(unexpected(&Value::Int(i64::try_from(replies.len()).unwrap_or(-1))));
         }
-        versions
+        Ok(replies
             .into_iter()
-            .map(|version| parse_version(&version).ok_or_else(|| unexpected(&Value::BulkString(version))))
-            .collect()
+            .map(|v| v.as_deref().and_then(parse_version))
+            .collect())
     }
 
     pub(crate) async fn bump_tag(&self, tag_key: &str) -> Result<(), StoreError> {
