@@ -34,6 +34,12 @@ impl Catalog {
         product(id)
     }
 
+    /// With `stale`, a hit also reads the key's `PTTL` (a pipeline, one round trip).
+    #[redis_cached(key = "fresh:<id>", ttl = 3600, stale = "1m", cache = self.cache)]
+    async fn fresh_product(&self, id: u64) -> Product {
+        product(id)
+    }
+
     /// A cold-key load of about `LOAD`, for the coalescing row; records how long it took.
     #[redis_cached(key = "slow:<id>", ttl = 3600, cache = self.cache)]
     async fn slow_product(&self, id: u64) -> Product {
@@ -72,13 +78,15 @@ async fn cached_crate_product(id: u64) -> Result<Product, String> {
 enum Row {
     Raw,
     Attribute,
+    Stale,
     Seed,
     CachedCrate,
 }
 
-const ROWS: [(Row, &str); 4] = [
+const ROWS: [(Row, &str); 5] = [
     (Row::Raw, "raw `GET` + bincode decode (the floor)"),
     (Row::Attribute, "`#[redis_cached]` hit"),
+    (Row::Stale, "`#[redis_cached(stale)]` hit (`GET` + `PTTL` pipelined)"),
     (Row::Seed, "hand-written getOrSet (GET + JSON)"),
     (Row::CachedCrate, "`cached` 4.1 `#[concurrent_cached]` Redis"),
 ];
@@ -97,6 +105,7 @@ impl Rows {
                 bincode::serde::decode_from_slice(&bytes, config).expect("decode").0
             }
             Row::Attribute => self.catalog.product(ID).await,
+            Row::Stale => self.catalog.fresh_product(ID).await,
             Row::Seed => seed::get_or_set(conn, "seed:1", 3600, async { product(ID) }).await,
             Row::CachedCrate => cached_crate_product(ID).await.expect("cached crate"),
         }

@@ -217,11 +217,20 @@ pub fn kill_subscriptions(redis: &RedisServer) {
 
 /// How many pub/sub connections the server has.
 pub fn subscribers(redis: &RedisServer) -> usize {
+    subscriber_ids(redis).len()
+}
+
+/// The client ids of the server's pub/sub connections.
+pub fn subscriber_ids(redis: &RedisServer) -> Vec<String> {
     let clients: String = redis::cmd("CLIENT")
         .arg("LIST")
         .arg("TYPE")
         .arg("pubsub")
         .query(&mut redis.conn())
         .unwrap();
-    clients.lines().count()
+    clients
+        .lines()
+        .filter_map(|line| line.split(' ').next())
+        .map(str::to_owned)
+        .collect()
 }

@@ -23,8 +23,8 @@ pub enum Fault {
     HalfReply,
     /// Reset new connections; forward on the open ones.
     RefuseNew,
-    /// A black hole for the connections that subscribed (a NAT dropping an idle
-    /// connection silently); forward on the others.
+    /// A black hole for the connections that subscribed before it was set (a NAT
+    /// dropping an idle connection silently); forward on the others, new ones included.
     BlackHoleSubscriptions,
 }
 
@@ -78,6 +78,7 @@ async fn relay(client: TcpStream, server: TcpStream, mut fault: watch::Receiver<
     let (mut server_read, mut server_write) = server.into_split();
     let mut up = [0u8; 16 * 1024];
     let mut down = [0u8; 16 * 1024];
+    // Subscribed before `BlackHoleSubscriptions` was set: the connections it cuts off.
     let mut subscriber = false;
     loop {
         let black_hole = |fault: Fault, subscriber: bool| {
@@ -86,7 +87,9 @@ async fn relay(client: TcpStream, server: TcpStream, mut fault: watch::Receiver<
         tokio::select! {
             read = client_read.read(&mut up) => {
                 let Ok(n @ 1..) = read else { return };
-                subscriber |= up[..n].windows(9).any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"));
+                if *fault.borrow() != Fault::BlackHoleSubscriptions {
+                    subscriber |= up[..n].windows(9).any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"));
+                }
                 if !black_hole(*fault.borrow(), subscriber) && server_write.write_all(&up[..n]).await.is_err() {
                     return;
                 }
