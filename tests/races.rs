@@ -26,6 +26,8 @@ struct Database {
     finished: AtomicUsize,
     /// Bumped by writes; loaded values carry the generation their load read.
     generation: AtomicU64,
+    /// Makes every product "not found".
+    gone: AtomicBool,
 }
 
 /// One process's view of the database, with cached reads.
@@ -67,6 +69,9 @@ impl Shop {
         if fail {
             return Err(DbError("connection refused".into()));
         }
+        if self.db.gone.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         Ok(Some(product(id, generation)))
     }
 
@@ -94,6 +99,12 @@ impl Shop {
     /// Stale after 300 ms, servable for 30 s past that.
     #[redis_cached(key = "stale:<id>", ttl = "300ms", stale = "30s", jitter = 0, cache = self.cache)]
     async fn stale(&self, id: u64) -> Result<Option<Product>, DbError> {
+        self.query(id).await
+    }
+
+    /// Stale after 300 ms, servable for 30 s past that; "not found" cached for 30 s.
+    #[redis_cached(key = "maybe:<id>", ttl = "300ms", stale = "30s", negative = "30s", jitter = 0, cache = self.cache)]
+    async fn maybe(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.query(id).await
     }
 
@@ -767,4 +778,74 @@ async fn a_panicking_holder_releases_its_lease_to_a_waiter_in_another_process() 
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
     assert!(holder.await.unwrap_err().is_panic());
     assert_eq!(db.loads.load(Ordering::SeqCst), 2);
+}
+
+/// Regression: an invalidation that landed between a refresh's read and its lease
+/// request left the refresh to find the value gone, and when its loader then failed it
+/// served the invalidated value anyway (stale-if-error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_finds_its_value_invalidated_does_not_serve_it_when_its_loader_fails() {
+    let redis = RedisServer::start();
+    let proxy = DelayProxy::start(redis.port).await;
+    let db = Arc::new(Database::default());
+    let a = Shop::new(redis.cache("shop:").await, &db);
+    let b = Shop::new(slow_cache(&proxy, Duration::from_secs(5)).await, &db);
+    assert_eq!(b.stale(4).await, Ok(Some(product(4, 0))));
+    // Redis learns the scripts of a refresh (a first use costs extra round trips).
+    assert_eq!(b.stale(5).await, Ok(Some(product(5, 0))));
+    tokio::time::sleep(Duration::from_millis(400)).await; // both stale now
+    assert_eq!(b.stale(5).await, Ok(Some(product(5, 0))));
+    // Replies to `b` take 300 ms: its read is answered, then its lease request is sent.
+    proxy.delay(300);
+    b.fail.store(true, Ordering::SeqCst);
+    let refreshing = tokio::spawn({
+        let b = b.clone();
+        async move { b.stale(4).await }
+    });
+    // Redis has served the read; its answer is still on the way to `b`.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.cache.invalidate("stale:4").await.unwrap();
+    assert_eq!(
+        refreshing.await.unwrap(),
+        Err(DbError("connection refused".into())),
+        "the invalidated value is not served, even to the caller that found it"
+    );
+}
+
+/// Regression: a refresh whose lease request found a stored "not found" (written since
+/// its read) counted the call as a hit, not a negative hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_finds_a_negative_entry_counts_a_negative_hit() {
+    let redis = RedisServer::start();
+    let proxy = DelayProxy::start(redis.port).await;
+    let db = Arc::new(Database::default());
+    let a = Shop::new(redis.cache("shop:").await, &db);
+    let b = Shop::new(slow_cache(&proxy, Duration::from_secs(5)).await, &db);
+    assert_eq!(b.maybe(6).await, Ok(Some(product(6, 0))));
+    // Redis learns the scripts of a refresh (a first use costs extra round trips).
+    assert_eq!(b.maybe(7).await, Ok(Some(product(7, 0))));
+    tokio::time::sleep(Duration::from_millis(400)).await; // both stale now
+    assert_eq!(b.maybe(7).await, Ok(Some(product(7, 0))));
+    proxy.delay(300);
+    let refreshing = tokio::spawn({
+        let b = b.clone();
+        async move { b.maybe(6).await }
+    });
+    // Redis has served `b`'s read; meanwhile the product goes and `a` caches that.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.cache.invalidate("maybe:6").await.unwrap();
+    db.gone.store(true, Ordering::SeqCst);
+    assert_eq!(a.maybe(6).await, Ok(None));
+    let negative_hits = b.cache.stats().negative_hits;
+    assert_eq!(
+        refreshing.await.unwrap(),
+        Ok(None),
+        "the refresh found the stored \"not found\""
+    );
+    assert_eq!(
+        b.cache.stats().negative_hits,
+        negative_hits + 1,
+        "{:?}",
+        b.cache.stats()
+    );
 }

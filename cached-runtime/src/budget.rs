@@ -28,6 +28,11 @@ impl Budget {
         self.spent.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Whether nothing is left: an operation would not be sent.
+    pub(crate) fn spent(&self) -> bool {
+        self.left().is_zero()
+    }
+
     fn left(&self) -> Duration {
         self.limit
             .saturating_sub(Duration::from_nanos(self.spent.load(Ordering::Relaxed)))

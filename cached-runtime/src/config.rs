@@ -90,9 +90,10 @@ impl CacheBuilder {
 
     /// The Redis time one call may spend in all: every read, lease request, fill and
     /// release it sends, but not its loader nor its wait for another caller's load. Past
-    /// it the call sends nothing more and fails open (the loader's result is returned and
-    /// not stored), so a Redis that is slow but answers cannot stretch a call across many
-    /// replies just under `op_timeout`. At least `op_timeout`. Defaults to three
+    /// it the call sends no more reads, lease requests or fills and fails open (the
+    /// loader's result is returned and not stored; a lease it holds is still renewed
+    /// while the loader runs and released in the background), so a Redis that is slow but
+    /// answers cannot stretch a call across many replies just under `op_timeout`. At least `op_timeout`. Defaults to three
     /// `op_timeout`s (150 ms).
     pub fn call_budget(mut self, call_budget: Duration) -> Self {
         self.call_budget = Some(call_budget);

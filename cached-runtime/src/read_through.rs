@@ -77,12 +77,20 @@ pub(crate) async fn read_through<S: Shape>(
                 return out;
             }
             Some(Answer::Early(value)) => {
-                let current = Current { value, stale: false };
+                let current = Current {
+                    value,
+                    stale: false,
+                    bytes: bytes.bytes,
+                };
                 let call = Call::new(cache, policy, key, started);
                 return Box::pin(refresh::<S>(call, tagging, load, current)).await;
             }
             Some(Answer::Stale(value)) => {
-                let current = Current { value, stale: true };
+                let current = Current {
+                    value,
+                    stale: true,
+                    bytes: bytes.bytes,
+                };
                 let call = Call::new(cache, policy, key, started);
                 return Box::pin(refresh::<S>(call, tagging, load, current)).await;
             }
@@ -215,6 +223,8 @@ struct Current<V> {
     value: V,
     /// Past its ttl (`stale`), rather than refreshed early (`refresh`).
     stale: bool,
+    /// The stored bytes it was read from: the refresh takes the lease over exactly these.
+    bytes: Vec<u8>,
 }
 
 impl<V> Current<V> {
@@ -231,15 +241,11 @@ impl<V> Current<V> {
         }
     }
 
-    /// The refreshing caller, counted as a refresh when it started, was answered with a
-    /// value it found (this one, or a fresh one: `fresh`) instead.
-    fn recount(&self, inner: &Inner, fresh: bool) {
+    /// The refreshing caller, counted as a refresh when it started, was answered with
+    /// this value instead.
+    fn recount(&self, inner: &Inner) {
         Counters::unbump(&inner.counters.refreshes);
-        Counters::bump(if fresh {
-            &inner.counters.hits
-        } else {
-            self.counter(inner)
-        });
+        Counters::bump(self.counter(inner));
     }
 }
 
@@ -294,10 +300,12 @@ fn answer<S: Shape>(
 
 /// How the leader may go on after asking for the key's claim.
 enum Claim<S: Shape> {
-    /// The claim is ours: load under it and fill.
-    Won,
-    /// A value was stored meanwhile; it answers the call.
-    Found(S::Output),
+    /// The claim is ours: load under it and fill. `replaced_gone`: a refresh found the
+    /// value it replaces gone (invalidated, or expired) when it took the claim.
+    Won { replaced_gone: bool },
+    /// A value was stored meanwhile; it answers the call (`negative`: a stored "not
+    /// found").
+    Found { out: S::Output, negative: bool },
     /// A refresh that another caller performs (or that Redis refused): serve the value
     /// being refreshed.
     Current,
@@ -332,7 +340,8 @@ async fn lead<S: Shape>(
     let (claim, versions) = match tagging.resolve(call).await {
         Ok(versions) => {
             let versions = versions.to_vec();
-            let claim = claim::<S>(call, &mut guard, &versions, current.is_some()).await;
+            let replaced = current.as_ref().map(|current| current.bytes.as_slice());
+            let claim = claim::<S>(call, &mut guard, &versions, replaced).await;
             (claim, versions)
         }
         Err(e) => {
@@ -342,9 +351,14 @@ async fn lead<S: Shape>(
         }
     };
     match claim {
-        Claim::Found(out) => {
-            if let Some(current) = &current {
-                current.recount(inner, true);
+        Claim::Found { out, negative } => {
+            if current.is_some() {
+                Counters::unbump(&inner.counters.refreshes);
+                Counters::bump(if negative {
+                    &inner.counters.negative_hits
+                } else {
+                    &inner.counters.hits
+                });
             }
             // Read after waiters may have joined: only for those that joined before.
             flight.finish(S::outcome(&out, true));
@@ -352,7 +366,7 @@ async fn lead<S: Shape>(
         }
         Claim::Current => {
             let current = current.unwrap_or_else(|| unreachable!("only a refresh serves the current value"));
-            current.recount(inner, false);
+            current.recount(inner);
             // The value this call found is not a load result: waiters load themselves.
             flight.finish(Outcome::Retry);
             S::from_value(current.value)
@@ -374,12 +388,15 @@ async fn lead<S: Shape>(
             };
             settle::<S>(inner, policy, flight, current, out, settled)
         }
-        Claim::Won => {
+        Claim::Won { replaced_gone } => {
             Counters::bump(&inner.counters.loads);
             let started = Instant::now();
             let out = hold_lease(inner, guard.lease(), policy.lease(), load).await;
             let load_time = started.elapsed();
-            let mut settled = fill_or_release::<S>(call, guard.lease(), &versions, load_time, &out).await;
+            // A refresh whose loader says the value no longer exists, with `None` not
+            // cached, clears the old value (under its lease) rather than keep serving it.
+            let clear = current.is_some() && policy.negative.is_none();
+            let mut settled = fill_or_release::<S>(call, guard.lease(), &versions, load_time, &out, clear).await;
             if !matches!(settled, Settled::Failed) {
                 guard.disarm();
             }
@@ -388,14 +405,9 @@ async fn lead<S: Shape>(
             if matches!(settled, Settled::Kept) && tags_moved(call, tagging, &versions).await {
                 settled = Settled::Voided;
             }
-            if current.is_some() && matches!(S::classify(&out), Loaded::Absent) && policy.negative.is_none() {
-                // The value this refresh replaces no longer exists, and `None` is not cached:
-                // drop the old value rather than keep serving it.
-                if let Err(e) = call.budget.run(inner.store.delete(key)).await {
-                    inner.failed(e);
-                    settled = Settled::Failed;
-                }
-            }
+            // The value this refresh replaces was gone when it took the claim (invalidated,
+            // or past its window): stale-if-error must not bring it back.
+            let current = current.filter(|_| !replaced_gone);
             drop(guard);
             settle::<S>(inner, policy, flight, current, out, settled)
         }
@@ -403,8 +415,15 @@ async fn lead<S: Shape>(
 }
 
 /// Asks for the claim until it is won, a value turns up, or the caller must do without.
-async fn claim<S: Shape>(call: &Call<'_>, guard: &mut LeaseGuard, versions: &[u64], refreshing: bool) -> Claim<S> {
+/// `replaced`: the stored bytes a refresh replaces.
+async fn claim<S: Shape>(
+    call: &Call<'_>,
+    guard: &mut LeaseGuard,
+    versions: &[u64],
+    replaced: Option<&[u8]>,
+) -> Claim<S> {
     let (inner, policy) = (call.inner, call.policy);
+    let refreshing = replaced.is_some();
     let duration = policy.lease();
     // Registered before the first request, so no fill or release can slip by unseen.
     let key = guard.lease().key.clone();
@@ -417,32 +436,55 @@ async fn claim<S: Shape>(call: &Call<'_>, guard: &mut LeaseGuard, versions: &[u6
     let waiting = Budget::new(Duration::MAX);
     loop {
         let budget = if counted_wait { &waiting } else { &call.budget };
+        if budget.spent() {
+            // Nothing more may be sent: load without a claim (a refresh serves its value).
+            inner.failed(StoreError::OverBudget(inner.call_budget));
+            return if refreshing { Claim::Current } else { Claim::Unfenced };
+        }
         let announced = registration.watch.filled.notified();
         let mut announced = std::pin::pin!(announced);
         announced.as_mut().enable();
         // A request that gets no answer may still have taken the lease.
         guard.arm();
+        let mut replaced_gone = refreshing;
         let acquired = match budget.run(inner.store.acquire(guard.lease(), duration, true)).await {
-            Ok(Acquire::Value(entry)) => match answer::<S>(inner, policy, &entry, versions, false) {
-                // Filled meanwhile (by another caller, or another refresh): use it.
-                Some(Answer::Value(out) | Answer::Negative(out)) => {
-                    guard.disarm();
-                    return Claim::Found(out);
+            // The value this refresh replaces, still there: take the lease over it.
+            Ok(Acquire::Value(entry)) if replaced == Some(entry.bytes.as_slice()) => {
+                replaced_gone = false;
+                budget.run(inner.store.acquire(guard.lease(), duration, false)).await
+            }
+            // Filled meanwhile (by another caller, or another refresh). A refresh takes a
+            // new value as it is: drawing an early refresh for it again would make early
+            // refreshes need two draws.
+            Ok(Acquire::Value(entry)) => {
+                let entry = if refreshing { entry.untimed() } else { entry };
+                match answer::<S>(inner, policy, &entry, versions, false) {
+                    Some(Answer::Value(out)) => {
+                        guard.disarm();
+                        return Claim::Found { out, negative: false };
+                    }
+                    Some(Answer::Early(value)) => {
+                        guard.disarm();
+                        return Claim::Found {
+                            out: S::from_value(value),
+                            negative: false,
+                        };
+                    }
+                    Some(Answer::Negative(out)) => {
+                        guard.disarm();
+                        return Claim::Found { out, negative: true };
+                    }
+                    // Stale, or unusable (corrupt, other version, another type): take the
+                    // lease over it.
+                    Some(Answer::Stale(_)) | None => {
+                        budget.run(inner.store.acquire(guard.lease(), duration, false)).await
+                    }
                 }
-                Some(Answer::Early(value)) if !refreshing => {
-                    guard.disarm();
-                    return Claim::Found(S::from_value(value));
-                }
-                // Unusable (corrupt, other version), or the value this refresh replaces:
-                // take the lease over it.
-                Some(Answer::Early(_) | Answer::Stale(_)) | None => {
-                    budget.run(inner.store.acquire(guard.lease(), duration, false)).await
-                }
-            },
+            }
             other => other,
         };
         let wait = match acquired {
-            Ok(Acquire::Won) => return Claim::Won,
+            Ok(Acquire::Won) => return Claim::Won { replaced_gone },
             Ok(Acquire::Held { remaining }) => {
                 guard.disarm();
                 if refreshing {
@@ -536,7 +578,7 @@ fn settle<S: Shape>(
         // Invalidated while refreshing: the old value is known to be wrong.
         return out;
     }
-    current.recount(inner, false);
+    current.recount(inner);
     if let Some(suppressed) = inner.errors_logged.admit() {
         tracing::warn!(
             function = policy.name,
@@ -547,14 +589,16 @@ fn settle<S: Shape>(
     S::from_value(current.value)
 }
 
-/// Stores the loader's result under the lease, or gives the lease up; says whether the
-/// claim held through the load.
+/// Stores the loader's result under the lease, or gives the lease up (`clear`: and drops
+/// the stored value, for a "not found" that is not cached); says whether the claim held
+/// through the load.
 async fn fill_or_release<S: Shape>(
     call: &Call<'_>,
     lease: &Lease,
     tags: &[u64],
     load_time: Duration,
     out: &S::Output,
+    clear: bool,
 ) -> Settled {
     let (inner, policy) = (call.inner, call.policy);
     let entry = match S::classify(out) {
@@ -597,6 +641,7 @@ async fn fill_or_release<S: Shape>(
                     );
                 }
             }),
+        None if clear && matches!(S::classify(out), Loaded::Absent) => call.budget.run(inner.store.clear(lease)).await,
         None => call.budget.run(inner.store.release(lease)).await,
     };
     match result {

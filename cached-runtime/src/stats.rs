@@ -27,7 +27,8 @@ pub struct Stats {
     pub coalesced: u64,
     /// Misses that waited for another process (or cache) holding the key's lease.
     pub lock_waits: u64,
-    /// Redis errors and operations slower than `op_timeout`; each one failed open.
+    /// Redis errors, operations slower than `op_timeout`, and calls that ran out of their
+    /// Redis budget (`call_budget`); each one failed open.
     pub errors: u64,
     /// Redis operations not attempted because the cache had stopped calling Redis
     /// after repeated failures (they failed open at once).

@@ -149,10 +149,15 @@ impl MemoryStore {
         self.store_version(tag_key, random_u64(), TAG_TTL);
     }
 
+    /// Stores a tag's version for at least `life` (and [`TAG_TTL`]), never shortening
+    /// the life it has.
     fn store_version(&self, tag_key: &str, version: u64, life: Duration) {
         let bytes: Arc<[u8]> = version.to_string().into_bytes().into();
+        let left = self.values.get(tag_key).map_or(Duration::ZERO, |stored| {
+            stored.expires.saturating_duration_since(Instant::now())
+        });
         self.values
-            .insert(tag_key.to_owned(), Stored::new(bytes, life.max(TAG_TTL)));
+            .insert(tag_key.to_owned(), Stored::new(bytes, life.max(TAG_TTL).max(left)));
     }
 
     pub(crate) fn acquire(&self, lease: &Lease, duration: Duration, check_value: bool) -> Acquire {
@@ -186,6 +191,18 @@ impl MemoryStore {
                 return false;
             }
             self.values.insert(lease.key.clone(), Stored::new(bytes.into(), ttl));
+        }
+        self.fills.notify(&lease.key);
+        true
+    }
+
+    pub(crate) fn clear(&self, lease: &Lease) -> bool {
+        {
+            let mut claims = self.claims();
+            if !give_up(&mut claims, lease) {
+                return false;
+            }
+            self.values.invalidate(&lease.key);
         }
         self.fills.notify(&lease.key);
         true
@@ -239,4 +256,22 @@ fn give_up(claims: &mut HashMap<String, Claim>, lease: &Lease) -> bool {
         claims.remove(&lease.lease_key);
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a load under a tag by a short-lived function cut the life a
+    /// long-lived function had given the tag, unlike Redis (whose script only lengthens).
+    #[test]
+    fn a_tags_life_is_never_shortened() {
+        let store = MemoryStore::new(Arc::default());
+        let tags = ["t".to_owned()];
+        let long = TAG_TTL * 3;
+        let version = store.tag_versions_for_load(&tags, long)[0];
+        assert_eq!(store.touch_tags(&tags, Duration::from_secs(1)), vec![Some(version)]);
+        let left = store.values.get("t").map(|stored| stored.expires - Instant::now());
+        assert!(left.is_some_and(|left| left > TAG_TTL * 2), "{left:?}");
+    }
 }

@@ -68,6 +68,16 @@ pub(crate) struct Entry {
     pub(crate) remaining: Option<Duration>,
 }
 
+impl Entry {
+    /// The entry without its remaining time: judged as a plain value.
+    pub(crate) fn untimed(self) -> Self {
+        Self {
+            remaining: None,
+            ..self
+        }
+    }
+}
+
 /// The answer to "may I load this key?", given in one round trip with the value check.
 #[derive(Debug)]
 pub(crate) enum Acquire {
@@ -176,6 +186,16 @@ impl Store {
         match self {
             Store::Redis(store) => store.fill(lease, bytes, ttl).await,
             Store::Memory(store) => Ok(store.fill(lease, bytes, ttl)),
+        }
+    }
+
+    /// Deletes the stored value and gives the lease up, only while the lease is ours (a
+    /// refresh that found the value gone), and announces it. `Ok(false)`: the lease was
+    /// voided or expired; nothing was deleted.
+    pub(crate) async fn clear(&self, lease: &Lease) -> Result<bool, StoreError> {
+        match self {
+            Store::Redis(store) => store.clear(lease).await,
+            Store::Memory(store) => Ok(store.clear(lease)),
         }
     }
 

@@ -81,6 +81,19 @@ return 1
     )
 });
 
+/// Deletes the value and the lease while the (exclusive) lease is ours; 1 if it was.
+/// KEYS: value, lease. ARGV: token, fills channel, announcement.
+static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+",
+    )
+});
+
 /// KEYS: lease. ARGV: token, lease ms, exclusive (1/0).
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -134,7 +147,9 @@ for i, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
   local candidate = ARGV[i + 1]
   if v then
-    redis.call('PEXPIRE', key, ARGV[1], 'GT')
+    -- Only ever lengthened (PEXPIRE's GT option needs Redis 7).
+    local left = redis.call('PTTL', key)
+    if left >= 0 and left < tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[1]) end
   elseif candidate then
     v = candidate
     redis.call('SET', key, v, 'PX', ARGV[1])
@@ -466,6 +481,25 @@ impl RedisStore {
             })
             .await?;
         Ok(stored == 1)
+    }
+
+    pub(crate) async fn clear(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let channel = self.channel.as_str();
+        let announcement = filled(lease);
+        let announcement = announcement.as_slice();
+        let cleared: i64 = self
+            .run(|mut c| async move {
+                CLEAR
+                    .key(&lease.key)
+                    .key(&lease.lease_key)
+                    .arg(&lease.token)
+                    .arg(channel)
+                    .arg(announcement)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(cleared == 1)
     }
 
     pub(crate) async fn extend(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
