@@ -136,8 +136,13 @@ fn counted(cache: &Cache) -> u64 {
     s.hits + s.negative_hits + s.stale_hits + s.refreshes + s.misses
 }
 
-/// A cache behind a `DelayProxy`, whose deadline is also its whole call budget.
-async fn slow_cache(proxy: &DelayProxy, call_budget: Duration) -> Cache {
+/// Two processes on one database and one Redis: `a` talks to Redis directly, `b`
+/// through a `DelayProxy`, with `call_budget` as both its deadline and its whole budget.
+async fn slow_processes(call_budget: Duration) -> (RedisServer, DelayProxy, Arc<Database>, Arc<Shop>, Arc<Shop>) {
+    let redis = RedisServer::start();
+    let proxy = DelayProxy::start(redis.port).await;
+    let db = Arc::new(Database::default());
+    let a = Shop::new(redis.cache("shop:").await, &db);
     let cache = Cache::builder()
         .url(proxy.url())
         .prefix("shop:")
@@ -147,7 +152,8 @@ async fn slow_cache(proxy: &DelayProxy, call_budget: Duration) -> Cache {
         .await
         .unwrap();
     wait_connected(&cache).await;
-    cache
+    let b = Shop::new(cache, &db);
+    (redis, proxy, db, a, b)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -160,11 +166,7 @@ async fn slow_cache(proxy: &DelayProxy, call_budget: Duration) -> Cache {
 /// returned must not get the load that read the database before the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_invalidated_between_the_version_check_and_the_fill_is_not_shared_with_a_later_call() {
-    let redis = RedisServer::start();
-    let proxy = DelayProxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(slow_cache(&proxy, Duration::from_secs(30)).await, &db);
+    let (redis, proxy, db, a, b) = slow_processes(Duration::from_secs(30)).await;
     proxy.lose_subscription(&redis).await;
     // Redis learns the scripts of a tagged load (a first use costs extra round trips).
     assert_eq!(b.tagged(99, 7).await, Ok(Some(product(99, 0))));
@@ -212,11 +214,7 @@ async fn a_tag_invalidated_between_the_version_check_and_the_fill_is_not_shared_
 /// the load that read the old value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unclaimed_load_is_not_shared_with_a_call_that_started_after_an_invalidation() {
-    let redis = RedisServer::start();
-    let proxy = DelayProxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(slow_cache(&proxy, Duration::from_millis(200)).await, &db);
+    let (redis, proxy, db, a, b) = slow_processes(Duration::from_millis(200)).await;
     proxy.lose_subscription(&redis).await;
     // Replies to `b` take 150 ms: its lease request runs out of the 200 ms budget.
     proxy.delay(150);
@@ -785,11 +783,7 @@ async fn a_panicking_holder_releases_its_lease_to_a_waiter_in_another_process() 
 /// served the invalidated value anyway (stale-if-error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_that_finds_its_value_invalidated_does_not_serve_it_when_its_loader_fails() {
-    let redis = RedisServer::start();
-    let proxy = DelayProxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(slow_cache(&proxy, Duration::from_secs(5)).await, &db);
+    let (_redis, proxy, _db, a, b) = slow_processes(Duration::from_secs(5)).await;
     assert_eq!(b.stale(4).await, Ok(Some(product(4, 0))));
     // Redis learns the scripts of a refresh (a first use costs extra round trips).
     assert_eq!(b.stale(5).await, Ok(Some(product(5, 0))));
@@ -816,11 +810,7 @@ async fn a_refresh_that_finds_its_value_invalidated_does_not_serve_it_when_its_l
 /// its read) counted the call as a hit, not a negative hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_that_finds_a_negative_entry_counts_a_negative_hit() {
-    let redis = RedisServer::start();
-    let proxy = DelayProxy::start(redis.port).await;
-    let db = Arc::new(Database::default());
-    let a = Shop::new(redis.cache("shop:").await, &db);
-    let b = Shop::new(slow_cache(&proxy, Duration::from_secs(5)).await, &db);
+    let (_redis, proxy, db, a, b) = slow_processes(Duration::from_secs(5)).await;
     assert_eq!(b.maybe(6).await, Ok(Some(product(6, 0))));
     // Redis learns the scripts of a refresh (a first use costs extra round trips).
     assert_eq!(b.maybe(7).await, Ok(Some(product(7, 0))));

@@ -55,6 +55,16 @@ struct InvalidatePlan {
     sig: Signature,
 }
 
+/// The `tags = [...]` templates of either attribute, checked like keys.
+fn tag_templates(
+    tags: Option<&[syn::LitStr]>,
+    name: &Ident,
+    sig: &Signature,
+    errors: &mut Vec<syn::Error>,
+) -> Vec<(syn::LitStr, Template)> {
+    templates(tags.unwrap_or_default(), Kind::Tag, name, sig, errors)
+}
+
 /// Parses key or tag templates, checks their grammar and their placeholders against the
 /// fn `name`, recording every error; returns the ones that parsed.
 fn templates(
@@ -109,13 +119,7 @@ fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePla
         ));
     }
     let keys = templates(&args.keys, Kind::Key, &function.sig.ident, &sig, &mut errors);
-    let tags = templates(
-        args.tags.as_deref().unwrap_or_default(),
-        Kind::Tag,
-        &function.sig.ident,
-        &sig,
-        &mut errors,
-    );
+    let tags = tag_templates(args.tags.as_deref(), &function.sig.ident, &sig, &mut errors);
     match args::combine(errors) {
         Some(error) => Err(error),
         None => Ok(InvalidatePlan { args, keys, tags, sig }),
@@ -238,13 +242,7 @@ fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
         .pop()
         .map(|(_, parsed)| parsed);
     }
-    let tags = templates(
-        args.tags.as_deref().unwrap_or_default(),
-        Kind::Tag,
-        &function.sig.ident,
-        &sig,
-        &mut errors,
-    );
+    let tags = tag_templates(args.tags.as_deref(), &function.sig.ident, &sig, &mut errors);
     if let (Some((span, _)), None) = (args.beta, args.refresh) {
         errors.push(syn::Error::new(
             span,

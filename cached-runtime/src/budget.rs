@@ -28,11 +28,6 @@ impl Budget {
         self.spent.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Whether nothing is left: an operation would not be sent.
-    pub(crate) fn spent(&self) -> bool {
-        self.left().is_zero()
-    }
-
     fn left(&self) -> Duration {
         self.limit
             .saturating_sub(Duration::from_nanos(self.spent.load(Ordering::Relaxed)))
@@ -43,12 +38,18 @@ impl Budget {
     pub(crate) async fn run<T>(&self, op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let left = self.left();
         if left.is_zero() {
-            return Err(StoreError::OverBudget(self.limit));
+            return Err(StoreError::OverBudget {
+                limit: self.limit,
+                sent: false,
+            });
         }
         let started = Instant::now();
         let result = tokio::time::timeout(left, op).await;
         self.spend(started.elapsed());
-        result.unwrap_or(Err(StoreError::OverBudget(self.limit)))
+        result.unwrap_or(Err(StoreError::OverBudget {
+            limit: self.limit,
+            sent: true,
+        }))
     }
 }
 
@@ -68,13 +69,19 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, StoreError>(())
         };
-        assert!(matches!(budget.run(too_slow).await, Err(StoreError::OverBudget(_))));
+        assert!(matches!(
+            budget.run(too_slow).await,
+            Err(StoreError::OverBudget { sent: true, .. })
+        ));
         let mut sent = false;
         let never = async {
             sent = true;
             Ok::<_, StoreError>(())
         };
-        assert!(matches!(budget.run(never).await, Err(StoreError::OverBudget(_))));
+        assert!(matches!(
+            budget.run(never).await,
+            Err(StoreError::OverBudget { sent: false, .. })
+        ));
         assert!(!sent);
     }
 }

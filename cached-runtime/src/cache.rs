@@ -200,7 +200,7 @@ impl Inner {
     pub(crate) fn failed(&self, error: StoreError) {
         match error {
             StoreError::Skipped => Counters::bump(&self.counters.skipped),
-            StoreError::Timeout(_) | StoreError::OverBudget(_) | StoreError::Redis(_) => {
+            StoreError::Timeout(_) | StoreError::OverBudget { .. } | StoreError::Redis(_) => {
                 Counters::bump(&self.counters.errors);
                 if let Some(suppressed) = self.errors_logged.admit() {
                     let hint = error.hint();

@@ -470,7 +470,7 @@ fn refresh_early(timing: Timing, freshness: Freshness) -> bool {
         return false;
     };
     let to_expiry = remaining.saturating_sub(freshness.stale_window);
-    let draw = crate::lock::random_unit().max(f64::MIN_POSITIVE);
+    let draw = crate::random::random_unit().max(f64::MIN_POSITIVE);
     let head_start = f64::from(timing.load_ms) * beta * -draw.ln();
     head_start >= to_expiry.as_secs_f64() * 1000.0
 }

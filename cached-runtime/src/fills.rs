@@ -68,7 +68,7 @@ pub(crate) struct Wake {
 impl Wake {
     pub(crate) fn new() -> Self {
         Self {
-            origin: crate::lock::random_u64(),
+            origin: crate::random::random_u64(),
             fills: Arc::default(),
             flights: Arc::default(),
         }

@@ -16,9 +16,11 @@ mod key;
 mod lock;
 mod log;
 mod policy;
+mod random;
 mod read_through;
 mod shape;
 mod stats;
+mod time;
 
 #[doc(hidden)]
 pub mod private;

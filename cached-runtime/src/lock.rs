@@ -1,38 +1,9 @@
 //! Leases: the token, renewal while the loader runs, and release on every exit.
 
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::backend::Lease;
 use crate::cache::{Cache, Inner};
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-static KEYS: std::sync::LazyLock<(RandomState, RandomState)> =
-    std::sync::LazyLock::new(|| (RandomState::new(), RandomState::new()));
-
-/// A 128-bit token unique to this load: two per-process random hash keys over a counter.
-pub(crate) fn new_token() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:016x}", KEYS.0.hash_one(n), KEYS.1.hash_one(n))
-}
-
-/// A random number (for tag versions and jitter; not for secrets).
-pub(crate) fn random_u64() -> u64 {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    KEYS.0.hash_one(n) ^ KEYS.1.hash_one(n).rotate_left(32)
-}
-
-/// A random number in `0.0..1.0`.
-pub(crate) fn random_unit() -> f64 {
-    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// `now + duration`, saturating a year ahead instead of overflowing.
-pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
-    now.checked_add(duration)
-        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365))
-}
 
 /// Releases the lease when dropped while armed: a request that may have taken it got
 /// no answer, or the load ended without the fill giving it up (error, panic, dropped
@@ -123,16 +94,5 @@ pub(crate) async fn hold_lease<F: Future>(inner: &Inner, lease: &Lease, duration
         out = &mut load => out,
         // Renewal stops when the lease is gone; the load still runs to the end.
         () = renew => load.await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tokens_are_unique_and_128_bit() {
-        let a = super::new_token();
-        let b = super::new_token();
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, b);
     }
 }

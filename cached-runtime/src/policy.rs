@@ -172,7 +172,7 @@ impl Policy {
         if self.jitter_percent == 0 {
             return ttl;
         }
-        let share = f64::from(self.jitter_percent) / 100.0 * crate::lock::random_unit();
+        let share = f64::from(self.jitter_percent) / 100.0 * crate::random::random_unit();
         ttl.mul_f64(1.0 - share).max(Duration::from_millis(1))
     }
 

@@ -22,9 +22,11 @@ use crate::cache::{Cache, Inner};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
 use crate::codec::{self, DECODE_LIMIT, Decoded, Freshness, Timing, Unstorable};
 use crate::key::{fence_key, full_key, lease_key, tag_key};
-use crate::lock::{LeaseGuard, hold_lease, later, new_token};
+use crate::lock::{LeaseGuard, hold_lease};
+use crate::random::new_token;
 use crate::shape::{Loaded, Shape};
 use crate::stats::Counters;
+use crate::time::later;
 
 /// How often a waiter asks again while announcements are live (a safety net for a lost
 /// message) and while they are not.
@@ -76,19 +78,10 @@ pub(crate) async fn read_through<S: Shape>(
                 Counters::bump(&counters.negative_hits);
                 return out;
             }
-            Some(Answer::Early(value)) => {
+            Some(Answer::Due { value, stale }) => {
                 let current = Current {
                     value,
-                    stale: false,
-                    bytes: bytes.bytes,
-                };
-                let call = Call::new(cache, policy, key, started);
-                return Box::pin(refresh::<S>(call, tagging, load, current)).await;
-            }
-            Some(Answer::Stale(value)) => {
-                let current = Current {
-                    value,
-                    stale: true,
+                    stale,
                     bytes: bytes.bytes,
                 };
                 let call = Call::new(cache, policy, key, started);
@@ -110,7 +103,6 @@ pub(crate) async fn read_through<S: Shape>(
 
 /// One call past its first read: what every later step needs.
 struct Call<'a> {
-    inner: &'a Inner,
     cache: &'a Cache,
     policy: &'a Policy,
     key: String,
@@ -123,12 +115,15 @@ impl<'a> Call<'a> {
         let budget = Budget::new(cache.inner.call_budget);
         budget.spend(started.elapsed());
         Self {
-            inner: &cache.inner,
             cache,
             policy,
             key,
             budget,
         }
+    }
+
+    fn inner(&self) -> &'a Inner {
+        &self.cache.inner
     }
 }
 
@@ -148,7 +143,7 @@ impl Tagging {
             } else {
                 let life = call.policy.kept();
                 call.budget
-                    .run(call.inner.store.tag_versions_for_load(&self.keys, life))
+                    .run(call.inner().store.tag_versions_for_load(&self.keys, life))
                     .await?
             });
         }
@@ -165,15 +160,15 @@ async fn refresh<S: Shape>(
     load: impl Future<Output = S::Output>,
     current: Current<S::Value>,
 ) -> S::Output {
-    match call.inner.flights.join(&call.key, &tagging.keys) {
+    match call.inner().flights.join(&call.key, &tagging.keys) {
         Join::Leader(flight) => {
             // Counted now, so a refresh whose caller is dropped or panics still counts;
             // moved to another counter if it ends up answered with a found value.
-            Counters::bump(&call.inner.counters.refreshes);
+            Counters::bump(&call.inner().counters.refreshes);
             lead::<S>(&call, &mut tagging, load, flight, Some(current)).await
         }
         Join::Waiter(_) => {
-            current.count(call.inner);
+            current.count(call.inner());
             S::from_value(current.value)
         }
     }
@@ -181,7 +176,7 @@ async fn refresh<S: Shape>(
 
 /// After a miss: share a load already running in this process, or lead one.
 async fn miss<S: Shape>(call: Call<'_>, mut tagging: Tagging, load: impl Future<Output = S::Output>) -> S::Output {
-    let (inner, policy) = (call.inner, call.policy);
+    let (inner, policy) = (call.inner(), call.policy);
     let counters = &inner.counters;
     loop {
         match inner.flights.join(&call.key, &tagging.keys) {
@@ -212,10 +207,12 @@ async fn miss<S: Shape>(call: Call<'_>, mut tagging: Tagging, load: impl Future<
 enum Answer<T, V> {
     Value(T),
     Negative(T),
-    /// A fresh value this read refreshes early (`refresh`): the raw value.
-    Early(V),
-    /// Past its ttl, within `stale`: the raw value, served while it is refreshed.
-    Stale(V),
+    /// A value due for refresh, raw: fresh but drawn for an early refresh (`refresh`),
+    /// or past its ttl within `stale` (`stale: true`), served while it is refreshed.
+    Due {
+        value: V,
+        stale: bool,
+    },
 }
 
 /// The value a refresh replaces, served to everyone but the refreshing caller.
@@ -244,8 +241,7 @@ impl<V> Current<V> {
     /// The refreshing caller, counted as a refresh when it started, was answered with
     /// this value instead.
     fn recount(&self, inner: &Inner) {
-        Counters::unbump(&inner.counters.refreshes);
-        Counters::bump(self.counter(inner));
+        Counters::recount(&inner.counters.refreshes, self.counter(inner));
     }
 }
 
@@ -265,8 +261,8 @@ fn answer<S: Shape>(
     };
     match codec::decode::<S::Value>(&entry.bytes, policy.codec, policy.version, tags, freshness) {
         Decoded::Value(value) => Some(Answer::Value(S::from_value(value))),
-        Decoded::Early(value) => Some(Answer::Early(value)),
-        Decoded::Stale(value) => Some(Answer::Stale(value)),
+        Decoded::Early(value) => Some(Answer::Due { value, stale: false }),
+        Decoded::Stale(value) => Some(Answer::Due { value, stale: true }),
         Decoded::Negative if policy.negative.is_some() => S::absent().map(Answer::Negative),
         Decoded::Negative | Decoded::OtherFormat => None,
         Decoded::Unreadable => {
@@ -324,7 +320,7 @@ async fn lead<S: Shape>(
     flight: LeaderGuard<'_>,
     current: Option<Current<S::Value>>,
 ) -> S::Output {
-    let (inner, policy, key) = (call.inner, call.policy, call.key.as_str());
+    let (inner, policy, key) = (call.inner(), call.policy, call.key.as_str());
     // One refresh at a time in the deployment, with or without `lock`.
     let exclusive = policy.lock.is_some() || current.is_some();
     let lease = Lease {
@@ -353,12 +349,13 @@ async fn lead<S: Shape>(
     match claim {
         Claim::Found { out, negative } => {
             if current.is_some() {
-                Counters::unbump(&inner.counters.refreshes);
-                Counters::bump(if negative {
-                    &inner.counters.negative_hits
+                let counters = &inner.counters;
+                let answered = if negative {
+                    &counters.negative_hits
                 } else {
-                    &inner.counters.hits
-                });
+                    &counters.hits
+                };
+                Counters::recount(&counters.refreshes, answered);
             }
             // Read after waiters may have joined: only for those that joined before.
             flight.finish(S::outcome(&out, true));
@@ -422,7 +419,7 @@ async fn claim<S: Shape>(
     versions: &[u64],
     replaced: Option<&[u8]>,
 ) -> Claim<S> {
-    let (inner, policy) = (call.inner, call.policy);
+    let (inner, policy) = (call.inner(), call.policy);
     let refreshing = replaced.is_some();
     let duration = policy.lease();
     // Registered before the first request, so no fill or release can slip by unseen.
@@ -436,11 +433,6 @@ async fn claim<S: Shape>(
     let waiting = Budget::new(Duration::MAX);
     loop {
         let budget = if counted_wait { &waiting } else { &call.budget };
-        if budget.spent() {
-            // Nothing more may be sent: load without a claim (a refresh serves its value).
-            inner.failed(StoreError::OverBudget(inner.call_budget));
-            return if refreshing { Claim::Current } else { Claim::Unfenced };
-        }
         let announced = registration.watch.filled.notified();
         let mut announced = std::pin::pin!(announced);
         announced.as_mut().enable();
@@ -458,28 +450,19 @@ async fn claim<S: Shape>(
             // refreshes need two draws.
             Ok(Acquire::Value(entry)) => {
                 let entry = if refreshing { entry.untimed() } else { entry };
-                match answer::<S>(inner, policy, &entry, versions, false) {
-                    Some(Answer::Value(out)) => {
-                        guard.disarm();
-                        return Claim::Found { out, negative: false };
-                    }
-                    Some(Answer::Early(value)) => {
-                        guard.disarm();
-                        return Claim::Found {
-                            out: S::from_value(value),
-                            negative: false,
-                        };
-                    }
-                    Some(Answer::Negative(out)) => {
-                        guard.disarm();
-                        return Claim::Found { out, negative: true };
-                    }
-                    // Stale, or unusable (corrupt, other version, another type): take the
-                    // lease over it.
-                    Some(Answer::Stale(_)) | None => {
-                        budget.run(inner.store.acquire(guard.lease(), duration, false)).await
-                    }
+                let found = match answer::<S>(inner, policy, &entry, versions, false) {
+                    Some(Answer::Value(out)) => Some((out, false)),
+                    Some(Answer::Due { value, stale: false }) => Some((S::from_value(value), false)),
+                    Some(Answer::Negative(out)) => Some((out, true)),
+                    // Stale, or unusable (corrupt, other version, another type).
+                    Some(Answer::Due { stale: true, .. }) | None => None,
+                };
+                if let Some((out, negative)) = found {
+                    guard.disarm();
+                    return Claim::Found { out, negative };
                 }
+                // Take the lease over it.
+                budget.run(inner.store.acquire(guard.lease(), duration, false)).await
             }
             other => other,
         };
@@ -499,7 +482,7 @@ async fn claim<S: Shape>(
             }
             Err(e) => {
                 // A request that got no answer may still have taken the lease: keep the guard.
-                if matches!(e, StoreError::Skipped) {
+                if !e.sent() {
                     guard.disarm();
                 }
                 inner.failed(e);
@@ -515,7 +498,7 @@ async fn claim<S: Shape>(
             return Claim::Unfenced;
         }
         // Woken by the holder's fill or release; the poll is the fallback.
-        let poll = if inner.store.fills_announced() {
+        let poll = if inner.store.announcements().is_some() {
             POLL_WITH_ANNOUNCEMENTS
         } else {
             POLL_WITHOUT_ANNOUNCEMENTS
@@ -533,11 +516,11 @@ async fn tags_moved(call: &Call<'_>, tagging: &Tagging, versions: &[u64]) -> boo
     if versions.is_empty() {
         return false;
     }
-    let touched = call.inner.store.touch_tags(&tagging.keys, call.policy.kept());
+    let touched = call.inner().store.touch_tags(&tagging.keys, call.policy.kept());
     match call.budget.run(touched).await {
         Ok(now) => now.len() != versions.len() || now.iter().zip(versions).any(|(now, then)| *now != Some(*then)),
         Err(e) => {
-            call.inner.failed(e);
+            call.inner().failed(e);
             true
         }
     }
@@ -600,7 +583,7 @@ async fn fill_or_release<S: Shape>(
     out: &S::Output,
     clear: bool,
 ) -> Settled {
-    let (inner, policy) = (call.inner, call.policy);
+    let (inner, policy) = (call.inner(), call.policy);
     let entry = match S::classify(out) {
         Loaded::Value(value) => {
             let ttl = policy.jittered(policy.ttl);

@@ -83,9 +83,10 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    /// Takes back a count made in advance (see `read_through::Current::recount`).
-    pub(crate) fn unbump(counter: &AtomicU64) {
-        counter.fetch_sub(1, Relaxed);
+    /// Moves a count made in advance to the counter it turned out to belong to.
+    pub(crate) fn recount(from: &AtomicU64, to: &AtomicU64) {
+        from.fetch_sub(1, Relaxed);
+        to.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

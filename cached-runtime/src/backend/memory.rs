@@ -14,7 +14,8 @@ use moka::sync::Cache as Moka;
 use super::{Acquire, Entry, Lease, TAG_TTL, parse_version};
 use crate::fills::FillWaiters;
 use crate::key::{fence_key, lease_key};
-use crate::lock::{later, random_u64};
+use crate::random::random_u64;
+use crate::time::later;
 
 /// Entries kept at most; the least recently used go first past this.
 const MAX_ENTRIES: u64 = 100_000;
@@ -149,15 +150,14 @@ impl MemoryStore {
         self.store_version(tag_key, random_u64(), TAG_TTL);
     }
 
-    /// Stores a tag's version for at least `life` (and [`TAG_TTL`]), never shortening
-    /// the life it has.
+    /// Stores a tag's version for at least `life`, never shortening the life it has.
     fn store_version(&self, tag_key: &str, version: u64, life: Duration) {
         let bytes: Arc<[u8]> = version.to_string().into_bytes().into();
         let left = self.values.get(tag_key).map_or(Duration::ZERO, |stored| {
             stored.expires.saturating_duration_since(Instant::now())
         });
         self.values
-            .insert(tag_key.to_owned(), Stored::new(bytes, life.max(TAG_TTL).max(left)));
+            .insert(tag_key.to_owned(), Stored::new(bytes, life.max(left)));
     }
 
     pub(crate) fn acquire(&self, lease: &Lease, duration: Duration, check_value: bool) -> Acquire {

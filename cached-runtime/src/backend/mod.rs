@@ -17,8 +17,9 @@ pub(crate) enum StoreError {
     Skipped,
     /// Redis did not answer within `op_timeout`.
     Timeout(Duration),
-    /// The call had spent its whole Redis budget (`call_budget`).
-    OverBudget(Duration),
+    /// The call had spent its whole Redis budget (`call_budget`); `sent`: the operation
+    /// was cut short on the way, rather than never sent.
+    OverBudget { limit: Duration, sent: bool },
     /// Redis answered with an error, or the connection failed.
     Redis(redis::RedisError),
 }
@@ -32,10 +33,16 @@ impl StoreError {
         }
     }
 
+    /// Whether the operation may have reached Redis (and so, for a lease request, may
+    /// have taken the lease).
+    pub(crate) fn sent(&self) -> bool {
+        !matches!(self, StoreError::Skipped | StoreError::OverBudget { sent: false, .. })
+    }
+
     pub(crate) fn into_error(self) -> crate::Error {
         match self {
             StoreError::Skipped => crate::Error::Unavailable,
-            StoreError::Timeout(limit) | StoreError::OverBudget(limit) => crate::Error::Timeout(limit),
+            StoreError::Timeout(limit) | StoreError::OverBudget { limit, .. } => crate::Error::Timeout(limit),
             StoreError::Redis(e) => crate::Error::Redis(e),
         }
     }
@@ -135,7 +142,7 @@ impl Store {
     pub(crate) async fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Result<Vec<Option<u64>>, StoreError> {
         match self {
             Store::Redis(store) => store.touch_tags(tag_keys, life.max(TAG_TTL)).await,
-            Store::Memory(store) => Ok(store.touch_tags(tag_keys, life)),
+            Store::Memory(store) => Ok(store.touch_tags(tag_keys, life.max(TAG_TTL))),
         }
     }
 
@@ -149,7 +156,7 @@ impl Store {
     ) -> Result<Vec<u64>, StoreError> {
         match self {
             Store::Redis(store) => store.tag_versions_for_load(tag_keys, life.max(TAG_TTL)).await,
-            Store::Memory(store) => Ok(store.tag_versions_for_load(tag_keys, life)),
+            Store::Memory(store) => Ok(store.tag_versions_for_load(tag_keys, life.max(TAG_TTL))),
         }
     }
 
@@ -226,11 +233,6 @@ impl Store {
                 Ok(())
             }
         }
-    }
-
-    /// Whether fill announcements are reaching this process right now.
-    pub(crate) fn fills_announced(&self) -> bool {
-        self.announcements().is_some()
     }
 
     /// Which subscription delivers announcements now (`None`: none does). The same value

@@ -20,8 +20,8 @@ use crate::breaker::Breaker;
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::fills::{Announcement, Wake};
 use crate::key::{fence_key, lease_key};
-use crate::lock::random_u64;
 use crate::log::RateLimited;
+use crate::random::random_u64;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// Reconnect attempts never wait longer than this, so hits resume well within a second.
@@ -82,13 +82,13 @@ return 1
 });
 
 /// Deletes the value and the lease while the (exclusive) lease is ours; 1 if it was.
-/// KEYS: value, lease. ARGV: token, fills channel, announcement.
+/// KEYS: value, lease. ARGV: as `RELEASE`'s (the exclusive flag is always 1 here).
 static CLEAR: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[4])
 return 1
 ",
     )
@@ -240,6 +240,11 @@ impl RedisStore {
         !self.breaker.is_open()
     }
 
+    /// A reply slower than half the deadline: the breaker counts it as a failure.
+    fn slow(&self, took: Duration) -> bool {
+        took > self.op_timeout / 2
+    }
+
     fn connection(&self) -> Option<(MultiplexedConnection, u64)> {
         if self.breaker.is_open() {
             return None;
@@ -267,7 +272,7 @@ impl RedisStore {
         match result {
             Ok(Ok(value)) => {
                 // A Redis that answers, but barely within the deadline, is failing too.
-                if started.elapsed() > self.op_timeout / 2 {
+                if self.slow(started.elapsed()) {
                     if current {
                         self.breaker.record_failure();
                     }
@@ -302,18 +307,9 @@ impl RedisStore {
                 .await?;
             return Ok(bytes.map(|bytes| Entry { bytes, remaining: None }));
         }
-        // One round trip: a pipeline of GET and PTTL.
-        let (bytes, pttl): (Option<Vec<u8>>, i64) = self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .cmd("GET")
-                    .arg(key)
-                    .cmd("PTTL")
-                    .arg(key)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let mut read = redis::cmd("GET");
+        read.arg(key);
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self.with_pttl(read, key).await?;
         Ok(timed_entry(bytes, pttl))
     }
 
@@ -324,19 +320,9 @@ impl RedisStore {
         timed: bool,
     ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
         let (replies, pttl): (Vec<Option<Vec<u8>>>, Option<i64>) = if timed {
-            // One round trip: a pipeline of MGET and PTTL.
-            let (replies, pttl) = self
-                .run(|mut c| async move {
-                    redis::pipe()
-                        .cmd("MGET")
-                        .arg(key)
-                        .arg(tag_keys)
-                        .cmd("PTTL")
-                        .arg(key)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
+            let mut read = redis::cmd("MGET");
+            read.arg(key).arg(tag_keys);
+            let (replies, pttl) = self.with_pttl(read, key).await?;
             (replies, Some(pttl))
         } else {
             let replies = self
@@ -352,6 +338,16 @@ impl RedisStore {
             None => value.map(|bytes| Entry { bytes, remaining: None }),
         };
         Ok((entry, versions))
+    }
+
+    /// `read`, and the `PTTL` of `key`, in one round trip (a pipeline).
+    async fn with_pttl<T: redis::FromRedisValue>(&self, read: redis::Cmd, key: &str) -> Result<(T, i64), StoreError> {
+        self.run(move |mut c| async move {
+            let mut pipe = redis::pipe();
+            pipe.add_command(read).cmd("PTTL").arg(key);
+            pipe.query_async(&mut c).await
+        })
+        .await
     }
 
     pub(crate) async fn touch_tags(&self, tag_keys: &[String], life: Duration) -> Result<Vec<Option<u64>>, StoreError> {
@@ -484,22 +480,7 @@ impl RedisStore {
     }
 
     pub(crate) async fn clear(&self, lease: &Lease) -> Result<bool, StoreError> {
-        let channel = self.channel.as_str();
-        let announcement = filled(lease);
-        let announcement = announcement.as_slice();
-        let cleared: i64 = self
-            .run(|mut c| async move {
-                CLEAR
-                    .key(&lease.key)
-                    .key(&lease.lease_key)
-                    .arg(&lease.token)
-                    .arg(channel)
-                    .arg(announcement)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(cleared == 1)
+        self.give_up(&CLEAR, lease).await
     }
 
     pub(crate) async fn extend(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
@@ -518,12 +499,17 @@ impl RedisStore {
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
+        self.give_up(&RELEASE, lease).await
+    }
+
+    /// Runs a script that gives `lease` up (`RELEASE`, `CLEAR`); true if it was ours.
+    async fn give_up(&self, script: &Script, lease: &Lease) -> Result<bool, StoreError> {
         let channel = self.channel.as_str();
         let announcement = filled(lease);
         let announcement = announcement.as_slice();
         let released: i64 = self
             .run(|mut c| async move {
-                RELEASE
+                script
                     .key(&lease.key)
                     .key(&lease.lease_key)
                     .arg(&lease.token)
@@ -573,7 +559,7 @@ impl RedisStore {
         redis::cmd("PING").query_async::<()>(&mut connection).await?;
         // The breaker counts replies slower than half the deadline as failures: a probe
         // that slow would only open it again.
-        if started.elapsed() > self.op_timeout / 2 {
+        if self.slow(started.elapsed()) {
             return Err(RedisError::from((
                 ErrorKind::Io,
                 "redis answers, but slower than half of op_timeout",
