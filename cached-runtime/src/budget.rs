@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backend::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub(crate) struct Budget {

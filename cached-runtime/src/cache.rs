@@ -1,19 +1,21 @@
-//! The [`Cache`] handle and the process-wide default.
+//! The [`Cache`] handle: a store, and what the read path keeps beside it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::backend::{MemoryStore, RedisStore, Store, StoreError};
+use crate::backoff::Backoff;
 use crate::coalesce::Flights;
-use crate::fills::{FillWaiters, Wake};
+use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
-use crate::log::RateLimited;
-use crate::read_through::read_through;
-use crate::shape::ResultOption;
+use crate::policy::TAG_TTL;
+use crate::read_path::{Context, read_through};
+use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
-use crate::{CacheBuilder, Cacheable, Error, Policy, Stats};
+use crate::store::{Listener, MemoryStore, RedisStore, Standalone, Store, StoreError};
+use crate::wake::{FillWaiters, Wake};
+use crate::{Cacheable, Error, Policy, Stats};
 
 /// A read-through cache over Redis (or over process memory).
 ///
@@ -21,42 +23,75 @@ use crate::{CacheBuilder, Cacheable, Error, Policy, Stats};
 /// coalescing table. See the crate docs for what a call does and how it fails open.
 #[derive(Clone, Debug)]
 pub struct Cache {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) prefix: String,
-    pub(crate) store: Store,
-    /// The Redis time one call may spend in all (see `budget`).
-    pub(crate) call_budget: Duration,
-    pub(crate) counters: Counters,
-    pub(crate) flights: Arc<Flights>,
-    pub(crate) fills: Arc<FillWaiters>,
-    pub(crate) errors_logged: RateLimited,
+struct Inner {
+    store: AnyStore,
+    context: Context,
     /// Dropping the last handle drops this sender, which stops the background tasks.
     _shutdown: watch::Sender<()>,
 }
 
-impl Cache {
-    /// Starts building a Redis-backed cache.
-    pub fn builder() -> CacheBuilder {
-        CacheBuilder::default()
-    }
+/// The stores a cache can have. An enum rather than a trait object: each call
+/// dispatches once, and the read path is compiled for each store.
+#[derive(Debug, Clone)]
+pub(crate) enum AnyStore {
+    Standalone(RedisStore<Standalone>),
+    Memory(MemoryStore),
+}
 
-    pub(crate) async fn connect(
-        client: redis::Client,
+/// What a cache and its store are wired with before the store exists: the cache's id
+/// in its announcements, and the listener that acts on what the store hears.
+#[derive(Debug)]
+pub(crate) struct Wiring {
+    pub(crate) origin: u64,
+    flights: Arc<Flights>,
+    fills: Arc<FillWaiters>,
+    pub(crate) listener: Arc<dyn Listener>,
+}
+
+impl Wiring {
+    pub(crate) fn new() -> Self {
+        let origin = crate::random::random_u64();
+        let flights = Arc::<Flights>::default();
+        let fills = Arc::<FillWaiters>::default();
+        let listener = Arc::new(Wake::new(origin, flights.clone(), fills.clone()));
+        Self {
+            origin,
+            flights,
+            fills,
+            listener,
+        }
+    }
+}
+
+impl Cache {
+    /// A cache over `store`. `call_budget`: see `CacheBuilder::call_budget`.
+    pub(crate) fn new(
         prefix: String,
-        op_timeout: Duration,
-        connect_timeout: Duration,
+        store: AnyStore,
         call_budget: Duration,
+        wiring: Wiring,
+        shutdown: watch::Sender<()>,
     ) -> Cache {
-        let wake = Wake::new();
-        let shutdown = watch::Sender::new(());
-        let channel = format!("{prefix}fills");
-        let store = RedisStore::start(client, op_timeout, connect_timeout, channel, wake.clone(), &shutdown);
-        store.first_connection().await;
-        Self::with_store(prefix, Store::Redis(store), call_budget, wake, shutdown)
+        let counters = Arc::<Counters>::default();
+        let context = Context {
+            prefix,
+            fail_open: Arc::new(FailOpen::new(counters.clone())),
+            counters,
+            flights: wiring.flights,
+            fills: wiring.fills,
+            call_budget,
+        };
+        Cache {
+            inner: Arc::new(Inner {
+                store,
+                context,
+                _shutdown: shutdown,
+            }),
+        }
     }
 
     /// A cache in this process's memory, with the same semantics as Redis (TTL, lock,
@@ -64,30 +99,30 @@ impl Cache {
     /// Holds at most 100,000 entries, evicting the least recently used.
     #[must_use]
     pub fn in_memory() -> Cache {
-        let wake = Wake::new();
-        let store = Store::Memory(Arc::new(MemoryStore::new(wake.fills.clone())));
+        let wiring = Wiring::new();
+        let store = MemoryStore::new(&wiring.listener, wiring.origin, TAG_TTL);
         // Nothing in memory is slow: no budget.
-        Self::with_store(String::new(), store, Duration::MAX, wake, watch::Sender::new(()))
+        Self::new(
+            String::new(),
+            AnyStore::Memory(store),
+            Duration::MAX,
+            wiring,
+            watch::Sender::new(()),
+        )
     }
 
-    fn with_store(
-        prefix: String,
-        store: Store,
-        call_budget: Duration,
-        wake: Wake,
-        shutdown: watch::Sender<()>,
-    ) -> Cache {
-        Cache {
-            inner: Arc::new(Inner {
-                prefix,
-                store,
-                call_budget,
-                counters: Counters::default(),
-                flights: wake.flights,
-                fills: wake.fills,
-                errors_logged: RateLimited::new(),
-                _shutdown: shutdown,
-            }),
+    /// Reads `rendered` through the cache with the return shape `S`.
+    pub(crate) async fn read<S: Shape>(
+        &self,
+        policy: &Policy,
+        rendered: &str,
+        tags: &[String],
+        load: impl Future<Output = S::Output>,
+    ) -> S::Output {
+        let cx = &self.inner.context;
+        match &self.inner.store {
+            AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+            AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
         }
     }
 
@@ -107,7 +142,7 @@ impl Cache {
         T: Cacheable,
         F: Future<Output = Result<Option<T>, E>>,
     {
-        read_through::<ResultOption<T, E>>(self, policy, key, &[], load).await
+        self.read::<ResultOption<T, E>>(policy, key, &[], load).await
     }
 
     /// [`get_or_load`](Self::get_or_load) for a value that depends on `tags` (as rendered,
@@ -127,7 +162,7 @@ impl Cache {
         T: Cacheable,
         F: Future<Output = Result<Option<T>, E>>,
     {
-        read_through::<ResultOption<T, E>>(self, policy, key, tags, load).await
+        self.read::<ResultOption<T, E>>(policy, key, tags, load).await
     }
 
     /// Invalidates every value cached with `tag` (as rendered, e.g. `"category:7"`), in
@@ -138,10 +173,7 @@ impl Cache {
     /// # Errors
     /// As [`invalidate`](Self::invalidate), this does not fail open.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
-        self.tag_target(tag)
-            .invalidate(self)
-            .await
-            .map_err(StoreError::into_error)
+        self.invalidate_target(&self.tag_target(tag)).await.map_err(Error::from)
     }
 
     /// Deletes `key` (as the template renders it, e.g. `"product:42"`) and voids every
@@ -154,10 +186,7 @@ impl Cache {
     /// delete ([`Error::Redis`], [`Error::Timeout`], [`Error::Unavailable`]) the old value
     /// may still be served until its TTL, and the caller should know.
     pub async fn invalidate(&self, key: &str) -> Result<(), Error> {
-        self.key_target(key)
-            .invalidate(self)
-            .await
-            .map_err(StoreError::into_error)
+        self.invalidate_target(&self.key_target(key)).await.map_err(Error::from)
     }
 
     /// A key (as rendered) to invalidate.
@@ -167,15 +196,29 @@ impl Cache {
 
     /// A tag (as rendered) to invalidate.
     pub(crate) fn tag_target(&self, tag: &str) -> Target {
-        Target::Tag(tag_key(&self.inner.prefix, tag))
+        Target::Tag(tag_key(&self.inner.context.prefix, tag))
+    }
+
+    /// Detaches the loads `target` voids here, then deletes (or bumps) it in the store,
+    /// which tells every other cache.
+    async fn invalidate_target(&self, target: &Target) -> Result<(), StoreError> {
+        let flights = &self.inner.context.flights;
+        match target {
+            Target::Key(key) => flights.detach(key),
+            Target::Tag(tag_key) => flights.detach_tag(tag_key),
+        }
+        match &self.inner.store {
+            AnyStore::Standalone(store) => target.apply(store).await,
+            AnyStore::Memory(store) => target.apply(store).await,
+        }
     }
 
     /// What `#[redis_invalidate]` does after its fn succeeded: invalidates `target` and,
     /// if Redis does not confirm, counts and logs it and keeps retrying in the background
     /// for up to [`INVALIDATION_RETRY`] instead of forgetting it.
     pub(crate) async fn invalidate_or_retry(&self, target: Target) {
-        if let Err(e) = target.invalidate(self).await {
-            self.inner.failed(e);
+        if let Err(e) = self.invalidate_target(&target).await {
+            self.inner.context.fail_open.failed(e);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(retry_invalidation(self.clone(), target));
             }
@@ -185,39 +228,13 @@ impl Cache {
     /// The full Redis key of a rendered key: prefix and hash tag added.
     #[must_use]
     pub fn key(&self, rendered: &str) -> String {
-        full_key(&self.inner.prefix, rendered)
+        full_key(&self.inner.context.prefix, rendered)
     }
 
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
-    }
-}
-
-impl Inner {
-    /// Accounts for a Redis operation that failed open.
-    pub(crate) fn failed(&self, error: StoreError) {
-        match error {
-            StoreError::Skipped => Counters::bump(&self.counters.skipped),
-            StoreError::Timeout(_) | StoreError::OverBudget { .. } | StoreError::Redis(_) => {
-                Counters::bump(&self.counters.errors);
-                if let Some(suppressed) = self.errors_logged.admit() {
-                    let hint = error.hint();
-                    let error = error.into_error();
-                    let cause = std::error::Error::source(&error)
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    tracing::warn!(
-                        error = %error,
-                        cause = %cause,
-                        hint,
-                        suppressed,
-                        "redis-cached: redis operation failed; calls fail open to their loader"
-                    );
-                }
-            }
-        }
+        self.inner.context.counters.snapshot()
     }
 }
 
@@ -232,16 +249,10 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    async fn invalidate(&self, cache: &Cache) -> Result<(), StoreError> {
+    async fn apply<St: Store>(&self, store: &St) -> Result<(), StoreError> {
         match self {
-            Target::Key(key) => {
-                cache.inner.flights.detach(key);
-                cache.inner.store.delete(key).await
-            }
-            Target::Tag(tag_key) => {
-                cache.inner.flights.detach_tag(tag_key);
-                cache.inner.store.bump_tag(tag_key).await
-            }
+            Target::Key(key) => store.delete(key).await,
+            Target::Tag(tag_key) => store.bump_tag(tag_key).await,
         }
     }
 
@@ -256,11 +267,11 @@ impl Target {
 /// [`INVALIDATION_RETRY`] has passed; then says, loudly, that values may be stale.
 async fn retry_invalidation(cache: Cache, target: Target) {
     let start = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(50);
+    let mut backoff = Backoff::new();
     let key = target.name().to_owned();
     loop {
-        tokio::time::sleep(pause).await;
-        match target.invalidate(&cache).await {
+        tokio::time::sleep(backoff.next_pause()).await;
+        match cache.invalidate_target(&target).await {
             Ok(()) => {
                 tracing::info!(key, "redis-cached: a delayed invalidation went through");
                 return;
@@ -273,23 +284,7 @@ async fn retry_invalidation(cache: Cache, target: Target) {
                 );
                 return;
             }
-            Err(_) => pause = (pause * 2).min(Duration::from_secs(2)),
+            Err(_) => {}
         }
     }
-}
-
-static DEFAULT: RwLock<Option<Cache>> = RwLock::new(None);
-
-/// Makes `cache` the default of every `#[redis_cached]` function that names no
-/// `cache = ...`. Installing again replaces the default.
-///
-/// Until a cache is installed those functions call their loader directly (and say so
-/// once in a warning).
-pub fn install(cache: Cache) {
-    *DEFAULT.write().unwrap_or_else(|poison| poison.into_inner()) = Some(cache);
-}
-
-/// The installed default cache.
-pub(crate) fn installed() -> Option<Cache> {
-    DEFAULT.read().unwrap_or_else(|poison| poison.into_inner()).clone()
 }

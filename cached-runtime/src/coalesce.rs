@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::sync::lock;
+
 /// What a finished flight hands its waiters.
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
@@ -71,7 +73,7 @@ pub(crate) struct Waiter {
 impl Flights {
     /// Joins the load of `key` running here, or starts one under `tags` (full keys).
     pub(crate) fn join<'a>(&'a self, key: &str, tags: &[String]) -> Join<'a> {
-        let mut running = self.running.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut running = lock(&self.running);
         if let Some(flight) = running.get(key) {
             return Join::Waiter(Waiter {
                 outcome: flight.outcome.subscribe(),
@@ -98,19 +100,13 @@ impl Flights {
     /// New callers no longer join the loads running under `tag` (a full key): it was
     /// invalidated.
     pub(crate) fn detach_tag(&self, tag: &str) {
-        self.running
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .retain(|_, flight| !flight.tags.iter().any(|t| t == tag));
+        lock(&self.running).retain(|_, flight| !flight.tags.iter().any(|t| t == tag));
     }
 
     /// New callers of `key` no longer join the load running now (it was invalidated);
     /// the callers already waiting still get its result.
     pub(crate) fn detach(&self, key: &str) {
-        self.running
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .remove(key);
+        lock(&self.running).remove(key);
     }
 }
 
@@ -143,7 +139,7 @@ impl LeaderGuard<'_> {
     /// The loader starts now, under a claim an invalidation can void: callers that join
     /// from now on may have started after that invalidation.
     pub(crate) fn loading(&self) {
-        let mut running = self.flights.running.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut running = lock(&self.flights.running);
         if let Some(flight) = running.get_mut(&self.key)
             && Arc::ptr_eq(&flight.outcome, &self.flight)
         {
@@ -159,7 +155,7 @@ impl LeaderGuard<'_> {
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
         {
-            let mut running = self.flights.running.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut running = lock(&self.flights.running);
             if running
                 .get(&self.key)
                 .is_some_and(|flight| Arc::ptr_eq(&flight.outcome, &self.flight))

@@ -35,6 +35,8 @@ use std::sync::Mutex;
 use serde::de::{DeserializeOwned, Visitor};
 use serde::{Deserializer as _, Serialize};
 
+use crate::sync::lock;
+
 /// The format before the value type's fingerprint: its entries are plain misses.
 const FORMAT_V1: u8 = 0xC1;
 const FORMAT_V2: u8 = 0xC2;
@@ -208,21 +210,13 @@ static STORED_TYPES: Mutex<BTreeMap<u32, &'static str>> = Mutex::new(BTreeMap::n
 fn remember<T: ?Sized>() -> u32 {
     let name = std::any::type_name::<T>();
     let fingerprint = fingerprint_of(name);
-    STORED_TYPES
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .entry(fingerprint)
-        .or_insert(name);
+    lock(&STORED_TYPES).entry(fingerprint).or_insert(name);
     fingerprint
 }
 
 /// The name of the type with this fingerprint, if this process has stored one.
 pub(crate) fn stored_type_name(fingerprint: u32) -> Option<&'static str> {
-    STORED_TYPES
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .get(&fingerprint)
-        .copied()
+    lock(&STORED_TYPES).get(&fingerprint).copied()
 }
 
 /// What `refresh` needs stored with a value: how long its load took (ms). When a value

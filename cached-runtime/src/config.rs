@@ -1,9 +1,23 @@
 //! Building a [`Cache`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
+use crate::cache::{AnyStore, Wiring};
+use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
+use crate::policy::TAG_TTL;
+use crate::store::{Limits, RedisStore, Standalone, standalone};
 use crate::{Cache, Error};
+
+impl Cache {
+    /// Starts building a Redis-backed cache.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+}
 
 /// Builds a Redis-backed [`Cache`]; from [`Cache::builder`].
 #[derive(Clone)]
@@ -142,9 +156,33 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(Error::InvalidUrl)?;
+        let client = standalone::client(&self.url).map_err(Error::InvalidUrl)?;
         let call_budget = self.effective_call_budget();
-        Ok(Cache::connect(client, self.prefix, self.op_timeout, self.connect_timeout, call_budget).await)
+        let limits = Limits {
+            op_timeout: self.op_timeout,
+            connect_timeout: self.connect_timeout,
+            value_limit: DECODE_LIMIT + ENVELOPE_HEADER_ALLOWANCE,
+            tag_ttl: TAG_TTL,
+        };
+        let wiring = Wiring::new();
+        let shutdown = watch::Sender::new(());
+        let channel = format!("{}fills", self.prefix);
+        let topology = Standalone::start(
+            client,
+            limits.clone(),
+            channel.clone(),
+            wiring.listener.clone(),
+            &shutdown,
+        );
+        topology.first_connection().await;
+        let store = RedisStore::new(Arc::clone(&topology), limits, channel, wiring.origin);
+        Ok(Cache::new(
+            self.prefix,
+            AnyStore::Standalone(store),
+            call_budget,
+            wiring,
+            shutdown,
+        ))
     }
 }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::store::StoreError;
+
 /// What went wrong when building a [`Cache`](crate::Cache) or invalidating a key.
 ///
 /// Reads never return this: a cached call fails open to its loader. Only the calls
@@ -37,6 +39,16 @@ impl fmt::Display for Error {
             Error::NotInstalled => {
                 f.write_str("no cache installed; call `redis_cached::install` or name one with `cache = ...`")
             }
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Skipped => Error::Unavailable,
+            StoreError::Timeout(limit) | StoreError::OverBudget { limit, .. } => Error::Timeout(limit),
+            StoreError::Redis(e) => Error::Redis(e),
         }
     }
 }

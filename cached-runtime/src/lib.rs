@@ -3,32 +3,43 @@
 //! `redis-cached` crate, which re-exports everything here.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
-mod backend;
-mod breaker;
-mod budget;
-mod cache;
-mod coalesce;
-mod codec;
-mod config;
-mod error;
-mod fills;
-mod key;
-mod lock;
+// Leaves: used by every layer, using none.
+mod backoff;
 mod log;
-mod policy;
 mod random;
-mod read_through;
-mod shape;
-mod stats;
+mod sync;
 mod time;
+// The stored format and what a function asks of the cache.
+mod codec;
+mod key;
+mod policy;
+mod shape;
+// Counters and errors.
+mod error;
+mod stats;
+// Stores: the contract, Redis (once, over its topologies) and memory.
+mod breaker;
+mod store;
+// Claims and in-process coordination.
+mod budget;
+mod coalesce;
+mod fail_open;
+mod lease;
+mod wake;
+// The read path, then the cache that owns it.
+mod cache;
+mod config;
+mod install;
+mod read_path;
 
 #[doc(hidden)]
 pub mod private;
 
-pub use cache::{Cache, INVALIDATION_RETRY, install};
+pub use cache::{Cache, INVALIDATION_RETRY};
 pub use codec::{Codec, DECODE_LIMIT};
 pub use config::CacheBuilder;
 pub use error::Error;
+pub use install::install;
 pub use key::KeyBuilder;
 pub use policy::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, MAX_DURATION, Policy};
 pub use shape::Cacheable;

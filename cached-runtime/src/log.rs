@@ -1,6 +1,7 @@
-//! Rate-limited warnings: failing open is visible without a log line per call.
+//! Warnings that do not flood: one per interval ([`RateLimited`]) or one per process
+//! or function ([`WarnOnce`]). A leaf module.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const INTERVAL: Duration = Duration::from_secs(10);
@@ -41,6 +42,28 @@ impl RateLimited {
     }
 }
 
+impl Default for RateLimited {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Lets the first event through and no other: `static` for once per process, a field
+/// for once per owner.
+#[derive(Debug, Default)]
+pub(crate) struct WarnOnce(AtomicBool);
+
+impl WarnOnce {
+    pub(crate) const fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    /// True the first time only.
+    pub(crate) fn first(&self) -> bool {
+        !self.0.swap(true, Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +76,12 @@ mod tests {
         assert_eq!(limit.admit(), None);
         limit.next_ms.store(0, Ordering::Relaxed);
         assert_eq!(limit.admit(), Some(2));
+    }
+
+    #[test]
+    fn warn_once_admits_the_first_only() {
+        let once = WarnOnce::new();
+        assert!(once.first());
+        assert!(!once.first());
     }
 }

@@ -1,6 +1,5 @@
 //! How one cached function stores its values.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::Codec;
@@ -24,7 +23,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 ///     .codec(Codec::MsgPack)
 ///     .version(2);
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub(crate) name: &'static str,
     pub(crate) ttl: Duration,
@@ -35,9 +34,11 @@ pub struct Policy {
     pub(crate) jitter_percent: u32,
     pub(crate) stale: Option<Duration>,
     pub(crate) refresh_beta: Option<f64>,
-    warned_unstorable: AtomicBool,
-    warned_other_type: AtomicBool,
 }
+
+/// How long a tag version lives at least after its last use by a load (or its bump).
+/// When it expires, the values computed under it become misses (never stale ones).
+pub(crate) const TAG_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// The longest ttl, lease, negative ttl or stale window a policy keeps: 100 years. Longer
 /// ones are clamped to it. Redis rejects an expiry that overflows its clock (which would
@@ -76,8 +77,6 @@ impl Policy {
             jitter_percent: DEFAULT_JITTER_PERCENT,
             stale: None,
             refresh_beta: None,
-            warned_unstorable: AtomicBool::new(false),
-            warned_other_type: AtomicBool::new(false),
         }
     }
 
@@ -192,21 +191,11 @@ impl Policy {
         self.lease().saturating_mul(2).max(Duration::from_secs(30))
     }
 
-    /// True the first time only: the "cannot store" error is said once per function.
-    pub(crate) fn first_unstorable(&self) -> bool {
-        first(&self.warned_unstorable)
+    /// How long a tag this function's values carry must live at least from a load:
+    /// as long as the values do, and at least [`TAG_TTL`].
+    pub(crate) fn tag_life(&self) -> Duration {
+        self.kept().max(TAG_TTL)
     }
-
-    /// True the first time only: "a value of another type under this function's key" is
-    /// said once per function.
-    pub(crate) fn first_other_type(&self) -> bool {
-        first(&self.warned_other_type)
-    }
-}
-
-/// True the first time it is asked about `flag`.
-fn first(flag: &AtomicBool) -> bool {
-    !flag.swap(true, Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -1,14 +1,11 @@
 //! What the expansion of `#[redis_cached]` calls. Not public API: it may change in any
 //! release.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 pub use crate::key::KeyBuilder;
 pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, Error, Policy};
 pub use core::time::Duration;
 
-use crate::cache::installed;
-use crate::read_through::read_through;
+use crate::install::{installed, warn_not_installed};
 use crate::shape::{Fallible, Optional, Plain, ResultOption, Shape};
 
 /// Where the expansion gets its cache when the attribute names none.
@@ -55,17 +52,6 @@ impl<C: AsCache + ?Sized> AsCache for Box<C> {
 /// Makes a type error on a value type point at the return type.
 pub const fn assert_cacheable<T: Cacheable>() {}
 
-fn not_installed(policy: &Policy) {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            function = policy.name,
-            "redis-cached: no cache installed and none named; calling the loader uncached. \
-             Call `redis_cached::install(cache)` at startup or add `cache = ...`."
-        );
-    }
-}
-
 /// Reads through `cache`, or runs the loader when there is none.
 async fn call<S: Shape>(
     cache: Option<&Cache>,
@@ -75,9 +61,9 @@ async fn call<S: Shape>(
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
     match cache {
-        Some(cache) => read_through::<S>(cache, policy, key, tags, load).await,
+        Some(cache) => cache.read::<S>(policy, key, tags, load).await,
         None => {
-            not_installed(policy);
+            warn_not_installed(policy.name);
             load.await
         }
     }
@@ -157,14 +143,7 @@ pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Err
 /// (rendered), failing open (counted, logged, retried in the background).
 pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, keys: &[String], tags: &[String]) {
     let Some(cache) = cache else {
-        static WARNED: AtomicBool = AtomicBool::new(false);
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                function,
-                "redis-cached: no cache installed and none named; nothing was invalidated. \
-                 Call `redis_cached::install(cache)` at startup or add `cache = ...`."
-            );
-        }
+        warn_not_installed(function);
         return;
     };
     for key in keys {

@@ -1,0 +1,72 @@
+//! Failing open, visibly: a Redis error never reaches the caller; it becomes a counter
+//! and a rate-limited warning. Also the once-per-function warnings about values that
+//! cannot be cached.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::log::RateLimited;
+use crate::stats::Counters;
+use crate::store::StoreError;
+use crate::sync::lock;
+
+/// What a function is warned about once (per cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Warning {
+    /// Its values cannot be stored (too large, or the codec cannot read them back).
+    Unstorable,
+    /// A value of another type was found under its key.
+    OtherType,
+}
+
+/// Where swallowed Redis errors go. Shared by a cache's calls and its background tasks.
+#[derive(Debug)]
+pub(crate) struct FailOpen {
+    counters: Arc<Counters>,
+    logged: RateLimited,
+    warned: Mutex<HashSet<(&'static str, Warning)>>,
+}
+
+impl FailOpen {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        Self {
+            counters,
+            logged: RateLimited::new(),
+            warned: Mutex::default(),
+        }
+    }
+
+    /// Accounts for a Redis operation that failed open.
+    pub(crate) fn failed(&self, error: StoreError) {
+        match error {
+            StoreError::Skipped => Counters::bump(&self.counters.skipped),
+            StoreError::Timeout(_) | StoreError::OverBudget { .. } | StoreError::Redis(_) => {
+                Counters::bump(&self.counters.errors);
+                if let Some(suppressed) = self.logged.admit() {
+                    let hint = error.hint();
+                    let error = crate::Error::from(error);
+                    let cause = std::error::Error::source(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        error = %error,
+                        cause = %cause,
+                        hint,
+                        suppressed,
+                        "redis-cached: redis operation failed; calls fail open to their loader"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `Some(number held back)` when a rate-limited warning may be logged now.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        self.logged.admit()
+    }
+
+    /// True the first time `function` is warned about `warning`.
+    pub(crate) fn first(&self, function: &'static str, warning: Warning) -> bool {
+        lock(&self.warned).insert((function, warning))
+    }
+}

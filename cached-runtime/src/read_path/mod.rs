@@ -1,0 +1,171 @@
+//! The read-through algorithm, written once for every store. Every fail-open branch is
+//! in this module.
+//!
+//! 1. `GET` the key: the only round trip of a hit ([`read_through`]).
+//! 2. Miss: join the key's in-process flight; one caller leads, the others wait for it
+//!    (`miss`). A value due for refresh is refreshed by one caller while the others are
+//!    served it (`refresh`).
+//! 3. The leader asks for the key's claim in one round trip that also re-checks the
+//!    value (`acquire`). Under `lock` only one caller in the deployment gets the lease;
+//!    the others wait for the holder's fill or release announcement (a poll is the
+//!    fallback), then ask again. Without `lock` every loader joins the key's fence and
+//!    nobody waits.
+//! 4. The leader runs the loader (renewing the claim) and stores the result only if its
+//!    claim still holds: an invalidation during the load voids the fill (`load`).
+//!
+//! Any Redis failure on the way runs the loader and returns its result.
+
+mod acquire;
+mod answer;
+mod load;
+mod miss;
+mod refresh;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::Policy;
+use crate::budget::Budget;
+use crate::coalesce::Flights;
+use crate::fail_open::FailOpen;
+use crate::key::{full_key, tag_key};
+use crate::shape::Shape;
+use crate::stats::Counters;
+use crate::store::{Store, StoreError};
+use crate::wake::FillWaiters;
+use answer::{Answer, answer};
+use refresh::Current;
+
+/// What the read path needs of a cache besides its store.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) prefix: String,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) fail_open: Arc<FailOpen>,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) fills: Arc<FillWaiters>,
+    /// The Redis time one call may spend in all (see `budget`).
+    pub(crate) call_budget: Duration,
+}
+
+/// Reads `rendered` through the cache: a hit, a refresh or a miss.
+pub(crate) async fn read_through<S: Shape, St: Store>(
+    cx: &Context,
+    store: &St,
+    policy: &Policy,
+    rendered: &str,
+    tags: &[String],
+    load: impl Future<Output = S::Output>,
+) -> S::Output {
+    let key = full_key(&cx.prefix, rendered);
+    let started = Instant::now();
+
+    // A tagged value is read with its tags' versions, in the same round trip.
+    let mut tagging = Tagging {
+        keys: Vec::new(),
+        versions: Some(Vec::new()),
+    };
+    let read = if tags.is_empty() {
+        store.get(&key, policy.timed()).await
+    } else {
+        tagging.keys = tags.iter().map(|tag| tag_key(&cx.prefix, tag)).collect();
+        store
+            .get_tagged(&key, &tagging.keys, policy.timed())
+            .await
+            .map(|(value, versions)| {
+                // A tag with no version yet: the value cannot be current; the load creates it.
+                tagging.versions = versions.into_iter().collect();
+                value
+            })
+    };
+    match read {
+        Ok(Some(entry)) => match tagging
+            .versions
+            .as_deref()
+            .and_then(|versions| answer::<S>(cx, policy, &entry.bytes, entry.remaining, versions, true))
+        {
+            Some(Answer::Value(out)) => {
+                Counters::bump(&cx.counters.hits);
+                return out;
+            }
+            Some(Answer::Negative(out)) => {
+                Counters::bump(&cx.counters.negative_hits);
+                return out;
+            }
+            Some(Answer::Due { value, stale }) => {
+                let current = Current {
+                    value,
+                    stale,
+                    bytes: entry.bytes,
+                };
+                let call = Call::new(cx, store, policy, key, started);
+                return Box::pin(refresh::refresh::<S, St>(call, tagging, load, current)).await;
+            }
+            None => {}
+        },
+        Ok(None) => {}
+        Err(e) => {
+            tagging.versions = None;
+            cx.fail_open.failed(e);
+        }
+    }
+    Counters::bump(&cx.counters.misses);
+    // Boxed: the miss path's state is large, and the future of every hit would carry it.
+    let call = Call::new(cx, store, policy, key, started);
+    Box::pin(miss::miss::<S, St>(call, tagging, load)).await
+}
+
+/// One call past its first read: what every later step needs.
+struct Call<'a, St> {
+    cx: &'a Context,
+    store: &'a St,
+    policy: &'a Policy,
+    key: String,
+    budget: Budget,
+}
+
+impl<'a, St: Store> Call<'a, St> {
+    /// `started`: when the call's first read was sent; that read counts against the budget.
+    fn new(cx: &'a Context, store: &'a St, policy: &'a Policy, key: String, started: Instant) -> Self {
+        let budget = Budget::new(cx.call_budget);
+        budget.spend(started.elapsed());
+        Self {
+            cx,
+            store,
+            policy,
+            key,
+            budget,
+        }
+    }
+
+    /// Counts and logs a Redis error the call fails open on.
+    fn failed(&self, error: StoreError) {
+        self.cx.fail_open.failed(error);
+    }
+}
+
+/// The tags of a call: their version keys, and their current versions when known.
+struct Tagging {
+    keys: Vec<String>,
+    versions: Option<Vec<u64>>,
+}
+
+impl Tagging {
+    /// The versions the load runs under, read (or created) before it starts, so a tag
+    /// invalidated during the load makes its result stale at once.
+    async fn resolve<St: Store>(&mut self, call: &Call<'_, St>) -> Result<Vec<u64>, StoreError> {
+        if self.versions.is_none() {
+            self.versions = Some(if self.keys.is_empty() {
+                Vec::new()
+            } else {
+                let life = call.policy.tag_life();
+                call.budget
+                    .run(call.store.tag_versions_for_load(&self.keys, life))
+                    .await?
+            });
+        }
+        Ok(self.versions.clone().unwrap_or_default())
+    }
+}

@@ -1,0 +1,104 @@
+//! A value due for refresh: stale within its `stale` window, or drawn for an early
+//! refresh. One caller refreshes (in this process, the flight's leader; across
+//! processes, the lease holder); every other caller gets the current value at once.
+
+use std::sync::atomic::AtomicU64;
+
+use super::acquire::{Acquired, acquire};
+use super::load::{Replacing, load_claimed, load_unfenced};
+use super::{Call, Context, Tagging};
+use crate::coalesce::{Join, Outcome};
+use crate::shape::Shape;
+use crate::stats::Counters;
+use crate::store::{Claim, Store};
+
+/// The value a refresh replaces, served to everyone but the refreshing caller.
+pub(super) struct Current<V> {
+    pub(super) value: V,
+    /// Past its ttl (`stale`), rather than refreshed early (`refresh`).
+    pub(super) stale: bool,
+    /// The stored bytes it was read from: the refresh takes the lease over exactly these.
+    pub(super) bytes: Vec<u8>,
+}
+
+impl<V> Current<V> {
+    /// Counts a call answered with it.
+    fn count(&self, cx: &Context) {
+        Counters::bump(self.counter(cx));
+    }
+
+    fn counter<'a>(&self, cx: &'a Context) -> &'a AtomicU64 {
+        if self.stale {
+            &cx.counters.stale_hits
+        } else {
+            &cx.counters.hits
+        }
+    }
+
+    /// The refreshing caller, counted as a refresh when it started, was answered with
+    /// this value instead.
+    pub(super) fn recount(&self, cx: &Context) {
+        Counters::recount(&cx.counters.refreshes, self.counter(cx));
+    }
+}
+
+pub(super) async fn refresh<S: Shape, St: Store>(
+    call: Call<'_, St>,
+    mut tagging: Tagging,
+    load: impl Future<Output = S::Output>,
+    current: Current<S::Value>,
+) -> S::Output {
+    let cx = call.cx;
+    let flight = match cx.flights.join(&call.key, &tagging.keys) {
+        Join::Leader(flight) => flight,
+        Join::Waiter(_) => {
+            current.count(cx);
+            return S::from_value(current.value);
+        }
+    };
+    // Counted now, so a refresh whose caller is dropped or panics still counts; moved to
+    // another counter if it ends up answered with a found value.
+    Counters::bump(&cx.counters.refreshes);
+    // Whatever is read or loaded from here on may be voided by an invalidation that
+    // callers joining later started after.
+    flight.loading();
+    let versions = match tagging.resolve(&call).await {
+        Ok(versions) => versions,
+        Err(e) => {
+            // Without its tags' versions a result cannot be stored safely: load only.
+            call.failed(e);
+            return load_unfenced::<S, St>(&call, flight, load, Replacing::Value(current)).await;
+        }
+    };
+    // One refresh at a time in the deployment, with or without `lock`.
+    let claim = Claim::lease(&call.key);
+    match acquire::<S, St>(&call, claim, &versions, Some(&current.bytes)).await {
+        Acquired::Won { held, replaced_gone } => {
+            // The value this refresh replaces was gone when it took the claim
+            // (invalidated, or past its window): stale-if-error must not bring it back.
+            let replacing = if replaced_gone {
+                Replacing::Gone
+            } else {
+                Replacing::Value(current)
+            };
+            load_claimed::<S, St>(&call, &tagging, held, load, flight, replacing).await
+        }
+        Acquired::Found { out, negative } => {
+            let answered = if negative {
+                &cx.counters.negative_hits
+            } else {
+                &cx.counters.hits
+            };
+            Counters::recount(&cx.counters.refreshes, answered);
+            // Read after waiters may have joined: only for those that joined before.
+            flight.finish(S::outcome(&out, true));
+            out
+        }
+        Acquired::Busy | Acquired::Unfenced { .. } => {
+            current.recount(cx);
+            // The value this call found is not a load result: waiters load themselves.
+            flight.finish(Outcome::Retry);
+            S::from_value(current.value)
+        }
+    }
+}
