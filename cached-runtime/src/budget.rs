@@ -4,7 +4,9 @@
 //! loader, or waiting for another caller's load, does not count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::store::StoreError;
 

@@ -3,10 +3,36 @@
 
 use std::time::{Duration, Instant};
 
-/// `now + duration`, saturating a year ahead instead of overflowing.
-pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
-    now.checked_add(duration)
-        .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365))
+/// `now + duration`, saturating a year ahead instead of overflowing; for std's and
+/// tokio's `Instant` alike.
+pub(crate) fn later<I: Later>(now: I, duration: Duration) -> I {
+    now.checked_later(duration).unwrap_or_else(|| now.year_later())
+}
+
+/// An instant that can be moved forward.
+pub(crate) trait Later: Copy {
+    fn checked_later(self, duration: Duration) -> Option<Self>;
+    fn year_later(self) -> Self;
+}
+
+const YEAR: Duration = Duration::from_secs(60 * 60 * 24 * 365);
+
+impl Later for Instant {
+    fn checked_later(self, duration: Duration) -> Option<Self> {
+        self.checked_add(duration)
+    }
+    fn year_later(self) -> Self {
+        self + YEAR
+    }
+}
+
+impl Later for tokio::time::Instant {
+    fn checked_later(self, duration: Duration) -> Option<Self> {
+        self.checked_add(duration)
+    }
+    fn year_later(self) -> Self {
+        self + YEAR
+    }
 }
 
 /// Whole milliseconds, saturating, and at least 1: Redis rejects a zero expiry, and a

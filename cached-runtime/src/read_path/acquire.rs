@@ -123,7 +123,7 @@ struct Patience {
 impl Patience {
     fn new<St: Store>(call: &Call<'_, St>) -> Self {
         Self {
-            give_up: Instant::from_std(later(std::time::Instant::now(), call.policy.wait_budget())),
+            give_up: later(Instant::now(), call.policy.wait_budget()),
             waiting: None,
         }
     }
@@ -150,6 +150,11 @@ impl Patience {
         } else {
             POLL_WITHOUT_ANNOUNCEMENTS
         };
-        Some(remaining.min(poll).min(self.give_up - now).max(Duration::from_millis(1)))
+        Some(
+            remaining
+                .min(poll)
+                .min(self.give_up - now)
+                .max(Duration::from_millis(1)),
+        )
     }
 }
