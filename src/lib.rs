@@ -56,7 +56,7 @@
 /// async fn get_product(id: u64) -> Result<Option<Product>, std::io::Error> {
 ///     static POLICY: Policy = Policy::new("get_product", Duration::from_millis(300_000))
 ///         .lock(DEFAULT_LEASE)
-///         .negative(Duration::from_millis(60_000));
+///         .negative_default();
 ///     let key = /* "product:" + escaped id */;
 ///     let cache = default_cache();
 ///     result_option::<Product, _>(cache.as_ref(), &POLICY, &key, get_product_uncached(id)).await
@@ -93,8 +93,8 @@ pub use redis_cached_macro::redis_cached;
 /// names the cache, as for `#[redis_cached]`.
 pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
-    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, Error,
-    INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
+    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL,
+    DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
 };
 
 #[doc(hidden)]

@@ -9,8 +9,6 @@ use crate::args::{self, Args, CodecName};
 use crate::key::{Kind, Placeholder, Segment, Template};
 use crate::sig::{self, Returns, Signature};
 
-const MAX_DEFAULT_NEGATIVE_MS: u64 = 60_000;
-
 /// Expands `#[redis_cached(args)] function`. On any error, the function comes back
 /// unchanged with the errors beside it, so callers get no second "cannot find" error.
 pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -462,9 +460,13 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         Some(None) => chain = quote!(#chain.lock(::redis_cached::__private::DEFAULT_LEASE)),
         None => {}
     }
-    if let Some((_, negative)) = &plan.args.negative {
-        let ms = negative.map_or(ttl.min(MAX_DEFAULT_NEGATIVE_MS), |n| n.ms);
-        chain = quote!(#chain.negative(::redis_cached::__private::Duration::from_millis(#ms)));
+    match &plan.args.negative {
+        Some((_, Some(negative))) => {
+            let ms = negative.ms;
+            chain = quote!(#chain.negative(::redis_cached::__private::Duration::from_millis(#ms)));
+        }
+        Some((_, None)) => chain = quote!(#chain.negative_default()),
+        None => {}
     }
     if let Some(codec) = plan.args.codec {
         let variant = match codec {
@@ -485,7 +487,10 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         chain = quote!(#chain.stale(::redis_cached::__private::Duration::from_millis(#ms)));
     }
     if plan.args.refresh.is_some() {
-        let beta = plan.args.beta.map_or(1.0, |(_, beta)| beta);
+        let beta = match plan.args.beta {
+            Some((_, beta)) => quote!(#beta),
+            None => quote!(::redis_cached::__private::DEFAULT_REFRESH_BETA),
+        };
         chain = quote!(#chain.refresh_early(#beta));
     }
     quote! {
@@ -666,7 +671,7 @@ mod tests {
             "fn get_product_key (id : u64 ,)",
             "fn get_product_invalidate (id : u64 ,)",
             ". lock (:: redis_cached :: __private :: DEFAULT_LEASE)",
-            ". negative (:: redis_cached :: __private :: Duration :: from_millis (60000u64))",
+            ". negative_default ()",
         ] {
             assert!(out.contains(expected), "missing `{expected}` in {out}");
         }

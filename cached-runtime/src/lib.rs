@@ -30,7 +30,9 @@ pub use codec::{Codec, DECODE_LIMIT};
 pub use config::CacheBuilder;
 pub use error::Error;
 pub use key::KeyBuilder;
-pub use policy::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, MAX_DURATION, Policy};
+pub use policy::{
+    DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION, Policy,
+};
 pub use shape::Cacheable;
 pub use stats::Stats;
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::key::KeyBuilder;
-pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, Error, Policy};
+pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, DEFAULT_REFRESH_BETA, Error, Policy};
 pub use core::time::Duration;
 
 use crate::cache::installed;
