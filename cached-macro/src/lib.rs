@@ -3,6 +3,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod args;
+mod check;
 mod expand;
 mod key;
 mod sig;
