@@ -33,7 +33,7 @@ pub(crate) struct InvalidatePlan {
 
 /// Parses and checks `#[redis_cached(args)] function`.
 pub(crate) fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
-    let (args, sig) = both(args::parse(args), sig::check(function, "redis_cached"))?;
+    let (args, sig) = both(args::parse::<Args>(args), sig::check(function, "redis_cached"))?;
     let mut errors = Vec::new();
     required(&args, function, &mut errors);
     let name = &function.sig.ident;
@@ -43,7 +43,7 @@ pub(crate) fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Er
             .map(|(_, parsed)| parsed)
     });
     let tags = templates(
-        args.tags.as_deref().unwrap_or_default(),
+        args.common.tags.as_deref().unwrap_or_default(),
         Kind::Tag,
         name,
         &sig,
@@ -71,7 +71,10 @@ pub(crate) fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Er
 
 /// Parses and checks `#[redis_invalidate(args)] function`.
 pub(crate) fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePlan, syn::Error> {
-    let (args, sig) = both(args::parse_invalidate(args), sig::check(function, "redis_invalidate"))?;
+    let (args, sig) = both(
+        args::parse::<InvalidateArgs>(args),
+        sig::check(function, "redis_invalidate"),
+    )?;
     let mut errors = Vec::new();
     let name = &function.sig.ident;
     if args.keys.is_empty() {
@@ -82,7 +85,7 @@ pub(crate) fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<In
     }
     let keys = templates(&args.keys, Kind::Key, name, &sig, &mut errors);
     let tags = templates(
-        args.tags.as_deref().unwrap_or_default(),
+        args.common.tags.as_deref().unwrap_or_default(),
         Kind::Tag,
         name,
         &sig,

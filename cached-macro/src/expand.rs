@@ -58,7 +58,7 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
     let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
     // Resolved (and cloned: an `Arc` clone) before the body, which may consume `self`
     // or the argument the cache comes from.
-    let cache_let = match &args.cache {
+    let cache_let = match &args.common.cache {
         Some(expr) => quote_spanned! {expr.span()=>
             let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
                 ::redis_cached::__private::AsCache::as_cache(&(#expr)),
@@ -131,7 +131,7 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
     };
     let policy = policy(name, plan);
     let render = render(&plan.template, &plan.key, &plan.sig);
-    let (cache_let, cache_ref) = cache(plan.args.cache.as_ref());
+    let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let value_ty = plan.sig.returns.value();
     let span = value_ty.span();
     let entry = match &plan.sig.returns {
@@ -202,7 +202,7 @@ fn companions(function: &ItemFn, plan: &Plan) -> TokenStream {
     let (output, generics, where_clause) = (&sig.output, &sig.generics, &sig.generics.where_clause);
     let companion_attrs: Vec<_> = function.attrs.iter().filter(|a| is_companion_attr(a)).collect();
     let render = render(&plan.template, &plan.key, &plan.sig);
-    let (cache_let, cache_ref) = cache(plan.args.cache.as_ref());
+    let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let uncached_doc = format!("Runs [`{name}`](Self::{name})'s body without the cache.");
     let uncached_doc = if plan.sig.receiver.is_some() {
         uncached_doc
@@ -405,7 +405,7 @@ fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
 /// the fn's generics cut down to the ones those parameters mention.
 fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, syn::Generics) {
     let mut used: Vec<String> = plan.template.placeholders().map(|p| p.root.clone()).collect();
-    if let Some(expr) = &plan.args.cache {
+    if let Some(expr) = &plan.args.common.cache {
         names_in(expr.to_token_stream(), &mut used);
     }
     let mut inputs = TokenStream::new();
