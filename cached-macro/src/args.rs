@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod docs;
+mod suggest;
 mod value;
 
 use proc_macro2::{Span, TokenStream};
@@ -234,10 +235,7 @@ pub(crate) fn parse<A: Attribute>(tokens: TokenStream) -> Result<A, syn::Error> 
             if meta.input.peek(syn::Token![=]) {
                 let _: Expr = meta.value()?.parse()?;
             }
-            errors.push(syn::Error::new(
-                span,
-                format!("unknown argument `{ident}`; expected one of {}", expected::<A>()),
-            ));
+            errors.push(syn::Error::new(span, unknown::<A>(&ident.to_string())));
             return Ok(());
         };
         let mut arg = Arg {
@@ -252,6 +250,18 @@ pub(crate) fn parse<A: Attribute>(tokens: TokenStream) -> Result<A, syn::Error> 
     match combine(errors) {
         Some(error) => Err(error),
         None => Ok(args),
+    }
+}
+
+/// "unknown argument `tll`; did you mean `ttl`? expected one of `key`, `ttl`, ...", with
+/// the suggestion only when a name is close.
+fn unknown<A: Attribute>(name: &str) -> String {
+    match suggest::closest(name, A::TABLE.iter().map(|spec| spec.name)) {
+        Some(close) => format!(
+            "unknown argument `{name}`; did you mean `{close}`? expected one of {}",
+            expected::<A>()
+        ),
+        None => format!("unknown argument `{name}`; expected one of {}", expected::<A>()),
     }
 }
 
@@ -382,6 +392,34 @@ mod tests {
         assert_eq!(parse::<InvalidateArgs>(tokens(text)).unwrap().keys.len(), 2);
         let error = parse::<Args>(tokens(text)).err().unwrap().to_string();
         assert_eq!(error, "duplicate argument `key`; give it once");
+    }
+
+    #[test]
+    fn an_unknown_argument_close_to_one_in_the_table_is_suggested() {
+        let error = parse::<Args>(tokens(r#"key = "a:<id>", tll = 300, negatve"#))
+            .err()
+            .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        let expected = "expected one of `key`, `ttl`, `lock`, `negative`, `stale`, `refresh`, `beta`, `cache`, \
+                        `codec`, `version`, `jitter`, `tags`";
+        assert_eq!(
+            messages,
+            [
+                format!("unknown argument `tll`; did you mean `ttl`? {expected}"),
+                format!("unknown argument `negatve`; did you mean `negative`? {expected}"),
+            ]
+        );
+        let error = parse::<InvalidateArgs>(tokens(r#"keys = "a:<id>", tag = ["t"]"#))
+            .err()
+            .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown argument `keys`; did you mean `key`? expected one of `key`, `tags`, `cache`",
+                "unknown argument `tag`; did you mean `tags`? expected one of `key`, `tags`, `cache`",
+            ]
+        );
     }
 
     #[test]
