@@ -114,3 +114,28 @@ pub mod __private {
     pub use ::redis_cached_runtime::private::*;
     pub use ::std::string::String;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA};
+
+    /// The attribute's docs state the runtime's defaults in words, which the macro's
+    /// argument table must repeat (its own test checks that): a changed constant fails
+    /// here until the docs and the table follow.
+    #[test]
+    fn the_argument_docs_state_the_runtime_defaults() {
+        let lines: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .map(|line| line.trim().trim_start_matches("///").trim())
+            .collect();
+        let docs = lines.join(" ");
+        for said in [
+            format!("`lock` alone takes a {} s lease", DEFAULT_LEASE.as_secs()),
+            format!("the smaller of `ttl` and {} s", DEFAULT_NEGATIVE_TTL.as_secs()),
+            format!("larger is earlier. Defaults to {DEFAULT_REFRESH_BETA:.1}."),
+            format!("Defaults to {DEFAULT_JITTER_PERCENT}%."),
+        ] {
+            assert!(docs.contains(&said), "the docs do not say {said:?}");
+        }
+    }
+}
