@@ -28,25 +28,30 @@
 ///   and one with its own hash tag does not end with a placeholder. So no value can forge
 ///   another key, of any template: `"user:<id>/orders"`, not `"user:<id>:orders"` (the
 ///   compile error shows the template written right).
-/// - `ttl = 300` (seconds) or `ttl = "5m"` (`ms`, `s`, `m`, `h`, `d`) (required).
-/// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss (the lease
-///   defaults to 10 s and is renewed while the loader runs).
-/// - `negative` or `negative = "30s"`: cache `None`, for the smaller of `ttl` and 60 s by
-///   default (only on `Option<T>` or `Result<Option<T>, E>` returns).
+/// - `ttl = 300` or `ttl = "5m"` (required): how long a value is fresh, in whole seconds
+///   or with a unit (`ms`, `s`, `m`, `h`, `d`).
+/// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss, under a lease
+///   renewed while the loader runs. Defaults to no lock; `lock` alone takes a 10 s lease.
+/// - `negative` or `negative = "30s"`: cache `None` (only on `Option<T>` or
+///   `Result<Option<T>, E>` returns). Defaults to not caching `None`; `negative` alone
+///   caches it for the smaller of `ttl` and 60 s.
 /// - `stale = "1m"`: past the ttl, serve the stale value for this window while one caller
-///   refreshes it, or when the refresh fails.
-/// - `refresh = "xfetch"` (and `beta = 1.0`): refresh hot values early, in one caller,
-///   while the others keep the current value.
+///   refreshes it, or when the refresh fails. Defaults to none.
+/// - `refresh = "xfetch"`: refresh hot values early, in one caller, while the others keep
+///   the current value. Defaults to no early refresh.
+/// - `beta = 2.0`: how early `refresh` refreshes; larger is earlier. Defaults to 1.0.
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
-/// - `codec = "bincode" | "msgpack" | "json"`: the value codec (bincode by default).
-/// - `version = N`: values stored under another version are misses.
-/// - `jitter = "10%"` or `jitter = 0`: a random share taken off each stored ttl (5% by
-///   default, at most 50%).
-/// - `tags = ["catalog", "category:<id>"]`: invalidate many values at once with
-///   `Cache::invalidate_tag`.
+///   Defaults to the installed one.
+/// - `codec = "bincode" | "msgpack" | "json"`: the value codec. Defaults to bincode.
+/// - `version = N`: values stored under another version are misses. Defaults to 0.
+/// - `jitter = "10%"` or `jitter = 0`: a random share taken off each stored ttl, at most
+///   50%. Defaults to 5%.
+/// - `tags = ["catalog", "category:<id>"]`: groups of values to invalidate at once with
+///   `Cache::invalidate_tag`. Defaults to none.
 ///
-/// The crate docs describe each one, what happens under concurrency and how Redis
-/// failures fail open.
+/// The defaults are [`DEFAULT_LEASE`], [`DEFAULT_NEGATIVE_TTL`], [`DEFAULT_REFRESH_BETA`]
+/// and [`DEFAULT_JITTER_PERCENT`]. The crate docs describe each argument, what happens
+/// under concurrency and how Redis failures fail open.
 ///
 /// # What it expands to
 /// For `get_product` above, roughly (the expansion uses absolute paths and hygienic
@@ -56,7 +61,7 @@
 /// async fn get_product(id: u64) -> Result<Option<Product>, std::io::Error> {
 ///     static POLICY: Policy = Policy::new("get_product", Duration::from_millis(300_000))
 ///         .lock(DEFAULT_LEASE)
-///         .negative(Duration::from_millis(60_000));
+///         .negative_default();
 ///     let key = /* "product:" + escaped id */;
 ///     let cache = default_cache();
 ///     result_option::<Product, _>(cache.as_ref(), &POLICY, &key, get_product_uncached(id)).await
@@ -85,20 +90,52 @@ pub use redis_cached_macro::redis_cached;
 /// }
 /// ```
 ///
-/// The keys use `#[redis_cached]`'s template rules and escaping, and are rendered before
-/// the body runs (it may consume its arguments). After the body returns they are
-/// invalidated, unless it returned `Err`. `tags = [...]` invalidates tags the same way. Invalidation fails open: a key Redis did not
-/// confirm is counted, logged and retried in the background for up to
-/// [`INVALIDATION_RETRY`]; meanwhile the old value may still be served. `cache = EXPR`
-/// names the cache, as for `#[redis_cached]`.
+/// # Arguments
+/// - `key = "product:<product.id>"` (one or more, required): a key to invalidate, a
+///   template with `#[redis_cached]`'s rules and escaping.
+/// - `tags = ["category:<product.category>"]`: tags to invalidate, templates like the
+///   keys. Defaults to none.
+/// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
+///   Defaults to the installed one.
+///
+/// The keys and tags are rendered before the body runs (it may consume its arguments).
+/// After the body returns they are invalidated, unless it returned `Err`. Invalidation
+/// fails open: a key Redis did not confirm is counted, logged and retried in the
+/// background for up to [`INVALIDATION_RETRY`]; meanwhile the old value may still be
+/// served.
 pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
-    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, Error,
-    INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
+    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL,
+    DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
 };
 
 #[doc(hidden)]
 pub mod __private {
     pub use ::redis_cached_runtime::private::*;
     pub use ::std::string::String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA};
+
+    /// The attribute's docs state the runtime's defaults in words, which the macro's
+    /// argument table must repeat (its own test checks that): a changed constant fails
+    /// here until the docs and the table follow.
+    #[test]
+    fn the_argument_docs_state_the_runtime_defaults() {
+        let lines: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .map(|line| line.trim().trim_start_matches("///").trim())
+            .collect();
+        let docs = lines.join(" ");
+        for said in [
+            format!("`lock` alone takes a {} s lease", DEFAULT_LEASE.as_secs()),
+            format!("the smaller of `ttl` and {} s", DEFAULT_NEGATIVE_TTL.as_secs()),
+            format!("larger is earlier. Defaults to {DEFAULT_REFRESH_BETA:.1}."),
+            format!("Defaults to {DEFAULT_JITTER_PERCENT}%."),
+        ] {
+            assert!(docs.contains(&said), "the docs do not say {said:?}");
+        }
+    }
 }

@@ -1,26 +1,21 @@
-//! The attribute's arguments, parsed with their spans kept for error messages.
+//! The attributes' arguments. Each attribute has one table: every argument with its
+//! parser, its default and a line of docs. The table drives the parsing, the
+//! unknown-argument error and the test that the docs list the same arguments. Spans are
+//! kept for the errors.
+
+#[cfg(test)]
+mod docs;
+mod suggest;
+mod value;
 
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
-use syn::parse::Parser;
-use syn::{Expr, Lit, LitStr};
+use syn::parse::{Parse, Parser};
+use syn::{Expr, LitStr};
 
-const VALID: &str =
-    "`key`, `ttl`, `lock`, `negative`, `stale`, `refresh`, `beta`, `cache`, `codec`, `version`, `jitter`, `tags`";
+pub(crate) use value::{CodecName, Millis, Refresh};
 
-/// A duration in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Millis {
-    pub(crate) ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CodecName {
-    Bincode,
-    MsgPack,
-    Json,
-}
-
+/// The arguments of `#[redis_cached]`.
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) key: Option<LitStr>,
@@ -29,187 +24,16 @@ pub(crate) struct Args {
     pub(crate) lock: Option<Option<Millis>>,
     /// `negative` with its span (for the "not an Option" error) and TTL.
     pub(crate) negative: Option<(Span, Option<Millis>)>,
-    pub(crate) cache: Option<Expr>,
+    /// `stale = "1m"`: how long past the ttl a value stays servable.
+    pub(crate) stale: Option<Millis>,
+    pub(crate) refresh: Option<Refresh>,
+    /// `beta = 1.0`, with its span.
+    pub(crate) beta: Option<(Span, f64)>,
     pub(crate) codec: Option<CodecName>,
     pub(crate) version: Option<u32>,
     /// Percent of the ttl taken off at random.
     pub(crate) jitter: Option<u32>,
-    /// `tags = ["...", ...]`: templates like the key's.
-    pub(crate) tags: Option<Vec<LitStr>>,
-    /// `stale = "1m"`: how long past the ttl a value stays servable.
-    pub(crate) stale: Option<Millis>,
-    /// `refresh = "xfetch"`, with its span for errors.
-    pub(crate) refresh: Option<Span>,
-    /// `beta = 1.0`, with its span.
-    pub(crate) beta: Option<(Span, f64)>,
-}
-
-/// Parses the arguments; every error found is returned at once.
-pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
-    let mut args = Args::default();
-    let mut errors: Vec<syn::Error> = Vec::new();
-    let parser = syn::meta::parser(|meta| {
-        let Some(name) = meta.path.get_ident().map(ToString::to_string) else {
-            return Err(meta.error(format!("unknown argument; expected one of {VALID}")));
-        };
-        let span = meta.path.span_of_ident();
-        match name.as_str() {
-            "key" => {
-                let key: LitStr = meta.value()?.parse()?;
-                set_once(&mut args.key, key, span, "key", &mut errors);
-            }
-            "ttl" => {
-                let ttl = duration(&meta, "ttl", &mut errors)?;
-                if let Some(ttl) = ttl {
-                    set_once(&mut args.ttl, ttl, span, "ttl", &mut errors);
-                }
-            }
-            "lock" => {
-                let lease = if meta.input.peek(syn::Token![=]) {
-                    duration(&meta, "lock", &mut errors)?
-                } else {
-                    None
-                };
-                set_once(&mut args.lock, lease, span, "lock", &mut errors);
-            }
-            "negative" => {
-                let ttl = if meta.input.peek(syn::Token![=]) {
-                    duration(&meta, "negative", &mut errors)?
-                } else {
-                    None
-                };
-                set_once(&mut args.negative, (span, ttl), span, "negative", &mut errors);
-            }
-            "cache" => {
-                let cache: Expr = meta.value()?.parse()?;
-                set_once(&mut args.cache, cache, span, "cache", &mut errors);
-            }
-            "codec" => {
-                let codec: LitStr = meta.value()?.parse()?;
-                let name = match codec.value().as_str() {
-                    "bincode" => Some(CodecName::Bincode),
-                    "msgpack" => Some(CodecName::MsgPack),
-                    "json" => Some(CodecName::Json),
-                    _ => {
-                        errors.push(syn::Error::new(
-                            codec.span(),
-                            format!(
-                                "unknown codec `{:?}`; expected `\"bincode\"`, `\"msgpack\"` or `\"json\"`",
-                                codec.value()
-                            ),
-                        ));
-                        None
-                    }
-                };
-                if let Some(name) = name {
-                    set_once(&mut args.codec, name, span, "codec", &mut errors);
-                }
-            }
-            "version" => {
-                let version: syn::LitInt = meta.value()?.parse()?;
-                match version.base10_parse::<u32>() {
-                    Ok(v) => set_once(&mut args.version, v, span, "version", &mut errors),
-                    Err(_) => errors.push(syn::Error::new(
-                        version.span(),
-                        "`version` must be a whole number from 0 to 4294967295",
-                    )),
-                }
-            }
-            "tags" => {
-                let tags = tag_list(&meta, &mut errors)?;
-                set_once(&mut args.tags, tags, span, "tags", &mut errors);
-            }
-            "stale" => {
-                if let Some(window) = duration(&meta, "stale", &mut errors)? {
-                    set_once(&mut args.stale, window, span, "stale", &mut errors);
-                }
-            }
-            "refresh" => {
-                let mode: LitStr = meta.value()?.parse()?;
-                if mode.value() == "xfetch" {
-                    set_once(&mut args.refresh, span, span, "refresh", &mut errors);
-                } else {
-                    errors.push(syn::Error::new(
-                        mode.span(),
-                        "unknown refresh; the one there is: `refresh = \"xfetch\"` (refresh-ahead)",
-                    ));
-                }
-            }
-            "beta" => {
-                let lit: Lit = meta.value()?.parse()?;
-                let beta = match &lit {
-                    Lit::Float(float) => float.base10_parse::<f64>().ok(),
-                    Lit::Int(int) => int.base10_parse::<f64>().ok(),
-                    _ => None,
-                };
-                match beta {
-                    Some(beta) if beta.is_finite() && beta >= 0.0 => {
-                        set_once(&mut args.beta, (span, beta), span, "beta", &mut errors);
-                    }
-                    _ => errors.push(syn::Error::new(
-                        lit.span(),
-                        "`beta` is a number from 0, e.g. `beta = 1.0`",
-                    )),
-                }
-            }
-            "jitter" => {
-                let lit: Lit = meta.value()?.parse()?;
-                let percent = match &lit {
-                    Lit::Int(int) if int.base10_digits() == "0" => Some(0),
-                    Lit::Str(text) => text
-                        .value()
-                        .strip_suffix('%')
-                        .and_then(|n| n.trim().parse::<u32>().ok()),
-                    _ => None,
-                };
-                match percent {
-                    Some(percent @ 0..=50) => set_once(&mut args.jitter, percent, span, "jitter", &mut errors),
-                    _ => errors.push(syn::Error::new(
-                        lit.span(),
-                        "`jitter` takes a percentage from `\"0%\"` to `\"50%\"`, such as `jitter = \"10%\"`, \
-                         or `jitter = 0` to turn it off",
-                    )),
-                }
-            }
-            _ => {
-                // Skip a value if there is one, so later arguments are still checked.
-                if meta.input.peek(syn::Token![=]) {
-                    let _: Expr = meta.value()?.parse()?;
-                }
-                errors.push(syn::Error::new(
-                    span,
-                    format!("unknown argument `{name}`; expected one of {VALID}"),
-                ));
-            }
-        }
-        Ok(())
-    });
-    parser.parse2(tokens)?;
-    match combine(errors) {
-        Some(error) => Err(error),
-        None => Ok(args),
-    }
-}
-
-trait SpanOfIdent {
-    fn span_of_ident(&self) -> Span;
-}
-
-impl SpanOfIdent for syn::Path {
-    fn span_of_ident(&self) -> Span {
-        self.segments.last().map_or_else(Span::call_site, |s| s.ident.span())
-    }
-}
-
-fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, errors: &mut Vec<syn::Error>) {
-    if slot.is_some() {
-        errors.push(syn::Error::new(
-            span,
-            format!("duplicate argument `{name}`; give it once"),
-        ));
-    } else {
-        *slot = Some(value);
-    }
+    pub(crate) common: Common,
 }
 
 /// The arguments of `#[redis_invalidate]`.
@@ -217,42 +41,210 @@ fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, errors: &
 pub(crate) struct InvalidateArgs {
     /// Every `key = "..."`, in order.
     pub(crate) keys: Vec<LitStr>,
+    pub(crate) common: Common,
+}
+
+/// What both attributes take besides their keys.
+#[derive(Default)]
+pub(crate) struct Common {
+    /// `tags = ["...", ...]`: templates like the key's.
     pub(crate) tags: Option<Vec<LitStr>>,
     pub(crate) cache: Option<Expr>,
 }
 
-const VALID_INVALIDATE: &str = "`key` (one or more), `tags` and `cache`";
+/// An attribute's arguments, parsed by its table.
+pub(crate) trait Attribute: Default + 'static {
+    /// Every argument, in the order the docs list them.
+    const TABLE: &'static [Spec<Self>];
 
-/// Parses `#[redis_invalidate]`'s arguments; every error found is returned at once.
-pub(crate) fn parse_invalidate(tokens: TokenStream) -> Result<InvalidateArgs, syn::Error> {
-    let mut args = InvalidateArgs::default();
+    /// The arguments both attributes take.
+    fn common(&mut self) -> &mut Common;
+}
+
+/// One row of an argument table.
+pub(crate) struct Spec<A> {
+    /// As written in the attribute.
+    pub(crate) name: &'static str,
+    /// Parses the argument's value into the attribute's arguments.
+    parse: fn(&mut A, &mut Arg<'_, '_>) -> syn::Result<()>,
+    /// What happens without it, as the docs say it after "Defaults to"; `None` when it
+    /// is required.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the docs test reads it"))]
+    pub(crate) default: Option<&'static str>,
+    /// What it does, as the docs say it.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the docs test reads it"))]
+    pub(crate) doc: &'static str,
+}
+
+impl Attribute for Args {
+    const TABLE: &'static [Spec<Self>] = &[
+        Spec {
+            name: "key",
+            parse: |args, arg| arg.set_as_is(&mut args.key),
+            default: None,
+            doc: "the key template",
+        },
+        Spec {
+            name: "ttl",
+            parse: |args, arg| arg.set(&mut args.ttl, value::duration),
+            default: None,
+            doc: "how long a value is fresh",
+        },
+        Spec {
+            name: "lock",
+            parse: |args, arg| {
+                let lease = arg.optional(value::duration)?;
+                arg.set_once(&mut args.lock, lease);
+                Ok(())
+            },
+            default: Some("no lock; `lock` alone takes a 10 s lease"),
+            doc: "one loader in the whole deployment per miss",
+        },
+        Spec {
+            name: "negative",
+            parse: |args, arg| {
+                let ttl = arg.optional(value::duration)?;
+                let span = arg.span;
+                arg.set_once(&mut args.negative, (span, ttl));
+                Ok(())
+            },
+            default: Some("not caching `None`; `negative` alone caches it for the smaller of `ttl` and 60 s"),
+            doc: "cache `None`",
+        },
+        Spec {
+            name: "stale",
+            parse: |args, arg| arg.set(&mut args.stale, value::duration),
+            default: Some("none"),
+            doc: "past the ttl, serve the stale value for this window while one caller refreshes it, \
+                  or when the refresh fails",
+        },
+        Spec {
+            name: "refresh",
+            parse: |args, arg| arg.set(&mut args.refresh, value::refresh),
+            default: Some("no early refresh"),
+            doc: "refresh hot values early, in one caller, while the others keep the current value",
+        },
+        Spec {
+            name: "beta",
+            parse: |args, arg| {
+                let span = arg.span;
+                arg.set(&mut args.beta, |lit, name| {
+                    value::beta(lit, name).map(|beta| (span, beta))
+                })
+            },
+            default: Some("1.0"),
+            doc: "how early `refresh` refreshes; larger is earlier",
+        },
+        Spec::cache(),
+        Spec {
+            name: "codec",
+            parse: |args, arg| arg.set(&mut args.codec, value::codec),
+            default: Some("bincode"),
+            doc: "the value codec",
+        },
+        Spec {
+            name: "version",
+            parse: |args, arg| arg.set(&mut args.version, value::version),
+            default: Some("0"),
+            doc: "values stored under another version are misses",
+        },
+        Spec {
+            name: "jitter",
+            parse: |args, arg| arg.set(&mut args.jitter, value::jitter),
+            default: Some("5%"),
+            doc: "a random share taken off each stored ttl, at most 50%",
+        },
+        Spec::tags("groups of values to invalidate at once with `Cache::invalidate_tag`"),
+    ];
+
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+}
+
+impl Attribute for InvalidateArgs {
+    const TABLE: &'static [Spec<Self>] = &[
+        Spec {
+            name: "key",
+            parse: |args, arg| {
+                args.keys.push(arg.value()?);
+                Ok(())
+            },
+            default: None,
+            doc: "a key to invalidate",
+        },
+        Spec::tags("tags to invalidate"),
+        Spec::cache(),
+    ];
+
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+}
+
+/// The rows both attributes share.
+impl<A: Attribute> Spec<A> {
+    const fn tags(doc: &'static str) -> Self {
+        Spec {
+            name: "tags",
+            parse: tags::<A>,
+            default: Some("none"),
+            doc,
+        }
+    }
+
+    const fn cache() -> Self {
+        Spec {
+            name: "cache",
+            parse: cache::<A>,
+            default: Some("the installed one"),
+            doc: "a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one",
+        }
+    }
+}
+
+/// `tags = ["catalog", "category:<id>"]`: string literals only; others are recorded and
+/// the rest kept.
+fn tags<A: Attribute>(args: &mut A, arg: &mut Arg<'_, '_>) -> syn::Result<()> {
+    let list: syn::ExprArray = arg.value()?;
+    let tags = list
+        .elems
+        .into_iter()
+        .filter_map(|e| arg.record(value::tag(e)))
+        .collect();
+    arg.set_once(&mut args.common().tags, tags);
+    Ok(())
+}
+
+/// `cache = EXPR`, checked by the compiler where the expansion uses it.
+fn cache<A: Attribute>(args: &mut A, arg: &mut Arg<'_, '_>) -> syn::Result<()> {
+    arg.set_as_is(&mut args.common().cache)
+}
+
+/// Parses an attribute's arguments by its table; every error found is returned at once.
+pub(crate) fn parse<A: Attribute>(tokens: TokenStream) -> Result<A, syn::Error> {
+    let mut args = A::default();
     let mut errors: Vec<syn::Error> = Vec::new();
     let parser = syn::meta::parser(|meta| {
-        let Some(name) = meta.path.get_ident().map(ToString::to_string) else {
-            return Err(meta.error(format!("unknown argument; expected {VALID_INVALIDATE}")));
+        let Some(ident) = meta.path.get_ident() else {
+            return Err(meta.error(format!("unknown argument; expected one of {}", expected::<A>())));
         };
-        let span = meta.path.span_of_ident();
-        match name.as_str() {
-            "key" => args.keys.push(meta.value()?.parse()?),
-            "tags" => {
-                let tags = tag_list(&meta, &mut errors)?;
-                set_once(&mut args.tags, tags, span, "tags", &mut errors);
+        let span = ident.span();
+        let Some(spec) = A::TABLE.iter().find(|spec| ident == spec.name) else {
+            // Skip a value if there is one, so later arguments are still checked.
+            if meta.input.peek(syn::Token![=]) {
+                let _: Expr = meta.value()?.parse()?;
             }
-            "cache" => {
-                let cache: Expr = meta.value()?.parse()?;
-                set_once(&mut args.cache, cache, span, "cache", &mut errors);
-            }
-            _ => {
-                if meta.input.peek(syn::Token![=]) {
-                    let _: Expr = meta.value()?.parse()?;
-                }
-                errors.push(syn::Error::new(
-                    span,
-                    format!("unknown argument `{name}`; expected {VALID_INVALIDATE}"),
-                ));
-            }
-        }
-        Ok(())
+            errors.push(syn::Error::new(span, unknown::<A>(&ident.to_string())));
+            return Ok(());
+        };
+        let mut arg = Arg {
+            meta: &meta,
+            name: spec.name,
+            span,
+            errors: &mut errors,
+        };
+        (spec.parse)(&mut args, &mut arg)
     });
     parser.parse2(tokens)?;
     match combine(errors) {
@@ -261,80 +253,88 @@ pub(crate) fn parse_invalidate(tokens: TokenStream) -> Result<InvalidateArgs, sy
     }
 }
 
-/// `tags = ["catalog", "category:<id>"]`: string literals only; others are recorded.
-fn tag_list(meta: &ParseNestedMeta<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<Vec<LitStr>> {
-    let list: syn::ExprArray = meta.value()?.parse()?;
-    let mut tags = Vec::new();
-    for element in list.elems {
-        match element {
-            Expr::Lit(syn::ExprLit { lit: Lit::Str(tag), .. }) => tags.push(tag),
-            other => errors.push(syn::Error::new_spanned(
-                other,
-                "a tag is a string with optional placeholders, e.g. `\"category:<id>\"`",
-            )),
-        }
-    }
-    Ok(tags)
-}
-
-/// The longest duration accepted, in ms: 100 years, the runtime's `MAX_DURATION`. Redis
-/// rejects an expiry that overflows its clock, which would silently disable caching.
-const MAX_MS: u64 = 100 * 365 * 86_400_000;
-
-/// `300` (seconds) or `"5m"` (ms, s, m, h, d). A bad value is recorded and `None` returned.
-fn duration(meta: &ParseNestedMeta<'_>, name: &str, errors: &mut Vec<syn::Error>) -> syn::Result<Option<Millis>> {
-    let lit: Lit = meta.value()?.parse()?;
-    let parsed = match &lit {
-        Lit::Int(int) => int.base10_parse::<u64>().ok().and_then(|s| s.checked_mul(1000)),
-        Lit::Str(text) => parse_duration(&text.value()),
-        _ => None,
-    };
-    match parsed {
-        Some(0) => {
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!("`{name}` must be longer than zero"),
-            ));
-            Ok(None)
-        }
-        Some(ms) if ms > MAX_MS => {
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!("`{name}` is longer than the 100 years a cache entry may live; write at most `\"36500d\"`"),
-            ));
-            Ok(None)
-        }
-        Some(ms) => Ok(Some(Millis { ms })),
-        None => {
-            errors.push(syn::Error::new(
-                lit.span(),
-                format!(
-                    "invalid duration for `{name}`; write whole seconds (`{name} = 300`) or a number \
-                     with a unit: `\"250ms\"`, `\"90s\"`, `\"5m\"`, `\"1h\"`, `\"7d\"`"
-                ),
-            ));
-            Ok(None)
-        }
+/// "unknown argument `tll`; did you mean `ttl`? expected one of `key`, `ttl`, ...", with
+/// the suggestion only when a name is close.
+fn unknown<A: Attribute>(name: &str) -> String {
+    match suggest::closest(name, A::TABLE.iter().map(|spec| spec.name)) {
+        Some(close) => format!(
+            "unknown argument `{name}`; did you mean `{close}`? expected one of {}",
+            expected::<A>()
+        ),
+        None => format!("unknown argument `{name}`; expected one of {}", expected::<A>()),
     }
 }
 
-/// `"250ms"`, `"90s"`, `"5m"`, `"1h"`, `"7d"` into milliseconds.
-pub(crate) fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
+/// The table's names: "`key`, `ttl`, ...".
+fn expected<A: Attribute>() -> String {
+    let names: Vec<String> = A::TABLE.iter().map(|spec| format!("`{}`", spec.name)).collect();
+    names.join(", ")
 }
 
+/// One argument being parsed: its tokens, its name and where it is, and the errors
+/// found so far.
+pub(crate) struct Arg<'a, 'm> {
+    meta: &'a ParseNestedMeta<'m>,
+    name: &'static str,
+    span: Span,
+    errors: &'a mut Vec<syn::Error>,
+}
+
+impl Arg<'_, '_> {
+    /// The value after `=`.
+    fn value<V: Parse>(&self) -> syn::Result<V> {
+        self.meta.value()?.parse()
+    }
+
+    /// Stores `value` in `slot`, unless the argument was given before: then that is
+    /// the error.
+    fn set_once<V>(&mut self, slot: &mut Option<V>, value: V) {
+        if slot.is_some() {
+            self.errors.push(syn::Error::new(
+                self.span,
+                format!("duplicate argument `{}`; give it once", self.name),
+            ));
+        } else {
+            *slot = Some(value);
+        }
+    }
+
+    /// Parses the value and stores it once, as written.
+    fn set_as_is<V: Parse>(&mut self, slot: &mut Option<V>) -> syn::Result<()> {
+        self.set(slot, |value, _| Ok(value))
+    }
+
+    /// Parses the value as `L`, checks it with `check` (given the argument's name) and
+    /// stores it once; a value the check refuses is recorded.
+    fn set<L: Parse, V>(
+        &mut self,
+        slot: &mut Option<V>,
+        check: impl FnOnce(L, &str) -> syn::Result<V>,
+    ) -> syn::Result<()> {
+        let literal: L = self.value()?;
+        if let Some(value) = self.record(check(literal, self.name)) {
+            self.set_once(slot, value);
+        }
+        Ok(())
+    }
+
+    /// `name` alone (`None`), or `name = value` checked with `check`; a value the check
+    /// refuses is recorded, and is `None` too.
+    fn optional<L: Parse, V>(&mut self, check: impl FnOnce(L, &str) -> syn::Result<V>) -> syn::Result<Option<V>> {
+        if !self.meta.input.peek(syn::Token![=]) {
+            return Ok(None);
+        }
+        let literal: L = self.value()?;
+        Ok(self.record(check(literal, self.name)))
+    }
+
+    /// The value, or `None` with its error recorded.
+    fn record<V>(&mut self, checked: syn::Result<V>) -> Option<V> {
+        checked.map_err(|error| self.errors.push(error)).ok()
+    }
+}
+
+/// Every error in one, reported together.
 pub(crate) fn combine(errors: impl IntoIterator<Item = syn::Error>) -> Option<syn::Error> {
     errors.into_iter().reduce(|mut all, next| {
         all.combine(next);
@@ -345,44 +345,29 @@ pub(crate) fn combine(errors: impl IntoIterator<Item = syn::Error>) -> Option<sy
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quote::quote;
 
-    #[test]
-    fn durations_with_units() {
-        assert_eq!(parse_duration("250ms"), Some(250));
-        assert_eq!(parse_duration("90s"), Some(90_000));
-        assert_eq!(parse_duration("5m"), Some(300_000));
-        assert_eq!(parse_duration("1h"), Some(3_600_000));
-        assert_eq!(parse_duration("7d"), Some(604_800_000));
-        assert_eq!(parse_duration("1.5s"), None);
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("5 weeks"), None);
+    fn tokens(text: &str) -> TokenStream {
+        text.parse().unwrap()
     }
 
     #[test]
     fn parses_every_argument() {
-        let args = parse(quote!(
-            key = "p:<id>",
-            ttl = "5m",
-            lock = "3s",
-            negative,
-            cache = self.cache,
-            codec = "json",
-            version = 4
+        let args: Args = parse(tokens(
+            r#"key = "p:<id>", ttl = "5m", lock = "3s", negative, cache = self.cache, codec = "json", version = 4"#,
         ))
         .unwrap();
         assert_eq!(args.key.unwrap().value(), "p:<id>");
         assert_eq!(args.ttl.unwrap().ms, 300_000);
         assert_eq!(args.lock.unwrap().unwrap().ms, 3_000);
         assert!(args.negative.unwrap().1.is_none());
-        assert!(args.cache.is_some());
+        assert!(args.common.cache.is_some());
         assert_eq!(args.codec, Some(CodecName::Json));
         assert_eq!(args.version, Some(4));
     }
 
     #[test]
     fn reports_every_error_at_once() {
-        let Err(error) = parse(quote!(ttl = 5, ttl = 6, colour = "red", lock = "0s")) else {
+        let Err(error) = parse::<Args>(tokens(r#"ttl = 5, ttl = 6, colour = "red", lock = "0s""#)) else {
             panic!("errors expected")
         };
         let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
@@ -390,5 +375,56 @@ mod tests {
         assert!(messages[0].contains("duplicate argument `ttl`"));
         assert!(messages[1].contains("unknown argument `colour`"));
         assert!(messages[2].contains("longer than zero"));
+    }
+
+    #[test]
+    fn both_attributes_parse_tags_and_cache_alike() {
+        let text = r#"key = "a:<id>", tags = ["t:<id>", 7], cache = CACHE"#;
+        let cached = parse::<Args>(tokens(text)).err().unwrap().to_string();
+        let invalidate = parse::<InvalidateArgs>(tokens(text)).err().unwrap().to_string();
+        assert_eq!(cached, invalidate);
+        assert!(cached.starts_with("a tag is a string"), "{cached}");
+    }
+
+    #[test]
+    fn redis_invalidate_takes_many_keys_and_redis_cached_one() {
+        let text = r#"key = "a:<id>", key = "b:<id>""#;
+        assert_eq!(parse::<InvalidateArgs>(tokens(text)).unwrap().keys.len(), 2);
+        let error = parse::<Args>(tokens(text)).err().unwrap().to_string();
+        assert_eq!(error, "duplicate argument `key`; give it once");
+    }
+
+    #[test]
+    fn an_unknown_argument_close_to_one_in_the_table_is_suggested() {
+        let error = parse::<Args>(tokens(r#"key = "a:<id>", tll = 300, negatve"#))
+            .err()
+            .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        let expected = "expected one of `key`, `ttl`, `lock`, `negative`, `stale`, `refresh`, `beta`, `cache`, \
+                        `codec`, `version`, `jitter`, `tags`";
+        assert_eq!(
+            messages,
+            [
+                format!("unknown argument `tll`; did you mean `ttl`? {expected}"),
+                format!("unknown argument `negatve`; did you mean `negative`? {expected}"),
+            ]
+        );
+        let error = parse::<InvalidateArgs>(tokens(r#"keys = "a:<id>", tag = ["t"]"#))
+            .err()
+            .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown argument `keys`; did you mean `key`? expected one of `key`, `tags`, `cache`",
+                "unknown argument `tag`; did you mean `tags`? expected one of `key`, `tags`, `cache`",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_unknown_argument_error_lists_the_table() {
+        let error = parse::<InvalidateArgs>(tokens("ttl = 300")).err().unwrap().to_string();
+        assert_eq!(error, "unknown argument `ttl`; expected one of `key`, `tags`, `cache`");
     }
 }

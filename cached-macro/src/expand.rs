@@ -5,17 +5,16 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, WherePredicate};
 
-use crate::args::{self, Args, CodecName};
-use crate::key::{Kind, Placeholder, Segment, Template};
+use crate::args::CodecName;
+use crate::check::{self, InvalidatePlan, Plan};
+use crate::key::{Placeholder, Segment, Template};
 use crate::sig::{self, Returns, Signature};
-
-const MAX_DEFAULT_NEGATIVE_MS: u64 = 60_000;
 
 /// Expands `#[redis_cached(args)] function`. On any error, the function comes back
 /// unchanged with the errors beside it, so callers get no second "cannot find" error.
 pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(item, |function| {
-        plan(args, function).map(|plan| generate(function, &plan))
+        check::plan(args, function).map(|plan| generate(function, &plan))
     })
 }
 
@@ -43,87 +42,8 @@ fn expand(item: TokenStream, expansion: impl FnOnce(&ItemFn) -> Result<TokenStre
 /// it returns, unless it returned `Err`. Errors come back as for `#[redis_cached]`.
 pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(item, |function| {
-        plan_invalidate(args, function).map(|plan| generate_invalidate(function, &plan))
+        check::plan_invalidate(args, function).map(|plan| generate_invalidate(function, &plan))
     })
-}
-
-/// `#[redis_invalidate]` checked: its arguments, each key with its parsed template, the fn.
-struct InvalidatePlan {
-    args: args::InvalidateArgs,
-    keys: Vec<(syn::LitStr, Template)>,
-    tags: Vec<(syn::LitStr, Template)>,
-    sig: Signature,
-}
-
-/// The `tags = [...]` templates of either attribute, checked like keys.
-fn tag_templates(
-    tags: Option<&[syn::LitStr]>,
-    name: &Ident,
-    sig: &Signature,
-    errors: &mut Vec<syn::Error>,
-) -> Vec<(syn::LitStr, Template)> {
-    templates(tags.unwrap_or_default(), Kind::Tag, name, sig, errors)
-}
-
-/// Parses key or tag templates, checks their grammar and their placeholders against the
-/// fn `name`, recording every error; returns the ones that parsed.
-fn templates(
-    literals: &[syn::LitStr],
-    kind: Kind,
-    name: &Ident,
-    sig: &Signature,
-    errors: &mut Vec<syn::Error>,
-) -> Vec<(syn::LitStr, Template)> {
-    let name = name.to_string();
-    let mut parsed = Vec::new();
-    for literal in literals {
-        match Template::parse(&literal.value()) {
-            Err(why) => errors.push(syn::Error::new(literal.span(), why)),
-            Ok(template) => {
-                for why in template.check(kind, &name) {
-                    errors.push(syn::Error::new(literal.span(), why));
-                }
-                for placeholder in template.placeholders() {
-                    if let Err(why) = check_placeholder(placeholder, sig) {
-                        errors.push(syn::Error::new(literal.span(), why));
-                    }
-                }
-                parsed.push((literal.clone(), template));
-            }
-        }
-    }
-    parsed
-}
-
-fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePlan, syn::Error> {
-    let mut errors = Vec::new();
-    let parsed = args::parse_invalidate(args).map_err(|e| errors.push(e)).ok();
-    let sig = sig::check(function, "redis_invalidate")
-        .map_err(|e| errors.push(e))
-        .ok();
-    let (Some(args), Some(sig)) = (parsed, sig) else {
-        return Err(args::combine(errors).unwrap_or_else(|| {
-            syn::Error::new(
-                Span::call_site(),
-                "internal error in `#[redis_invalidate]`; please report",
-            )
-        }));
-    };
-    if args.keys.is_empty() {
-        errors.push(syn::Error::new(
-            Span::call_site(),
-            format!(
-                "`#[redis_invalidate]` needs at least one `key`, e.g. `key = \"{}:<id>\"`",
-                function.sig.ident
-            ),
-        ));
-    }
-    let keys = templates(&args.keys, Kind::Key, &function.sig.ident, &sig, &mut errors);
-    let tags = tag_templates(args.tags.as_deref(), &function.sig.ident, &sig, &mut errors);
-    match args::combine(errors) {
-        Some(error) => Err(error),
-        None => Ok(InvalidatePlan { args, keys, tags, sig }),
-    }
 }
 
 fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream {
@@ -138,7 +58,7 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
     let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
     // Resolved (and cloned: an `Arc` clone) before the body, which may consume `self`
     // or the argument the cache comes from.
-    let cache_let = match &args.cache {
+    let cache_let = match &args.common.cache {
         Some(expr) => quote_spanned! {expr.span()=>
             let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
                 ::redis_cached::__private::AsCache::as_cache(&(#expr)),
@@ -183,167 +103,22 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
     }
 }
 
-/// Everything checked; what generation needs.
-struct Plan {
-    args: Args,
-    key: syn::LitStr,
-    template: Template,
-    /// Each tag with its parsed template.
-    tags: Vec<(syn::LitStr, Template)>,
-    ttl_ms: u64,
-    sig: Signature,
-}
-
-fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
-    let mut errors = Vec::new();
-    let parsed = args::parse(args).map_err(|e| errors.push(e)).ok();
-    let sig = sig::check(function, "redis_cached").map_err(|e| errors.push(e)).ok();
-    let (Some(args), Some(sig)) = (parsed, sig) else {
-        return Err(args::combine(errors).unwrap_or_else(|| {
-            syn::Error::new(Span::call_site(), "internal error in `#[redis_cached]`; please report")
-        }));
-    };
-
-    let name = &function.sig.ident;
-    let example_key = match function.sig.inputs.iter().find_map(|input| match input {
-        FnArg::Typed(typed) => match &*typed.pat {
-            Pat::Ident(p) => Some(p.ident.to_string()),
-            _ => None,
-        },
-        FnArg::Receiver(_) => None,
-    }) {
-        Some(param) => format!("{name}:<{param}>"),
-        None => name.to_string(),
-    };
-    let mut template = None;
-    match (&args.key, &args.ttl) {
-        (None, None) => errors.push(syn::Error::new(
-            Span::call_site(),
-            format!("missing `key` and `ttl`; write e.g. `#[redis_cached(key = \"{example_key}\", ttl = 300)]`"),
-        )),
-        (None, Some(_)) => errors.push(syn::Error::new(
-            Span::call_site(),
-            format!("missing `key`; add one built from the parameters, e.g. `key = \"{example_key}\"`"),
-        )),
-        (Some(_), None) => errors.push(syn::Error::new(
-            Span::call_site(),
-            "missing `ttl`; every cached value needs one, e.g. `ttl = 300` (seconds) or `ttl = \"5m\"`",
-        )),
-        (Some(_), Some(_)) => {}
-    }
-    if let Some(key) = &args.key {
-        template = templates(
-            std::slice::from_ref(key),
-            Kind::Key,
-            &function.sig.ident,
-            &sig,
-            &mut errors,
-        )
-        .pop()
-        .map(|(_, parsed)| parsed);
-    }
-    let tags = tag_templates(args.tags.as_deref(), &function.sig.ident, &sig, &mut errors);
-    if let (Some((span, _)), None) = (args.beta, args.refresh) {
-        errors.push(syn::Error::new(
-            span,
-            "`beta` tunes `refresh = \"xfetch\"`; add it, or remove `beta`",
-        ));
-    }
-    if let Some((span, _)) = &args.negative
-        && !sig.returns.has_none()
-    {
-        let returned = match &function.sig.output {
-            syn::ReturnType::Default => "`()`".to_owned(),
-            syn::ReturnType::Type(_, ty) => format!("`{}`", tidy(ty)),
-        };
-        errors.push(syn::Error::new(
-            *span,
-            format!(
-                "`negative` caches `None`, but `{name}` returns {returned}, which has no `None`; \
-                 return `Option<T>` or `Result<Option<T>, E>`, or remove `negative`"
-            ),
-        ));
-    }
-    if let Some(error) = args::combine(errors) {
-        return Err(error);
-    }
-    let (Some(key), Some(template), Some(ttl)) = (args.key.clone(), template, args.ttl) else {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "internal error in `#[redis_cached]`; please report",
-        ));
-    };
-    Ok(Plan {
-        key,
-        template,
-        tags,
-        ttl_ms: ttl.ms,
-        sig,
-        args,
-    })
-}
-
-fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), String> {
-    if placeholder.root == "self" {
-        return match sig.receiver {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "`{}` needs a method with a `self` receiver",
-                placeholder.text()
-            )),
-        };
-    }
-    match sig.param(&placeholder.root) {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "unknown placeholder `{}`: a template can use {}",
-            placeholder.text(),
-            sig.names()
-        )),
-    }
-}
-
-fn tidy(tokens: &impl ToTokens) -> String {
-    tokens
-        .to_token_stream()
-        .to_string()
-        .replace(" < ", "<")
-        .replace(" >", ">")
-        .replace("< ", "<")
-        .replace(" ,", ",")
-        .replace(" :: ", "::")
-}
-
+/// The cached fn, then its companions.
 fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
+    let cached = cached_fn(function, plan);
+    let companions = companions(function, plan);
+    quote!(#cached #companions)
+}
+
+/// The fn itself: its policy, key and tags, read through the cache around `f_uncached`.
+fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
     let vis = &function.vis;
     let sig = &function.sig;
     let name = &sig.ident;
     let uncached = format_ident!("{}_uncached", name);
-    let key_fn = format_ident!("{}_key", name);
-    let invalidate_fn = format_ident!("{}_invalidate", name);
-    let output = &sig.output;
-    let generics = &sig.generics;
-    let where_clause = &sig.generics.where_clause;
-    let companion_attrs: Vec<_> = function.attrs.iter().filter(|a| is_companion_attr(a)).collect();
+    let (output, generics, where_clause) = (&sig.output, &sig.generics, &sig.generics.where_clause);
     let user_attrs = &function.attrs;
-
-    // The cached fn: same signature, parameters renamed where they are patterns.
-    let mut cached_sig = sig.clone();
-    let mut call_args = Vec::new();
-    for (index, input) in cached_sig.inputs.iter_mut().enumerate() {
-        match input {
-            FnArg::Receiver(receiver) => call_args.push(receiver.self_token.to_token_stream()),
-            FnArg::Typed(typed) => {
-                let ident = match &*typed.pat {
-                    Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
-                    _ => format_ident!("__redis_cached_arg{}", index),
-                };
-                *typed.pat = syn::parse_quote!(#ident);
-                typed.attrs.clear();
-                call_args.push(ident.to_token_stream());
-            }
-        }
-    }
+    let (cached_inputs, call_args) = named_inputs(sig);
     let has_impl_trait = sig
         .inputs
         .iter()
@@ -354,10 +129,9 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     } else {
         quote!(#uncached)
     };
-
     let policy = policy(name, plan);
     let render = render(&plan.template, &plan.key, &plan.sig);
-    let (cache_let, cache_ref) = cache(plan.args.cache.as_ref());
+    let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let value_ty = plan.sig.returns.value();
     let span = value_ty.span();
     let entry = match &plan.sig.returns {
@@ -378,14 +152,57 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
         .await
     };
     let tag_count = plan.tags.len();
-    let tag_renders: Vec<TokenStream> = plan
+    let tag_renders = plan
         .tags
         .iter()
-        .map(|(tag, template)| self::render(template, tag, &plan.sig))
-        .collect();
-    let cached_inputs = &cached_sig.inputs;
-    let asyncness = &sig.asyncness;
-    let constness = &sig.constness;
+        .map(|(tag, template)| self::render(template, tag, &plan.sig));
+    let (asyncness, constness) = (&sig.asyncness, &sig.constness);
+    quote! {
+        #(#user_attrs)*
+        #vis #constness #asyncness fn #name #generics (#cached_inputs) #output #where_clause {
+            #policy
+            let __redis_cached_key = #render;
+            let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
+            #cache_let
+            #call
+        }
+    }
+}
+
+/// The cached fn's parameters, each a plain name (patterns are renamed, attributes
+/// dropped), and the arguments that pass them on to `f_uncached`.
+fn named_inputs(sig: &syn::Signature) -> (TokenStream, Vec<TokenStream>) {
+    let mut inputs = sig.inputs.clone();
+    let mut call_args = Vec::new();
+    for (index, input) in inputs.iter_mut().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => call_args.push(receiver.self_token.to_token_stream()),
+            FnArg::Typed(typed) => {
+                let ident = match &*typed.pat {
+                    Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
+                    _ => format_ident!("__redis_cached_arg{}", index),
+                };
+                *typed.pat = syn::parse_quote!(#ident);
+                typed.attrs.clear();
+                call_args.push(ident.to_token_stream());
+            }
+        }
+    }
+    (inputs.to_token_stream(), call_args)
+}
+
+/// `f_uncached` (the body as written), `f_key` and `f_invalidate`.
+fn companions(function: &ItemFn, plan: &Plan) -> TokenStream {
+    let vis = &function.vis;
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let uncached = format_ident!("{}_uncached", name);
+    let key_fn = format_ident!("{}_key", name);
+    let invalidate_fn = format_ident!("{}_invalidate", name);
+    let (output, generics, where_clause) = (&sig.output, &sig.generics, &sig.generics.where_clause);
+    let companion_attrs: Vec<_> = function.attrs.iter().filter(|a| is_companion_attr(a)).collect();
+    let render = render(&plan.template, &plan.key, &plan.sig);
+    let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let uncached_doc = format!("Runs [`{name}`](Self::{name})'s body without the cache.");
     let uncached_doc = if plan.sig.receiver.is_some() {
         uncached_doc
@@ -406,15 +223,6 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     let original_inputs = &sig.inputs;
 
     quote! {
-        #(#user_attrs)*
-        #vis #constness #asyncness fn #name #generics (#cached_inputs) #output #where_clause {
-            #policy
-            let __redis_cached_key = #render;
-            let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
-            #cache_let
-            #call
-        }
-
         #[doc = #uncached_doc]
         #(#companion_attrs)*
         #vis async fn #uncached #generics (#original_inputs) #output #where_clause #uncached_block
@@ -462,9 +270,13 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         Some(None) => chain = quote!(#chain.lock(::redis_cached::__private::DEFAULT_LEASE)),
         None => {}
     }
-    if let Some((_, negative)) = &plan.args.negative {
-        let ms = negative.map_or(ttl.min(MAX_DEFAULT_NEGATIVE_MS), |n| n.ms);
-        chain = quote!(#chain.negative(::redis_cached::__private::Duration::from_millis(#ms)));
+    match &plan.args.negative {
+        Some((_, Some(negative))) => {
+            let ms = negative.ms;
+            chain = quote!(#chain.negative(::redis_cached::__private::Duration::from_millis(#ms)));
+        }
+        Some((_, None)) => chain = quote!(#chain.negative_default()),
+        None => {}
     }
     if let Some(codec) = plan.args.codec {
         let variant = match codec {
@@ -485,7 +297,10 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         chain = quote!(#chain.stale(::redis_cached::__private::Duration::from_millis(#ms)));
     }
     if plan.args.refresh.is_some() {
-        let beta = plan.args.beta.map_or(1.0, |(_, beta)| beta);
+        let beta = match plan.args.beta {
+            Some((_, beta)) => quote!(#beta),
+            None => quote!(::redis_cached::__private::DEFAULT_REFRESH_BETA),
+        };
         chain = quote!(#chain.refresh_early(#beta));
     }
     quote! {
@@ -590,7 +405,7 @@ fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
 /// the fn's generics cut down to the ones those parameters mention.
 fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, syn::Generics) {
     let mut used: Vec<String> = plan.template.placeholders().map(|p| p.root.clone()).collect();
-    if let Some(expr) = &plan.args.cache {
+    if let Some(expr) = &plan.args.common.cache {
         names_in(expr.to_token_stream(), &mut used);
     }
     let mut inputs = TokenStream::new();
@@ -666,7 +481,7 @@ mod tests {
             "fn get_product_key (id : u64 ,)",
             "fn get_product_invalidate (id : u64 ,)",
             ". lock (:: redis_cached :: __private :: DEFAULT_LEASE)",
-            ". negative (:: redis_cached :: __private :: Duration :: from_millis (60000u64))",
+            ". negative_default ()",
         ] {
             assert!(out.contains(expected), "missing `{expected}` in {out}");
         }

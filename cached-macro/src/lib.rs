@@ -1,8 +1,14 @@
-//! The `#[redis_cached]` and `#[redis_invalidate]` attributes. Use it through the `redis-cached` crate, whose
-//! docs describe every argument; this crate only forwards to `expand`.
+//! The `#[redis_cached]` and `#[redis_invalidate]` attributes. Use them through the
+//! `redis-cached` crate, whose docs describe every argument.
+//!
+//! One phase per module: `args` parses the arguments by each attribute's table (the
+//! docs are tested against it), `sig` checks the fn, `key` parses the key and tag
+//! templates, `check` checks everything together into a plan, and `expand` generates
+//! the code (the only module that writes `quote!`). This file only forwards to `expand`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod args;
+mod check;
 mod expand;
 mod key;
 mod sig;

@@ -41,7 +41,9 @@ pub use config::CacheBuilder;
 pub use error::Error;
 pub use install::install;
 pub use key::KeyBuilder;
-pub use policy::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, MAX_DURATION, Policy};
+pub use policy::{
+    DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION, Policy,
+};
 pub use shape::Cacheable;
 pub use stats::Stats;
 

@@ -8,6 +8,14 @@ use crate::Codec;
 /// load without `lock` joins.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
+/// The longest negative ttl of `negative` without a duration (and of
+/// [`Policy::negative_default`]): `None` is cached for the smaller of the ttl and this.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
+
+/// The `beta` of `refresh = "xfetch"` when the attribute names none: 1.0, the XFetch
+/// paper's choice.
+pub const DEFAULT_REFRESH_BETA: f64 = 1.0;
+
 /// The storage settings of one cached function: the `#[redis_cached]` arguments, for
 /// calling [`Cache::get_or_load`](crate::Cache::get_or_load) by hand.
 ///
@@ -102,6 +110,19 @@ impl Policy {
         self
     }
 
+    /// Caches "not found" (`None`) for the smaller of the ttl and
+    /// [`DEFAULT_NEGATIVE_TTL`]: what `negative` without a duration does. Defaults to not
+    /// caching `None`.
+    #[must_use]
+    pub const fn negative_default(mut self) -> Self {
+        self.negative = Some(if self.ttl.as_nanos() < DEFAULT_NEGATIVE_TTL.as_nanos() {
+            self.ttl
+        } else {
+            DEFAULT_NEGATIVE_TTL
+        });
+        self
+    }
+
     /// The codec. Defaults to [`Codec::Bincode`].
     #[must_use]
     pub const fn codec(mut self, codec: Codec) -> Self {
@@ -131,8 +152,9 @@ impl Policy {
 
     /// Refresh-ahead with XFetch: a read refreshes the value before its ttl with a
     /// probability that grows as the expiry nears and with the measured load time
-    /// (`beta` scales it; 1.0 is the paper's choice). One caller in the deployment
-    /// refreshes; the others keep getting the current value. Defaults to no early refresh.
+    /// (`beta` scales it; [`DEFAULT_REFRESH_BETA`], 1.0, is the paper's choice). One
+    /// caller in the deployment refreshes; the others keep getting the current value.
+    /// Defaults to no early refresh.
     ///
     /// # Panics
     /// If `beta` is negative, infinite or NaN; in a `const` or `static` that is a compile
@@ -219,6 +241,14 @@ mod tests {
     #[should_panic(expected = "a lock's lease must be longer than zero")]
     fn a_zero_lease_is_refused() {
         let _ = Policy::new("f", Duration::from_secs(1)).lock(Duration::ZERO);
+    }
+
+    #[test]
+    fn the_default_negative_ttl_is_the_smaller_of_the_ttl_and_a_minute() {
+        let short = Policy::new("f", Duration::from_secs(5)).negative_default();
+        let long = Policy::new("f", Duration::from_secs(300)).negative_default();
+        assert_eq!(short.negative, Some(Duration::from_secs(5)));
+        assert_eq!(long.negative, Some(DEFAULT_NEGATIVE_TTL));
     }
 
     #[test]

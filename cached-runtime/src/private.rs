@@ -2,7 +2,7 @@
 //! release.
 
 pub use crate::key::KeyBuilder;
-pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, Error, Policy};
+pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, DEFAULT_REFRESH_BETA, Error, Policy};
 pub use core::time::Duration;
 
 use crate::install::{installed, warn_not_installed};

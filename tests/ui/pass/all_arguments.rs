@@ -39,6 +39,12 @@ async fn stock(id: u64) -> u64 {
     id * 10
 }
 
+// A stale window and refresh-ahead with the default beta.
+#[redis_cached(key = "price:<id>", ttl = 60, stale = "1m", refresh = "xfetch")]
+async fn price(id: u64) -> u64 {
+    id * 100
+}
+
 fn main() {
     let cache = Cache::in_memory();
     assert_eq!(get_product_key(&cache, 7), "{product:7}");
@@ -53,5 +59,6 @@ fn main() {
         get_product_invalidate(&cache, 7).await.unwrap();
         assert_eq!(find_name(3).await.as_deref(), Some("3"));
         assert_eq!(stock(4).await, 40);
+        assert_eq!(price(4).await, 400);
     });
 }

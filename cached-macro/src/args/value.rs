@@ -1,0 +1,172 @@
+//! The values arguments take: durations, codecs, percentages, numbers. Each check takes
+//! the literal as written and the argument's name, and returns the value or an error
+//! under the literal.
+
+use syn::{Expr, Lit, LitInt, LitStr};
+
+/// A duration in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Millis {
+    pub(crate) ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodecName {
+    Bincode,
+    MsgPack,
+    Json,
+}
+
+/// How values are refreshed before their ttl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// `refresh = "xfetch"`: XFetch, one caller, with a probability.
+    XFetch,
+}
+
+/// The longest duration accepted, in ms: 100 years, the runtime's `MAX_DURATION`. Redis
+/// rejects an expiry that overflows its clock, which would silently disable caching.
+const MAX_MS: u64 = 100 * 365 * 86_400_000;
+
+/// `300` (seconds) or `"5m"` (ms, s, m, h, d), longer than zero and at most `MAX_MS`.
+pub(crate) fn duration(lit: Lit, name: &str) -> syn::Result<Millis> {
+    let parsed = match &lit {
+        Lit::Int(int) => int.base10_parse::<u64>().ok().and_then(|s| s.checked_mul(1000)),
+        Lit::Str(text) => parse_duration(&text.value()),
+        _ => None,
+    };
+    match parsed {
+        Some(0) => Err(syn::Error::new(
+            lit.span(),
+            format!("`{name}` must be longer than zero"),
+        )),
+        Some(ms) if ms > MAX_MS => Err(syn::Error::new(
+            lit.span(),
+            format!("`{name}` is longer than the 100 years a cache entry may live; write at most `\"36500d\"`"),
+        )),
+        Some(ms) => Ok(Millis { ms }),
+        None => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "invalid duration for `{name}`; write whole seconds (`{name} = 300`) or a number \
+                 with a unit: `\"250ms\"`, `\"90s\"`, `\"5m\"`, `\"1h\"`, `\"7d\"`"
+            ),
+        )),
+    }
+}
+
+/// `"250ms"`, `"90s"`, `"5m"`, `"1h"`, `"7d"` into milliseconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// `"bincode"`, `"msgpack"` or `"json"`.
+pub(crate) fn codec(codec: LitStr, _: &str) -> syn::Result<CodecName> {
+    match codec.value().as_str() {
+        "bincode" => Ok(CodecName::Bincode),
+        "msgpack" => Ok(CodecName::MsgPack),
+        "json" => Ok(CodecName::Json),
+        _ => Err(syn::Error::new(
+            codec.span(),
+            format!(
+                "unknown codec `{:?}`; expected `\"bincode\"`, `\"msgpack\"` or `\"json\"`",
+                codec.value()
+            ),
+        )),
+    }
+}
+
+/// A `u32`.
+pub(crate) fn version(version: LitInt, _: &str) -> syn::Result<u32> {
+    version
+        .base10_parse::<u32>()
+        .map_err(|_| syn::Error::new(version.span(), "`version` must be a whole number from 0 to 4294967295"))
+}
+
+/// `"xfetch"`, the one there is.
+pub(crate) fn refresh(mode: LitStr, _: &str) -> syn::Result<Refresh> {
+    if mode.value() == "xfetch" {
+        Ok(Refresh::XFetch)
+    } else {
+        Err(syn::Error::new(
+            mode.span(),
+            "unknown refresh; the one there is: `refresh = \"xfetch\"` (refresh-ahead)",
+        ))
+    }
+}
+
+/// A finite number from 0, with or without a fraction.
+pub(crate) fn beta(lit: Lit, _: &str) -> syn::Result<f64> {
+    let beta = match &lit {
+        Lit::Float(float) => float.base10_parse::<f64>().ok(),
+        Lit::Int(int) => int.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match beta {
+        Some(beta) if beta.is_finite() && beta >= 0.0 => Ok(beta),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            "`beta` is a number from 0, e.g. `beta = 1.0`",
+        )),
+    }
+}
+
+/// `"0%"` to `"50%"`, or `0`.
+pub(crate) fn jitter(lit: Lit, _: &str) -> syn::Result<u32> {
+    let percent = match &lit {
+        Lit::Int(int) if int.base10_digits() == "0" => Some(0),
+        Lit::Str(text) => text
+            .value()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u32>().ok()),
+        _ => None,
+    };
+    match percent {
+        Some(percent @ 0..=50) => Ok(percent),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            "`jitter` takes a percentage from `\"0%\"` to `\"50%\"`, such as `jitter = \"10%\"`, \
+             or `jitter = 0` to turn it off",
+        )),
+    }
+}
+
+/// One element of `tags = [...]`: a string literal, a template like the key's.
+pub(crate) fn tag(element: Expr) -> syn::Result<LitStr> {
+    match element {
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(tag), .. }) => Ok(tag),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "a tag is a string with optional placeholders, e.g. `\"category:<id>\"`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(250));
+        assert_eq!(parse_duration("90s"), Some(90_000));
+        assert_eq!(parse_duration("5m"), Some(300_000));
+        assert_eq!(parse_duration("1h"), Some(3_600_000));
+        assert_eq!(parse_duration("7d"), Some(604_800_000));
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("5 weeks"), None);
+    }
+}

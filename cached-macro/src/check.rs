@@ -1,0 +1,234 @@
+//! The checks on what an attribute was given, against the fn it is on: required
+//! arguments, the key and tag templates and their placeholders, and arguments that only
+//! make sense together or with some return types. Every error is reported at once; what
+//! passes becomes a plan for `expand`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::{FnArg, Ident, ItemFn, LitStr, Pat};
+
+use crate::args::{self, Args, InvalidateArgs};
+use crate::key::{Kind, Placeholder, Template};
+use crate::sig::{self, Signature};
+
+/// `#[redis_cached]` checked: what generation needs.
+pub(crate) struct Plan {
+    pub(crate) args: Args,
+    pub(crate) key: LitStr,
+    pub(crate) template: Template,
+    /// Each tag with its parsed template.
+    pub(crate) tags: Vec<(LitStr, Template)>,
+    pub(crate) ttl_ms: u64,
+    pub(crate) sig: Signature,
+}
+
+/// `#[redis_invalidate]` checked: its arguments, each key and tag with its parsed
+/// template, the fn.
+pub(crate) struct InvalidatePlan {
+    pub(crate) args: InvalidateArgs,
+    pub(crate) keys: Vec<(LitStr, Template)>,
+    pub(crate) tags: Vec<(LitStr, Template)>,
+    pub(crate) sig: Signature,
+}
+
+/// Parses and checks `#[redis_cached(args)] function`.
+pub(crate) fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
+    let (args, sig) = both(args::parse::<Args>(args), sig::check(function, "redis_cached"))?;
+    let mut errors = Vec::new();
+    required(&args, function, &mut errors);
+    let name = &function.sig.ident;
+    let template = args.key.as_ref().and_then(|key| {
+        templates(std::slice::from_ref(key), Kind::Key, name, &sig, &mut errors)
+            .pop()
+            .map(|(_, parsed)| parsed)
+    });
+    let tags = templates(
+        args.common.tags.as_deref().unwrap_or_default(),
+        Kind::Tag,
+        name,
+        &sig,
+        &mut errors,
+    );
+    together(&args, &sig, function, &mut errors);
+    if let Some(error) = args::combine(errors) {
+        return Err(error);
+    }
+    let (Some(key), Some(template), Some(ttl)) = (args.key.clone(), template, args.ttl) else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "internal error in `#[redis_cached]`; please report",
+        ));
+    };
+    Ok(Plan {
+        key,
+        template,
+        tags,
+        ttl_ms: ttl.ms,
+        sig,
+        args,
+    })
+}
+
+/// Parses and checks `#[redis_invalidate(args)] function`.
+pub(crate) fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<InvalidatePlan, syn::Error> {
+    let (args, sig) = both(
+        args::parse::<InvalidateArgs>(args),
+        sig::check(function, "redis_invalidate"),
+    )?;
+    let mut errors = Vec::new();
+    let name = &function.sig.ident;
+    if args.keys.is_empty() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            format!("`#[redis_invalidate]` needs at least one `key`, e.g. `key = \"{name}:<id>\"`"),
+        ));
+    }
+    let keys = templates(&args.keys, Kind::Key, name, &sig, &mut errors);
+    let tags = templates(
+        args.common.tags.as_deref().unwrap_or_default(),
+        Kind::Tag,
+        name,
+        &sig,
+        &mut errors,
+    );
+    match args::combine(errors) {
+        Some(error) => Err(error),
+        None => Ok(InvalidatePlan { args, keys, tags, sig }),
+    }
+}
+
+/// The arguments and the fn's signature, or the errors of both.
+fn both<A>(args: Result<A, syn::Error>, sig: Result<Signature, syn::Error>) -> Result<(A, Signature), syn::Error> {
+    match (args, sig) {
+        (Ok(args), Ok(sig)) => Ok((args, sig)),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            Err(error)
+        }
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
+    }
+}
+
+/// `key` and `ttl` are given, else an error with an example built from the fn.
+fn required(args: &Args, function: &ItemFn, errors: &mut Vec<syn::Error>) {
+    let message = match (&args.key, &args.ttl) {
+        (None, None) => format!(
+            "missing `key` and `ttl`; write e.g. `#[redis_cached(key = \"{}\", ttl = 300)]`",
+            example_key(function)
+        ),
+        (None, Some(_)) => format!(
+            "missing `key`; add one built from the parameters, e.g. `key = \"{}\"`",
+            example_key(function)
+        ),
+        (Some(_), None) => {
+            "missing `ttl`; every cached value needs one, e.g. `ttl = 300` (seconds) or `ttl = \"5m\"`".to_owned()
+        }
+        (Some(_), Some(_)) => return,
+    };
+    errors.push(syn::Error::new(Span::call_site(), message));
+}
+
+/// `name:<first parameter>`, or the fn's name when it has no named parameter.
+fn example_key(function: &ItemFn) -> String {
+    let name = &function.sig.ident;
+    let first = function.sig.inputs.iter().find_map(|input| match input {
+        FnArg::Typed(typed) => match &*typed.pat {
+            Pat::Ident(p) => Some(p.ident.to_string()),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    });
+    match first {
+        Some(param) => format!("{name}:<{param}>"),
+        None => name.to_string(),
+    }
+}
+
+/// Arguments that need another one, or a return type with a `None`.
+fn together(args: &Args, sig: &Signature, function: &ItemFn, errors: &mut Vec<syn::Error>) {
+    if let (Some((span, _)), None) = (args.beta, args.refresh) {
+        errors.push(syn::Error::new(
+            span,
+            "`beta` tunes `refresh = \"xfetch\"`; add it, or remove `beta`",
+        ));
+    }
+    if let Some((span, _)) = &args.negative
+        && !sig.returns.has_none()
+    {
+        let name = &function.sig.ident;
+        let returned = match &function.sig.output {
+            syn::ReturnType::Default => "`()`".to_owned(),
+            syn::ReturnType::Type(_, ty) => format!("`{}`", tidy(ty)),
+        };
+        errors.push(syn::Error::new(
+            *span,
+            format!(
+                "`negative` caches `None`, but `{name}` returns {returned}, which has no `None`; \
+                 return `Option<T>` or `Result<Option<T>, E>`, or remove `negative`"
+            ),
+        ));
+    }
+}
+
+/// Parses key or tag templates, checks their grammar and their placeholders against the
+/// fn `name`, recording every error; returns the ones that parsed.
+fn templates(
+    literals: &[LitStr],
+    kind: Kind,
+    name: &Ident,
+    sig: &Signature,
+    errors: &mut Vec<syn::Error>,
+) -> Vec<(LitStr, Template)> {
+    let name = name.to_string();
+    let mut parsed = Vec::new();
+    for literal in literals {
+        match Template::parse(&literal.value()) {
+            Err(why) => errors.push(syn::Error::new(literal.span(), why)),
+            Ok(template) => {
+                for why in template.check(kind, &name) {
+                    errors.push(syn::Error::new(literal.span(), why));
+                }
+                for placeholder in template.placeholders() {
+                    if let Err(why) = check_placeholder(placeholder, sig) {
+                        errors.push(syn::Error::new(literal.span(), why));
+                    }
+                }
+                parsed.push((literal.clone(), template));
+            }
+        }
+    }
+    parsed
+}
+
+/// A placeholder names a parameter of the fn, or `self` in a method.
+fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), String> {
+    if placeholder.root == "self" {
+        return match sig.receiver {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "`{}` needs a method with a `self` receiver",
+                placeholder.text()
+            )),
+        };
+    }
+    match sig.param(&placeholder.root) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "unknown placeholder `{}`: a template can use {}",
+            placeholder.text(),
+            sig.names()
+        )),
+    }
+}
+
+/// A type as a user would write it, for messages.
+fn tidy(tokens: &impl ToTokens) -> String {
+    tokens
+        .to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("< ", "<")
+        .replace(" ,", ",")
+        .replace(" :: ", "::")
+}
