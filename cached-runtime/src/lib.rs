@@ -1,6 +1,12 @@
 //! The runtime of [redis-cached](https://docs.rs/redis-cached): read-through caching
 //! over Redis with a stampede lease, negative entries and fail-open. Use it through the
 //! `redis-cached` crate, which re-exports everything here.
+//!
+//! Inside, layers point one way: leaf helpers; the stored format and policies; the
+//! stores (one `Store` contract: every Redis operation written once over a topology that
+//! only connects and supervises, and an in-memory store); claims and in-process
+//! coordination; the read path, generic over the store; and the `Cache` on top.
+//! `ARCHITECTURE.md` at the repository's root names the modules of each layer.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 // Leaves: used by every layer, using none.
