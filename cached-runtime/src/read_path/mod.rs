@@ -20,6 +20,8 @@ mod answer;
 mod load;
 mod miss;
 mod refresh;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,8 @@
 pub(crate) mod announce;
 pub(crate) mod memory;
 pub(crate) mod redis_store;
+#[cfg(test)]
+pub(crate) mod scripted;
 mod scripts;
 pub(crate) mod standalone;
 

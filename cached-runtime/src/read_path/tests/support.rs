@@ -1,0 +1,152 @@
+//! Processes on one scripted store, a database that names each load, and a cached read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::coalesce::Flights;
+use crate::fail_open::FailOpen;
+use crate::key::full_key;
+use crate::policy::TAG_TTL;
+use crate::read_path::{Context, read_through};
+use crate::shape::ResultOption;
+use crate::stats::Counters;
+use crate::store::Store;
+use crate::store::scripted::{ScriptedStore, Server};
+use crate::wake::{FillWaiters, Wake};
+use crate::{Policy, Stats};
+
+pub(super) const OP_TIMEOUT: Duration = Duration::from_millis(50);
+const CALL_BUDGET: Duration = Duration::from_millis(150);
+
+/// A loaded row: `load` says which load of the database produced it (1 for the first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Row {
+    pub(super) load: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct DbError;
+
+pub(super) type Out = Result<Option<Row>, DbError>;
+
+/// The result of the `n`-th load.
+pub(super) fn loaded(n: u64) -> Out {
+    Ok(Some(Row { load: n }))
+}
+
+/// The database behind every process: counts loads, and each row names its load.
+#[derive(Debug, Default)]
+pub(super) struct Db {
+    loads: AtomicU64,
+}
+
+impl Db {
+    pub(super) fn loads(&self) -> u64 {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    /// A load that takes `time`.
+    pub(super) fn load(self: &Arc<Self>, time: Duration) -> impl Future<Output = Out> + Send + 'static {
+        let db = self.clone();
+        async move {
+            let n = db.loads.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(time).await;
+            loaded(n)
+        }
+    }
+
+    /// A load that fails after `time`.
+    pub(super) fn failing(self: &Arc<Self>, time: Duration) -> impl Future<Output = Out> + Send + 'static {
+        let db = self.clone();
+        async move {
+            db.loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(time).await;
+            Err(DbError)
+        }
+    }
+}
+
+/// One process: a cache's context and its handle on the shared store.
+#[derive(Debug)]
+pub(super) struct Process {
+    pub(super) cx: Context,
+    pub(super) store: ScriptedStore,
+}
+
+/// `n` processes on one scripted store.
+pub(super) fn deployment(n: u64) -> (Server, Vec<Arc<Process>>) {
+    let server = Server::new(OP_TIMEOUT, TAG_TTL);
+    let processes = (1..=n).map(|origin| Arc::new(Process::new(&server, origin))).collect();
+    (server, processes)
+}
+
+impl Process {
+    fn new(server: &Server, origin: u64) -> Self {
+        let counters = Arc::<Counters>::default();
+        let (flights, fills) = (Arc::<Flights>::default(), Arc::<FillWaiters>::default());
+        let wake = Arc::new(Wake::new(origin, flights.clone(), fills.clone()));
+        let cx = Context {
+            prefix: String::new(),
+            fail_open: Arc::new(FailOpen::new(counters.clone())),
+            counters,
+            flights,
+            fills,
+            call_budget: CALL_BUDGET,
+        };
+        Self {
+            cx,
+            store: ScriptedStore::connect(server, wake, origin),
+        }
+    }
+
+    pub(super) async fn read(&self, policy: &Policy, key: &str, load: impl Future<Output = Out>) -> Out {
+        read_through::<ResultOption<Row, DbError>, ScriptedStore>(&self.cx, &self.store, policy, key, &[], load).await
+    }
+
+    /// Starts a read on its own task; it answers with the result and when it came.
+    pub(super) fn spawn_read(
+        self: &Arc<Self>,
+        policy: &'static Policy,
+        key: &'static str,
+        load: impl Future<Output = Out> + Send + 'static,
+    ) -> JoinHandle<(Out, Instant)> {
+        let process = self.clone();
+        tokio::spawn(async move {
+            let out = process.read(policy, key, load).await;
+            (out, Instant::now())
+        })
+    }
+
+    /// What `Cache::invalidate` does: this process's load of the key is no longer
+    /// shared, and the store voids every other one.
+    pub(super) async fn invalidate(&self, key: &str) {
+        let key = full_key(&self.cx.prefix, key);
+        self.cx.flights.detach(&key);
+        let done = self.store.delete(&key).await;
+        assert!(done.is_ok(), "the invalidation went through");
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        self.cx.counters.snapshot()
+    }
+}
+
+/// The full key of `key`.
+pub(super) fn full(key: &str) -> String {
+    full_key("", key)
+}
+
+/// Lets `time` pass, and the tasks due by then run.
+pub(super) async fn pass(time: Duration) {
+    tokio::time::sleep(time).await;
+    tokio::task::yield_now().await;
+}
+
+pub(super) fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
