@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::log::RateLimited;
-use crate::stats::Counters;
+use crate::stats::{Count, Counters};
 use crate::store::StoreError;
 use crate::sync::lock;
 
@@ -39,9 +39,9 @@ impl FailOpen {
     /// Accounts for a Redis operation that failed open.
     pub(crate) fn failed(&self, error: StoreError) {
         match error {
-            StoreError::Skipped => Counters::bump(&self.counters.skipped),
+            StoreError::Skipped => self.counters.bump(Count::Skipped),
             StoreError::Timeout(_) | StoreError::OverBudget { .. } | StoreError::Redis(_) => {
-                Counters::bump(&self.counters.errors);
+                self.counters.bump(Count::Errors);
                 if let Some(suppressed) = self.logged.admit() {
                     let hint = error.hint();
                     let error = crate::Error::from(error);

@@ -1,6 +1,6 @@
 //! Counters of what the cache did, and the snapshot users read.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
@@ -60,50 +60,104 @@ impl Stats {
     }
 }
 
+/// What a counter counts: one per field of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    Hits,
+    NegativeHits,
+    StaleHits,
+    Refreshes,
+    Misses,
+    Loads,
+    Coalesced,
+    LockWaits,
+    Errors,
+    Skipped,
+    Unreadable,
+    Unstorable,
+    TypeMismatches,
+}
+
+const COUNTS: usize = 13;
+
+/// Stripes per counter set: a thread counts in its own stripe, so calls on two cores
+/// never write the same cache line (a shared counter bounced between the cores on
+/// every hit).
+const STRIPES: usize = 8;
+
+/// One stripe, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; COUNTS]);
+
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) negative_hits: AtomicU64,
-    pub(crate) stale_hits: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) lock_waits: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) skipped: AtomicU64,
-    pub(crate) unreadable: AtomicU64,
-    pub(crate) unstorable: AtomicU64,
-    pub(crate) type_mismatches: AtomicU64,
+    stripes: [Stripe; STRIPES],
+}
+
+/// The stripe of the current thread, assigned in turn on a thread's first count.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.try_with(|stripe| *stripe).unwrap_or(0)
 }
 
 impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    pub(crate) fn bump(&self, count: Count) {
+        self.stripes[stripe()].0[count as usize].fetch_add(1, Relaxed);
     }
 
     /// Moves a count made in advance to the counter it turned out to belong to.
-    pub(crate) fn recount(from: &AtomicU64, to: &AtomicU64) {
-        from.fetch_sub(1, Relaxed);
-        to.fetch_add(1, Relaxed);
+    pub(crate) fn recount(&self, from: Count, to: Count) {
+        let stripe = &self.stripes[stripe()].0;
+        // Wrapping: the count may have been made on another thread's stripe; the sum is right.
+        stripe[from as usize].fetch_sub(1, Relaxed);
+        stripe[to as usize].fetch_add(1, Relaxed);
+    }
+
+    fn sum(&self, count: Count) -> u64 {
+        self.stripes.iter().fold(0u64, |sum, stripe| {
+            sum.wrapping_add(stripe.0[count as usize].load(Relaxed))
+        })
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
-            hits: self.hits.load(Relaxed),
-            negative_hits: self.negative_hits.load(Relaxed),
-            stale_hits: self.stale_hits.load(Relaxed),
-            refreshes: self.refreshes.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            loads: self.loads.load(Relaxed),
-            coalesced: self.coalesced.load(Relaxed),
-            lock_waits: self.lock_waits.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            skipped: self.skipped.load(Relaxed),
-            unreadable: self.unreadable.load(Relaxed),
-            unstorable: self.unstorable.load(Relaxed),
-            type_mismatches: self.type_mismatches.load(Relaxed),
+            hits: self.sum(Count::Hits),
+            negative_hits: self.sum(Count::NegativeHits),
+            stale_hits: self.sum(Count::StaleHits),
+            refreshes: self.sum(Count::Refreshes),
+            misses: self.sum(Count::Misses),
+            loads: self.sum(Count::Loads),
+            coalesced: self.sum(Count::Coalesced),
+            lock_waits: self.sum(Count::LockWaits),
+            errors: self.sum(Count::Errors),
+            skipped: self.sum(Count::Skipped),
+            unreadable: self.sum(Count::Unreadable),
+            unstorable: self.sum(Count::Unstorable),
+            type_mismatches: self.sum(Count::TypeMismatches),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recount_on_another_thread_keeps_the_sums_right() {
+        let counters = std::sync::Arc::new(Counters::default());
+        counters.bump(Count::Refreshes);
+        let moved = counters.clone();
+        std::thread::spawn(move || {
+            moved.recount(Count::Refreshes, Count::Hits);
+        })
+        .join()
+        .unwrap();
+        let stats = counters.snapshot();
+        assert_eq!((stats.refreshes, stats.hits), (0, 1));
     }
 }

@@ -10,7 +10,7 @@ use super::answer::found;
 use crate::budget::Budget;
 use crate::lease::MayHold;
 use crate::shape::Shape;
-use crate::stats::Counters;
+use crate::stats::Count;
 use crate::store::{Acquire, Claim, Expected, Store};
 use crate::time::later;
 
@@ -137,7 +137,7 @@ impl Patience {
     /// `None`: waited long enough.
     fn next_wait<St: Store>(&mut self, call: &Call<'_, St>, remaining: Duration) -> Option<Duration> {
         if self.waiting.is_none() {
-            Counters::bump(&call.cx.counters.lock_waits);
+            call.cx.counters.bump(Count::LockWaits);
             self.waiting = Some(Budget::new(Duration::MAX));
         }
         let now = Instant::now();

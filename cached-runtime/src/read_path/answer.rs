@@ -8,7 +8,7 @@ use crate::Policy;
 use crate::codec::{self, DECODE_LIMIT, Decoded, Freshness, Unstorable};
 use crate::fail_open::Warning;
 use crate::shape::Shape;
-use crate::stats::Counters;
+use crate::stats::Count;
 use crate::store::Entry;
 
 pub(super) enum Answer<T, V> {
@@ -45,13 +45,13 @@ pub(super) fn answer<S: Shape>(
         Decoded::Negative | Decoded::OtherFormat => None,
         Decoded::Unreadable => {
             if first_read {
-                Counters::bump(&cx.counters.unreadable);
+                cx.counters.bump(Count::Unreadable);
             }
             None
         }
         Decoded::OtherType { stored } => {
             if first_read {
-                Counters::bump(&cx.counters.type_mismatches);
+                cx.counters.bump(Count::TypeMismatches);
                 if cx.fail_open.first(policy.name, Warning::OtherType) {
                     log_other_type::<S>(policy, stored);
                 }

@@ -14,7 +14,7 @@ use crate::codec::{self, Timing};
 use crate::fail_open::Warning;
 use crate::lease::{Ending, MayHold};
 use crate::shape::{Loaded, Shape};
-use crate::stats::Counters;
+use crate::stats::Count;
 use crate::store::Store;
 
 /// What a load replaces.
@@ -53,7 +53,7 @@ pub(super) async fn load_claimed<S: Shape, St: Store>(
     flight: LeaderGuard<'_>,
     replacing: Replacing<S::Value>,
 ) -> S::Output {
-    Counters::bump(&call.cx.counters.loads);
+    call.cx.counters.bump(Count::Loads);
     let started = Instant::now();
     let out = held.renewed_while(load).await;
     let load_time = started.elapsed();
@@ -78,7 +78,7 @@ pub(super) async fn load_unfenced<S: Shape, St: Store>(
     load: impl Future<Output = S::Output>,
     replacing: Replacing<S::Value>,
 ) -> S::Output {
-    Counters::bump(&call.cx.counters.loads);
+    call.cx.counters.bump(Count::Loads);
     let announcements = call.store.announcements();
     let out = load.await;
     // Nothing can tell this load that it was voided. Its result is for every caller that
@@ -164,7 +164,7 @@ fn stored<S: Shape, St: Store>(
             match codec::encode_value(value, policy.codec, policy.version, tags, timing) {
                 Ok(bytes) => Some((bytes, keep)),
                 Err(why) => {
-                    Counters::bump(&call.cx.counters.unstorable);
+                    call.cx.counters.bump(Count::Unstorable);
                     if call.cx.fail_open.first(policy.name, Warning::Unstorable) {
                         log_unstorable(policy, &why);
                     }

@@ -5,7 +5,7 @@ use super::load::{Replacing, load_claimed, load_unfenced};
 use super::{Call, Tagging};
 use crate::coalesce::{self, Join, LeaderGuard, Outcome, Shared};
 use crate::shape::Shape;
-use crate::stats::Counters;
+use crate::stats::Count;
 use crate::store::{Claim, Store};
 
 pub(super) async fn miss<S: Shape, St: Store>(
@@ -23,16 +23,16 @@ pub(super) async fn miss<S: Shape, St: Store>(
         match coalesce::wait(waiter, call.policy.wait_budget().saturating_mul(2)).await {
             Outcome::Done(shared) => {
                 if let Some(out) = shared.downcast_ref::<Shared<S::Value>>().and_then(S::from_shared) {
-                    Counters::bump(&counters.coalesced);
+                    counters.bump(Count::Coalesced);
                     return out;
                 }
                 // Another function's result under the same key: load our own.
-                Counters::bump(&counters.loads);
+                counters.bump(Count::Loads);
                 return load.await;
             }
             // Errors are not shared: each caller gets its own loader's result.
             Outcome::Failed => {
-                Counters::bump(&counters.loads);
+                counters.bump(Count::Loads);
                 return load.await;
             }
             // No result for this call (see `coalesce`): join or lead a new load.

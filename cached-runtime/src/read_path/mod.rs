@@ -34,7 +34,7 @@ use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
 use crate::shape::Shape;
-use crate::stats::Counters;
+use crate::stats::{Count, Counters};
 use crate::store::{Store, StoreError};
 use crate::wake::FillWaiters;
 use answer::{Answer, answer};
@@ -89,11 +89,11 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
             .and_then(|versions| answer::<S>(cx, policy, &entry.bytes, entry.remaining, versions, true))
         {
             Some(Answer::Value(out)) => {
-                Counters::bump(&cx.counters.hits);
+                cx.counters.bump(Count::Hits);
                 return out;
             }
             Some(Answer::Negative(out)) => {
-                Counters::bump(&cx.counters.negative_hits);
+                cx.counters.bump(Count::NegativeHits);
                 return out;
             }
             Some(Answer::Due { value, stale }) => {
@@ -113,7 +113,7 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
             cx.fail_open.failed(e);
         }
     }
-    Counters::bump(&cx.counters.misses);
+    cx.counters.bump(Count::Misses);
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
     let call = Call::new(cx, store, policy, key, started);
     Box::pin(miss::miss::<S, St>(call, tagging, load)).await

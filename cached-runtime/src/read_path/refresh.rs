@@ -2,14 +2,12 @@
 //! refresh. One caller refreshes (in this process, the flight's leader; across
 //! processes, the lease holder); every other caller gets the current value at once.
 
-use std::sync::atomic::AtomicU64;
-
 use super::acquire::{Acquired, acquire};
 use super::load::{Replacing, load_claimed, load_unfenced};
 use super::{Call, Context, Tagging};
 use crate::coalesce::{Join, Outcome};
 use crate::shape::Shape;
-use crate::stats::Counters;
+use crate::stats::Count;
 use crate::store::{Claim, Store};
 
 /// The value a refresh replaces, served to everyone but the refreshing caller.
@@ -24,21 +22,17 @@ pub(super) struct Current<V> {
 impl<V> Current<V> {
     /// Counts a call answered with it.
     fn count(&self, cx: &Context) {
-        Counters::bump(self.counter(cx));
+        cx.counters.bump(self.counter());
     }
 
-    fn counter<'a>(&self, cx: &'a Context) -> &'a AtomicU64 {
-        if self.stale {
-            &cx.counters.stale_hits
-        } else {
-            &cx.counters.hits
-        }
+    fn counter(&self) -> Count {
+        if self.stale { Count::StaleHits } else { Count::Hits }
     }
 
     /// The refreshing caller, counted as a refresh when it started, was answered with
     /// this value instead.
     pub(super) fn recount(&self, cx: &Context) {
-        Counters::recount(&cx.counters.refreshes, self.counter(cx));
+        cx.counters.recount(Count::Refreshes, self.counter());
     }
 }
 
@@ -58,7 +52,7 @@ pub(super) async fn refresh<S: Shape, St: Store>(
     };
     // Counted now, so a refresh whose caller is dropped or panics still counts; moved to
     // another counter if it ends up answered with a found value.
-    Counters::bump(&cx.counters.refreshes);
+    cx.counters.bump(Count::Refreshes);
     // Whatever is read or loaded from here on may be voided by an invalidation that
     // callers joining later started after.
     flight.loading();
@@ -84,12 +78,8 @@ pub(super) async fn refresh<S: Shape, St: Store>(
             load_claimed::<S, St>(&call, &tagging, held, load, flight, replacing).await
         }
         Acquired::Found { out, negative } => {
-            let answered = if negative {
-                &cx.counters.negative_hits
-            } else {
-                &cx.counters.hits
-            };
-            Counters::recount(&cx.counters.refreshes, answered);
+            let answered = if negative { Count::NegativeHits } else { Count::Hits };
+            cx.counters.recount(Count::Refreshes, answered);
             // Read after waiters may have joined: only for those that joined before.
             flight.finish(S::outcome(&out, true));
             out
