@@ -33,11 +33,14 @@ pub(super) fn new_owner() -> u64 {
 
 /// A handle of `owner`'s connection of `generation` kept by this thread, if any.
 pub(super) fn take(owner: u64, generation: u64) -> Option<MultiplexedConnection> {
-    SPARES.with(|spares| {
-        let mut spares = spares.try_borrow_mut().ok()?;
-        let spare = spares.pop()?;
-        (spare.owner == owner && spare.generation == generation).then_some(spare.connection)
-    })
+    SPARES
+        .try_with(|spares| {
+            let mut spares = spares.try_borrow_mut().ok()?;
+            let spare = spares.pop()?;
+            (spare.owner == owner && spare.generation == generation).then_some(spare.connection)
+        })
+        .ok()
+        .flatten()
 }
 
 /// A handle for one operation; given back to the thread it is dropped on.
