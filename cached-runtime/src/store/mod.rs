@@ -14,7 +14,6 @@ pub(crate) mod redis_store;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod scripts;
-mod spare;
 pub(crate) mod standalone;
 
 use std::fmt;

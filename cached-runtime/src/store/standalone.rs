@@ -19,7 +19,6 @@ use tokio::sync::watch;
 
 use super::announce::{Announcement, Listener};
 use super::redis_store::{Topology, Verdict};
-use super::spare::{self, Lent};
 use super::{Limits, hint};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
@@ -39,8 +38,6 @@ pub(crate) fn client(url: &str) -> Result<Client, RedisError> {
 pub(crate) struct Standalone {
     client: Client,
     connection: RwLock<Option<MultiplexedConnection>>,
-    /// This store's id among the handles threads keep (`spare`).
-    owner: u64,
     /// Bumped with every new connection: failures of an older one do not count.
     generation: AtomicU64,
     breaker: Breaker,
@@ -68,7 +65,6 @@ impl Standalone {
         let standalone = Arc::new(Self {
             client,
             connection: RwLock::new(None),
-            owner: spare::new_owner(),
             generation: AtomicU64::new(0),
             breaker: Breaker::new_open(),
             reconnects: watch::Sender::new(0),
@@ -116,18 +112,14 @@ impl Standalone {
 }
 
 impl Topology for Standalone {
-    type Connection = Lent;
+    type Connection = MultiplexedConnection;
 
-    fn connection(&self) -> Option<(Lent, u64)> {
+    fn connection(&self) -> Option<(MultiplexedConnection, u64)> {
         if self.breaker.is_open() {
             return None;
         }
-        let generation = self.generation.load(Ordering::Acquire);
-        let connection = match spare::take(self.owner, generation) {
-            Some(connection) => connection,
-            None => read(&self.connection).clone()?,
-        };
-        Some((Lent::new(connection, self.owner, generation), generation))
+        let connection = read(&self.connection).clone()?;
+        Some((connection, self.generation.load(Ordering::Acquire)))
     }
 
     fn record(&self, generation: u64, verdict: Verdict) {
