@@ -6,6 +6,8 @@
 // Leaves: used by every layer, using none.
 mod backoff;
 mod log;
+#[cfg(test)]
+mod ordered_watch;
 mod random;
 mod sync;
 mod time;
