@@ -96,6 +96,10 @@ impl ScriptedStore {
         self.server.kill(self.process);
     }
 
+    pub(crate) fn dead(&self) -> bool {
+        self.server.dead(self.process)
+    }
+
     /// Sends `op` and waits for its answer, as the script says it goes.
     async fn request(&self, op: Op) -> Result<Reply, StoreError> {
         let call = calls::current();
