@@ -36,6 +36,8 @@ mod read_path;
 
 #[doc(hidden)]
 pub mod private;
+#[cfg(test)]
+mod simulation;
 
 pub use cache::{Cache, INVALIDATION_RETRY};
 pub use codec::{Codec, DECODE_LIMIT};

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub(crate) use calls::attributed;
-pub(crate) use history::{Answer, Event};
+pub(crate) use history::{Answer, Effect, Event, Stamped};
 pub(crate) use op::{Op, OpKind};
 pub(crate) use script::{Delivery, Fault, Script};
 pub(crate) use server::Server;

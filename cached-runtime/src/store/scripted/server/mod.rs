@@ -136,6 +136,11 @@ impl Server {
         self.state().log.clone()
     }
 
+    /// Every event so far, leaving none behind.
+    pub(crate) fn take_history(&self) -> Vec<Stamped> {
+        std::mem::take(&mut self.state().log)
+    }
+
     /// The number of the next event, taken for an event outside the store, and the time.
     pub(crate) fn stamp(&self) -> (u64, Duration) {
         let mut state = self.state();
