@@ -203,13 +203,9 @@ impl Cache {
     /// which tells every other cache.
     async fn invalidate_target(&self, target: &Target) -> Result<(), StoreError> {
         let flights = &self.inner.context.flights;
-        match target {
-            Target::Key(key) => flights.detach(key),
-            Target::Tag(tag_key) => flights.detach_tag(tag_key),
-        }
         match &self.inner.store {
-            AnyStore::Standalone(store) => target.apply(store).await,
-            AnyStore::Memory(store) => target.apply(store).await,
+            AnyStore::Standalone(store) => target.invalidate(flights, store).await,
+            AnyStore::Memory(store) => target.invalidate(flights, store).await,
         }
     }
 
@@ -249,10 +245,18 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    async fn apply<St: Store>(&self, store: &St) -> Result<(), StoreError> {
+    /// Detaches the loads it voids in this process (`flights`), then deletes (or bumps)
+    /// it in `store`, which tells every other cache.
+    pub(crate) async fn invalidate<St: Store>(&self, flights: &Flights, store: &St) -> Result<(), StoreError> {
         match self {
-            Target::Key(key) => store.delete(key).await,
-            Target::Tag(tag_key) => store.bump_tag(tag_key).await,
+            Target::Key(key) => {
+                flights.detach(key);
+                store.delete(key).await
+            }
+            Target::Tag(tag_key) => {
+                flights.detach_tag(tag_key);
+                store.bump_tag(tag_key).await
+            }
         }
     }
 

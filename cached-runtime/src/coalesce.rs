@@ -17,7 +17,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(not(test))]
 use tokio::sync::watch;
+
+// Simulated schedules replay only if waiters wake in a fixed order.
+#[cfg(test)]
+use crate::ordered_watch as watch;
 
 use crate::sync::lock;
 

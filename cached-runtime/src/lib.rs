@@ -12,6 +12,8 @@
 // Leaves: used by every layer, using none.
 mod backoff;
 mod log;
+#[cfg(test)]
+mod ordered_watch;
 mod random;
 mod sync;
 mod time;
@@ -40,6 +42,8 @@ mod read_path;
 
 #[doc(hidden)]
 pub mod private;
+#[cfg(test)]
+mod simulation;
 
 pub use cache::{Cache, INVALIDATION_RETRY};
 pub use codec::{Codec, DECODE_LIMIT};

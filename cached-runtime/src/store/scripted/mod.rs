@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub(crate) use calls::attributed;
-pub(crate) use history::{Answer, Event};
+pub(crate) use history::{Answer, Effect, Event, Stamped};
 pub(crate) use op::{Op, OpKind};
 pub(crate) use script::{Delivery, Fault, Script};
 pub(crate) use server::Server;
@@ -94,6 +94,10 @@ impl ScriptedStore {
     /// This process dies: nothing it sends arrives any more.
     pub(crate) fn kill(&self) {
         self.server.kill(self.process);
+    }
+
+    pub(crate) fn dead(&self) -> bool {
+        self.server.dead(self.process)
     }
 
     /// Sends `op` and waits for its answer, as the script says it goes.

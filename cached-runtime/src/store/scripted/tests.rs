@@ -230,7 +230,7 @@ async fn the_history_names_the_call_each_request_was_sent_for() {
 async fn a_dead_process_sends_nothing_and_hears_nothing() {
     let (server, [(a, heard_a), (b, _)]) = two();
     a.kill();
-    assert!(!a.reachable());
+    assert!(a.dead() && !a.reachable());
     assert!(matches!(a.delete("{k}").await, Err(StoreError::Skipped)));
     b.delete("{k}").await.unwrap();
     assert!(heard_a.taken().is_empty());

@@ -2,6 +2,9 @@
 //! queue that applies requests in the order they were sent), each process's breaker and
 //! subscription, and the history.
 
+mod breaker;
+mod delivery;
+
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -133,6 +136,11 @@ impl Server {
         self.state().log.clone()
     }
 
+    /// Every event so far, leaving none behind.
+    pub(crate) fn take_history(&self) -> Vec<Stamped> {
+        std::mem::take(&mut self.state().log)
+    }
+
     /// The number of the next event, taken for an event outside the store, and the time.
     pub(crate) fn stamp(&self) -> (u64, Duration) {
         let mut state = self.state();
@@ -231,14 +239,6 @@ impl Server {
         }
     }
 
-    fn failed(&self, state: &mut State, process: usize) {
-        state.processes[process].failures += 1;
-        if state.processes[process].failures >= FAILURES_TO_OPEN && !state.processes[process].open {
-            let outage = state.rules.outage(process);
-            self.open(state, process, Some(outage));
-        }
-    }
-
     /// Applies a request that reached the store; announces what it did.
     fn apply(&self, process: usize, call: Option<u64>, op: &Op) -> Option<Reply> {
         let mut state = self.state();
@@ -271,121 +271,6 @@ impl Server {
         Some(applied.reply)
     }
 
-    /// Sends `announcement` to every live process as the script says; returns the ones
-    /// to hand over at once.
-    fn publish(
-        &self,
-        state: &mut State,
-        by: usize,
-        announcement: &Announcement,
-    ) -> Vec<(Arc<dyn Listener>, Announcement)> {
-        state.announcements += 1;
-        let id = state.announcements;
-        let event = Event::Published {
-            id,
-            by,
-            announcement: announcement.clone(),
-        };
-        self.record(state, event);
-        let mut now = Vec::new();
-        for process in 0..state.processes.len() {
-            if state.processes[process].dead {
-                continue;
-            }
-            let Some(number) = state.processes[process].subscription else {
-                self.record(
-                    state,
-                    Event::Lost {
-                        id,
-                        process,
-                        silent: false,
-                    },
-                );
-                continue;
-            };
-            if state.processes[process].silent {
-                self.record(
-                    state,
-                    Event::Lost {
-                        id,
-                        process,
-                        silent: true,
-                    },
-                );
-                continue;
-            }
-            match state.rules.delivery(process, announcement) {
-                Delivery::Now => {
-                    self.record(state, Event::Delivered { id, process });
-                    now.push((state.processes[process].listener.clone(), announcement.clone()));
-                }
-                Delivery::After(delay) => {
-                    let late = deliver_late(self.clone(), id, process, number, announcement.clone(), delay);
-                    tokio::spawn(late);
-                }
-                Delivery::Lost => {
-                    self.record(
-                        state,
-                        Event::Lost {
-                            id,
-                            process,
-                            silent: false,
-                        },
-                    );
-                    self.resubscribe_locked(state, process);
-                }
-                Delivery::Silent { noticed } => {
-                    self.record(
-                        state,
-                        Event::Lost {
-                            id,
-                            process,
-                            silent: true,
-                        },
-                    );
-                    state.processes[process].silent = true;
-                    tokio::spawn(keepalive(self.clone(), process, number, noticed));
-                }
-                Delivery::Held => state.processes[process].held.push((id, announcement.clone())),
-            }
-        }
-        now
-    }
-
-    /// Hands over an announcement that was in flight, unless the subscription it was
-    /// sent on is gone.
-    fn arrive(&self, id: u64, process: usize, number: u64, announcement: Announcement) {
-        let mut state = self.state();
-        let live = !state.processes[process].dead && state.processes[process].subscription == Some(number);
-        if !live || state.processes[process].silent {
-            let silent = live;
-            self.record(&mut state, Event::Lost { id, process, silent });
-            return;
-        }
-        self.record(&mut state, Event::Delivered { id, process });
-        let listener = state.processes[process].listener.clone();
-        drop(state);
-        listener.heard(announcement);
-    }
-
-    /// Hands over the announcements held for `process`, oldest first or (`reversed`)
-    /// newest first.
-    pub(super) fn deliver_held(&self, process: usize, reversed: bool) {
-        let mut state = self.state();
-        let mut held = std::mem::take(&mut state.processes[process].held);
-        if reversed {
-            held.reverse();
-        }
-        for (id, _) in &held {
-            self.record(&mut state, Event::Delivered { id: *id, process });
-        }
-        let listener = state.processes[process].listener.clone();
-        drop(state);
-        for (_, announcement) in held {
-            listener.heard(announcement);
-        }
-    }
-
     pub(super) fn queue(&self, process: usize, kind: super::OpKind, fault: Fault) {
         self.state().rules.queue(process, kind, fault);
     }
@@ -394,68 +279,15 @@ impl Server {
         self.state().rules.deliver(process, delivery);
     }
 
-    /// Opens `process`'s breaker (its subscription goes with the connection); it closes
-    /// after `outage`, or (`None`) when [`recover`](Self::recover) is called.
-    pub(super) fn trip(&self, process: usize, outage: Option<Duration>) {
-        let mut state = self.state();
-        if !state.processes[process].open {
-            self.open(&mut state, process, outage);
-        }
-    }
-
-    fn open(&self, state: &mut State, process: usize, outage: Option<Duration>) {
-        state.processes[process].open = true;
-        state.processes[process].outages += 1;
-        self.record(state, Event::Breaker { process, open: true });
-        self.set_subscription(state, process, None);
-        if let Some(outage) = outage {
-            let this = state.processes[process].outages;
-            tokio::spawn(reconnect(self.clone(), process, this, outage));
-        }
-    }
-
-    /// Closes `process`'s breaker: a new connection, and a new subscription.
-    pub(super) fn recover(&self, process: usize) {
-        let mut state = self.state();
-        if state.processes[process].open && !state.processes[process].dead {
-            state.processes[process].open = false;
-            state.processes[process].failures = 0;
-            self.record(&mut state, Event::Breaker { process, open: false });
-            self.resubscribe_locked(&mut state, process);
-        }
-    }
-
-    /// `process` subscribes again: announcements since its last subscription may be lost.
-    pub(super) fn resubscribe(&self, process: usize) {
-        let mut state = self.state();
-        self.resubscribe_locked(&mut state, process);
-    }
-
-    /// `process` has no subscription until it subscribes again.
-    pub(super) fn unsubscribe(&self, process: usize) {
-        let mut state = self.state();
-        self.set_subscription(&mut state, process, None);
-    }
-
-    fn resubscribe_locked(&self, state: &mut State, process: usize) {
-        state.processes[process].subscriptions += 1;
-        let number = state.processes[process].subscriptions;
-        self.set_subscription(state, process, Some(number));
-    }
-
-    fn set_subscription(&self, state: &mut State, process: usize, number: Option<u64>) {
-        if state.processes[process].subscription != number {
-            state.processes[process].subscription = number;
-            state.processes[process].silent = false;
-            self.record(state, Event::Subscription { process, number });
-        }
-    }
-
     /// `process` dies: nothing it sends arrives, nothing reaches it.
     pub(super) fn kill(&self, process: usize) {
         let mut state = self.state();
         state.processes[process].dead = true;
         self.record(&mut state, Event::Killed { process });
+    }
+
+    pub(super) fn dead(&self, process: usize) -> bool {
+        self.state().processes[process].dead
     }
 
     pub(super) fn announcements(&self, process: usize) -> Option<u64> {
@@ -477,35 +309,5 @@ async fn serve(shared: Weak<Shared>, process: usize, mut jobs: mpsc::UnboundedRe
         if let (Some(reply), Some(to)) = (reply, job.reply) {
             let _ = to.send(reply);
         }
-    }
-}
-
-async fn deliver_late(
-    server: Server,
-    id: u64,
-    process: usize,
-    number: u64,
-    announcement: Announcement,
-    delay: Duration,
-) {
-    tokio::time::sleep(delay).await;
-    server.arrive(id, process, number, announcement);
-}
-
-/// A silently dead subscription is noticed by its keepalive and made again.
-async fn keepalive(server: Server, process: usize, number: u64, noticed: Duration) {
-    tokio::time::sleep(noticed).await;
-    let mut state = server.state();
-    if state.processes[process].subscription == Some(number) {
-        server.resubscribe_locked(&mut state, process);
-    }
-}
-
-/// Ends the outage `this` of `process` after `outage`, unless a newer one began.
-async fn reconnect(server: Server, process: usize, this: u64, outage: Duration) {
-    tokio::time::sleep(outage).await;
-    let current = server.state().processes[process].outages == this;
-    if current {
-        server.recover(process);
     }
 }
