@@ -6,14 +6,17 @@
 //! or panics, the guard publishes `Retry` and a waiter becomes the next leader.
 //!
 //! A result is only handed to callers whose call began before anything could have
-//! invalidated it. The leader marks the moment its load starts under a claim
-//! ([`LeaderGuard::loading`]); a load whose claim an invalidation voided
-//! ([`Outcome::Voided`]) goes to the waiters that joined before that moment, and every
-//! later waiter loads again. This holds even when the invalidation message never
-//! reached this process.
+//! invalidated it. The leader numbers the reads its result may rest on
+//! ([`LeaderGuard::read`]): the start of its load ([`LeaderGuard::loading`]), and each
+//! lease request that may find a value. A result that an invalidation may have made
+//! stale for later callers ([`Outcome::Voided`]: a load whose claim was voided, or a
+//! value found in the store) goes to the waiters that joined before the read it rests
+//! on, and every later waiter asks again. This holds even when the invalidation message
+//! never reached this process.
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,9 +34,13 @@ use crate::sync::lock;
 pub(crate) enum Outcome {
     /// The loaded result (a `Shared<V>`, type-erased because one map serves all types).
     Done(Arc<dyn Any + Send + Sync>),
-    /// A loaded result whose claim was voided during the load (an invalidation): only
-    /// for the waiters that joined before the load started.
-    Voided(Arc<dyn Any + Send + Sync>),
+    /// A result that an invalidation may have made stale for some callers: a load whose
+    /// claim was voided, or a value found in the store. Only for the waiters that joined
+    /// before the leader's `mark`-th read (see [`LeaderGuard::read`]).
+    Voided {
+        shared: Arc<dyn Any + Send + Sync>,
+        mark: u64,
+    },
     /// The loader returned an error; each waiter runs its own loader.
     Failed,
     /// No result for waiters: the leader was dropped or panicked, or it answered with a
@@ -54,12 +61,12 @@ pub(crate) struct Flights {
 }
 
 /// A load in flight: where its outcome goes, the tags (full keys) it loads under, and
-/// whether its loader has started under a claim.
+/// how many reads its result may rest on the leader has begun.
 #[derive(Debug)]
 struct Flight {
     outcome: Arc<watch::Sender<Option<Outcome>>>,
     tags: Vec<String>,
-    loading: bool,
+    reads: u64,
 }
 
 pub(crate) enum Join<'a> {
@@ -71,8 +78,9 @@ pub(crate) enum Join<'a> {
 #[derive(Debug)]
 pub(crate) struct Waiter {
     outcome: watch::Receiver<Option<Outcome>>,
-    /// Joined before the load started: a voided result is still valid for this call.
-    before_load: bool,
+    /// The leader's reads begun when this caller joined: a result resting on a later
+    /// read may be older than an invalidation this call started after.
+    seen: u64,
 }
 
 impl Flights {
@@ -82,7 +90,7 @@ impl Flights {
         if let Some(flight) = running.get(key) {
             return Join::Waiter(Waiter {
                 outcome: flight.outcome.subscribe(),
-                before_load: !flight.loading,
+                seen: flight.reads,
             });
         }
         let flight = Arc::new(watch::Sender::new(None));
@@ -91,13 +99,14 @@ impl Flights {
             Flight {
                 outcome: flight.clone(),
                 tags: tags.to_vec(),
-                loading: false,
+                reads: 0,
             },
         );
         Join::Leader(LeaderGuard {
             flights: self,
             key: key.to_owned(),
             flight,
+            start: AtomicU64::new(0),
             outcome: None,
         })
     }
@@ -117,8 +126,8 @@ impl Flights {
 
 /// Waits at most `limit` for the flight's outcome. A vanished leader means retry; one
 /// that takes longer than `limit` counts as failed (the waiter loads itself). A voided
-/// result comes back as `Done` for a waiter that joined before the load started and as
-/// `Retry` for the others.
+/// result comes back as `Done` for a waiter that joined before the read it rests on and
+/// as `Retry` for the others.
 pub(crate) async fn wait(mut waiter: Waiter, limit: Duration) -> Outcome {
     let outcome = match tokio::time::timeout(limit, waiter.outcome.wait_for(Option::is_some)).await {
         Ok(Ok(outcome)) => outcome.clone().unwrap_or(Outcome::Retry),
@@ -126,8 +135,8 @@ pub(crate) async fn wait(mut waiter: Waiter, limit: Duration) -> Outcome {
         Err(_elapsed) => Outcome::Failed,
     };
     match outcome {
-        Outcome::Voided(shared) if waiter.before_load => Outcome::Done(shared),
-        Outcome::Voided(_) => Outcome::Retry,
+        Outcome::Voided { shared, mark } if waiter.seen < mark => Outcome::Done(shared),
+        Outcome::Voided { .. } => Outcome::Retry,
         other => other,
     }
 }
@@ -137,19 +146,36 @@ pub(crate) struct LeaderGuard<'a> {
     flights: &'a Flights,
     key: String,
     flight: Arc<watch::Sender<Option<Outcome>>>,
+    /// The read the load's result rests on (see `loading`); 0 before it.
+    start: AtomicU64,
     outcome: Option<Outcome>,
 }
 
 impl LeaderGuard<'_> {
-    /// The loader starts now, under a claim an invalidation can void: callers that join
-    /// from now on may have started after that invalidation.
-    pub(crate) fn loading(&self) {
+    /// The leader begins a read its result may rest on: callers that join from now on
+    /// may have started after an invalidation that this read does not see. Returns the
+    /// read's number, the `mark` of a result resting on it.
+    pub(crate) fn read(&self) -> u64 {
         let mut running = lock(&self.flights.running);
-        if let Some(flight) = running.get_mut(&self.key)
-            && Arc::ptr_eq(&flight.outcome, &self.flight)
-        {
-            flight.loading = true;
+        match running.get_mut(&self.key) {
+            Some(flight) if Arc::ptr_eq(&flight.outcome, &self.flight) => {
+                flight.reads += 1;
+                flight.reads
+            }
+            // Detached: nobody joins any more; every waiter joined before now.
+            _ => u64::MAX,
         }
+    }
+
+    /// The load starts now (its tags' versions, its claim and its loader): its result
+    /// rests on this read and the ones after it.
+    pub(crate) fn loading(&self) {
+        self.start.store(self.read(), Ordering::Relaxed);
+    }
+
+    /// The mark of a result resting on everything since [`loading`](Self::loading).
+    pub(crate) fn start(&self) -> u64 {
+        self.start.load(Ordering::Relaxed)
     }
 
     pub(crate) fn finish(mut self, outcome: Outcome) {
@@ -245,7 +271,11 @@ mod tests {
         let Join::Waiter(late) = flights.join("k", &[]) else {
             panic!("joins during the load")
         };
-        leader.finish(Outcome::Voided(Arc::new(Shared::Value(5u8))));
+        let mark = leader.start();
+        leader.finish(Outcome::Voided {
+            shared: Arc::new(Shared::Value(5u8)),
+            mark,
+        });
         assert!(matches!(wait(early, LIMIT).await, Outcome::Done(_)));
         assert!(matches!(wait(late, LIMIT).await, Outcome::Retry));
     }

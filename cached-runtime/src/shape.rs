@@ -35,18 +35,18 @@ pub(crate) trait Shape {
     /// The output for a stored "not found"; `None` where the shape has no `None`.
     fn absent() -> Option<Self::Output>;
 
-    /// What concurrent callers of the same key receive from this load; `voided` when an
-    /// invalidation voided its claim during the load.
-    fn outcome(out: &Self::Output, voided: bool) -> Outcome {
+    /// What concurrent callers of the same key receive from this result; `voided`: the
+    /// mark of the read it rests on, when an invalidation may have made it stale for
+    /// callers that joined after that read (see `coalesce`).
+    fn outcome(out: &Self::Output, voided: Option<u64>) -> Outcome {
         let shared: std::sync::Arc<dyn std::any::Any + Send + Sync> = match Self::classify(out) {
             Loaded::Value(value) => std::sync::Arc::new(Shared::Value(value.clone())),
             Loaded::Absent => std::sync::Arc::new(Shared::<Self::Value>::Absent),
             Loaded::Failed => return Outcome::Failed,
         };
-        if voided {
-            Outcome::Voided(shared)
-        } else {
-            Outcome::Done(shared)
+        match voided {
+            Some(mark) => Outcome::Voided { shared, mark },
+            None => Outcome::Done(shared),
         }
     }
 

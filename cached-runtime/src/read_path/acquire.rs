@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::Call;
 use super::answer::found;
 use crate::budget::Budget;
+use crate::coalesce::LeaderGuard;
 use crate::lease::MayHold;
 use crate::shape::Shape;
 use crate::stats::Count;
@@ -25,8 +26,9 @@ pub(super) enum Acquired<S: Shape, St: Store> {
     /// value it replaces gone (invalidated, or expired) when it took the claim.
     Won { held: MayHold<St>, replaced_gone: bool },
     /// A value was stored meanwhile; it answers the call (`negative`: a stored "not
-    /// found").
-    Found { out: S::Output, negative: bool },
+    /// found"). `mark`: the flight's read it rests on; waiters that joined after it may
+    /// have started after an invalidation it did not see.
+    Found { out: S::Output, negative: bool, mark: u64 },
     /// A refresh that another caller performs, or that Redis refused: serve the value
     /// being refreshed. (A miss waits instead.)
     Busy,
@@ -45,6 +47,7 @@ pub(super) async fn acquire<S: Shape, St: Store>(
     mut claim: Claim,
     versions: &[u64],
     replaced: Option<&[u8]>,
+    flight: &LeaderGuard<'_>,
 ) -> Acquired<S, St> {
     let (cx, store, policy) = (call.cx, call.store, call.policy);
     let refreshing = replaced.is_some();
@@ -64,6 +67,15 @@ pub(super) async fn acquire<S: Shape, St: Store>(
             (None, None) => Expected::Nothing,
         };
         let replacing_current = unusable.is_none() && refreshing;
+        // A value this request finds is as new as the request, and so current for every
+        // waiter that joined before it was sent: lock waiters in other processes share
+        // the holder's fill with all of their own callers. A tagged value is also judged
+        // by the tag versions read when the load started.
+        let mark = if versions.is_empty() {
+            flight.read()
+        } else {
+            flight.start()
+        };
         // A request that gets no answer may still have taken the claim.
         let held = MayHold::new(store, claim, duration, &cx.fail_open);
         let remaining = match budget.run(store.acquire(held.claim(), duration, expected)).await {
@@ -81,7 +93,7 @@ pub(super) async fn acquire<S: Shape, St: Store>(
             Ok(Acquire::Value(entry)) => {
                 claim = held.not_ours();
                 if let Some((out, negative)) = found::<S>(cx, policy, &entry, versions, refreshing) {
-                    return Acquired::Found { out, negative };
+                    return Acquired::Found { out, negative, mark };
                 }
                 // Ask again at once, for the claim over it.
                 unusable = Some(entry.bytes);

@@ -123,7 +123,8 @@ fn settle<S: Shape, St: Store>(
     settled: Settled,
 ) -> S::Output {
     let voided = matches!(settled, Settled::Voided | Settled::Failed | Settled::Unconfirmed);
-    flight.finish(S::outcome(&out, voided));
+    let mark = flight.start();
+    flight.finish(S::outcome(&out, voided.then_some(mark)));
     let Replacing::Value(current) = replacing else {
         return out;
     };

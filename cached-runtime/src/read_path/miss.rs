@@ -36,7 +36,7 @@ pub(super) async fn miss<S: Shape, St: Store>(
                 return load.await;
             }
             // No result for this call (see `coalesce`): join or lead a new load.
-            Outcome::Retry | Outcome::Voided(_) => {}
+            Outcome::Retry | Outcome::Voided { .. } => {}
         }
     }
 }
@@ -64,13 +64,13 @@ async fn lead<S: Shape, St: Store>(
     } else {
         Claim::fence(&call.key)
     };
-    match acquire::<S, St>(call, claim, &versions, None).await {
+    match acquire::<S, St>(call, claim, &versions, None, &flight).await {
         Acquired::Won { held, .. } => {
             load_claimed::<S, St>(call, tagging, held, load, flight, Replacing::Nothing).await
         }
-        Acquired::Found { out, .. } => {
+        Acquired::Found { out, mark, .. } => {
             // Read after waiters may have joined: only for those that joined before.
-            flight.finish(S::outcome(&out, true));
+            flight.finish(S::outcome(&out, Some(mark)));
             out
         }
         // (`Busy` only answers a refresh: a miss waits for the claim's holder.)

@@ -66,7 +66,7 @@ pub(super) async fn refresh<S: Shape, St: Store>(
     };
     // One refresh at a time in the deployment, with or without `lock`.
     let claim = Claim::lease(&call.key);
-    match acquire::<S, St>(&call, claim, &versions, Some(&current.bytes)).await {
+    match acquire::<S, St>(&call, claim, &versions, Some(&current.bytes), &flight).await {
         Acquired::Won { held, replaced_gone } => {
             // The value this refresh replaces was gone when it took the claim
             // (invalidated, or past its window): stale-if-error must not bring it back.
@@ -77,11 +77,11 @@ pub(super) async fn refresh<S: Shape, St: Store>(
             };
             load_claimed::<S, St>(&call, &tagging, held, load, flight, replacing).await
         }
-        Acquired::Found { out, negative } => {
+        Acquired::Found { out, negative, mark } => {
             let answered = if negative { Count::NegativeHits } else { Count::Hits };
             cx.counters.recount(Count::Refreshes, answered);
             // Read after waiters may have joined: only for those that joined before.
-            flight.finish(S::outcome(&out, true));
+            flight.finish(S::outcome(&out, Some(mark)));
             out
         }
         Acquired::Busy | Acquired::Unfenced { .. } => {

@@ -76,6 +76,31 @@ async fn a_lock_waiter_in_another_process_is_woken_by_the_fill_announcement() {
     assert_eq!(ps[1].stats().lock_waits, 1);
 }
 
+/// Regression: the callers that joined a lock waiter's flight in another process were
+/// not handed the value it found after the holder's fill (it was read after they
+/// joined); each asked the store again, one after another, which kept a 250-caller
+/// stampede waiting tens of milliseconds past the load.
+#[tokio::test(start_paused = true)]
+async fn callers_joined_to_a_lock_waiter_share_the_value_it_finds_after_the_fill() {
+    let (_server, ps) = deployment(2);
+    let db = Arc::new(Db::default());
+    let start = Instant::now();
+    let holder = ps[0].spawn_read(&LOCKED, "k", db.load(ms(100)));
+    pass(ms(10)).await;
+    let waiters: Vec<_> = (0..20)
+        .map(|_| ps[1].spawn_read(&LOCKED, "k", db.load(ms(100))))
+        .collect();
+    for waiter in waiters {
+        let (out, at) = waiter.await.unwrap();
+        assert_eq!(out, loaded(1));
+        assert_eq!(at - start, ms(100), "answered at the fill");
+    }
+    assert_eq!(holder.await.unwrap().0, loaded(1));
+    assert_eq!(db.loads(), 1);
+    let stats = ps[1].stats();
+    assert_eq!((stats.lock_waits, stats.coalesced), (1, 19), "{stats:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lock_waiter_gets_the_value_by_polling_when_the_fill_announcement_never_arrives() {
     let (_server, ps) = deployment(2);

@@ -105,6 +105,35 @@ fn judge(
             ));
         }
     }
+    // A value a caller in the same process found in the store while this call was
+    // waiting for it (a lock waiter sharing the holder's fill): as good as reading it.
+    let read_nearby = facts.calls.values().find_map(|reader| {
+        (reader.process == call.process)
+            .then(|| {
+                reader.seen.iter().find(|&&(fill, when, _)| {
+                    facts.fills.get(&fill).is_some_and(|f| f.call == Some(load_id))
+                        && when > call.start
+                        && call.end.is_none_or(|end| when < end)
+                })
+            })
+            .flatten()
+    });
+    if let Some(&(fill, _, seen_at)) = read_nearby {
+        let stored_at = facts.fills[&fill].at;
+        let servable = servable(facts, call.func, !load.present);
+        if seen_at > stored_at + servable {
+            why.push(format!(
+                "shared fill {fill}, read past its ttl and stale window ({servable:?})"
+            ));
+        } else if older.is_empty() {
+            return Ok(());
+        } else {
+            why.push(format!(
+                "shared version {version}, read from the store during the call; {}",
+                first_older(&older)
+            ));
+        }
+    }
     let shareable = source.process == call.process
         && load.end.is_some_and(|end| end < call.end.unwrap_or(u64::MAX))
         && call.start < source.end.unwrap_or(u64::MAX);
