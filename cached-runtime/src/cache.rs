@@ -292,3 +292,51 @@ async fn retry_invalidation(cache: Cache, target: Target) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static LOCKED: Policy = Policy::new("locked", Duration::from_secs(60)).lock(Duration::from_secs(10));
+
+    /// Regression: the in-memory store held its cache's listener only weakly and lost it
+    /// as soon as `in_memory()` returned, so a lock waiter learnt of the holder's fill
+    /// only at its 250 ms poll.
+    #[tokio::test(start_paused = true)]
+    async fn an_in_memory_lock_waiter_is_woken_by_the_fill() {
+        let cache = Cache::in_memory();
+        let tags = ["t".to_owned()];
+        let start = tokio::time::Instant::now();
+        let holder = tokio::spawn({
+            let cache = cache.clone();
+            let tags = tags.clone();
+            async move {
+                cache
+                    .get_or_load_tagged(&LOCKED, "k", &tags, async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, ()>(Some(1u32))
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // A new flight for the key (the tag detached the holder's), which waits for the
+        // holder's lease.
+        cache.invalidate_tag("t").await.unwrap();
+        let waiter = cache
+            .get_or_load_tagged(&LOCKED, "k", &tags, async { Ok::<_, ()>(Some(2u32)) })
+            .await;
+        assert_eq!(
+            waiter,
+            Ok(Some(2)),
+            "its own load: the holder's value is under the old tag"
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "woken at the holder's fill, not at a poll: {:?}",
+            start.elapsed()
+        );
+        assert_eq!(cache.stats().lock_waits, 1);
+        assert_eq!(holder.await.unwrap(), Ok(Some(1)));
+    }
+}

@@ -50,8 +50,11 @@ impl Stats {
     /// call.
     #[must_use]
     pub fn hit_rate(&self) -> f64 {
-        let answered = self.hits + self.negative_hits + self.stale_hits;
-        let calls = answered + self.refreshes + self.misses;
+        let answered = self
+            .hits
+            .saturating_add(self.negative_hits)
+            .saturating_add(self.stale_hits);
+        let calls = answered.saturating_add(self.refreshes).saturating_add(self.misses);
         if calls == 0 {
             0.0
         } else {
@@ -118,10 +121,13 @@ impl Counters {
         stripe[to as usize].fetch_add(1, Relaxed);
     }
 
+    /// The count over every stripe. A snapshot taken while a count moves between two
+    /// stripes may see the move's subtraction before the count it moves: never below 0.
     fn sum(&self, count: Count) -> u64 {
-        self.stripes.iter().fold(0u64, |sum, stripe| {
+        let sum = self.stripes.iter().fold(0u64, |sum, stripe| {
             sum.wrapping_add(stripe.0[count as usize].load(Relaxed))
-        })
+        });
+        if sum > i64::MAX as u64 { 0 } else { sum }
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -146,6 +152,18 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a snapshot that saw a recount's subtraction (on one thread's stripe)
+    /// before the count it moved (on another's) reported `u64::MAX`, and `hit_rate`
+    /// overflowed.
+    #[test]
+    fn a_snapshot_between_a_recounts_halves_never_goes_below_zero() {
+        let counters = Counters::default();
+        counters.recount(Count::Refreshes, Count::Hits);
+        let stats = counters.snapshot();
+        assert_eq!((stats.refreshes, stats.hits), (0, 1));
+        assert!((0.0..=1.0).contains(&stats.hit_rate()));
+    }
 
     #[test]
     fn a_recount_on_another_thread_keeps_the_sums_right() {

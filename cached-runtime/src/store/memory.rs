@@ -89,6 +89,10 @@ pub(crate) struct MemoryStore {
     state: Arc<State>,
     /// This handle's id in the invalidations it announces.
     origin: u64,
+    /// This handle's listener, kept alive while the handle is: the state holds its
+    /// listeners weakly (Redis's subscription task holds its cache's listener the same
+    /// way).
+    _listener: Arc<dyn Listener>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -115,6 +119,7 @@ impl MemoryStore {
         Self {
             state: Arc::new(state),
             origin,
+            _listener: listener.clone(),
         }
     }
 
@@ -127,6 +132,7 @@ impl MemoryStore {
         Self {
             state: self.state.clone(),
             origin,
+            _listener: listener.clone(),
         }
     }
 
