@@ -105,20 +105,7 @@ fn judge(
             ));
         }
     }
-    // A value a caller in the same process found in the store while this call was
-    // waiting for it (a lock waiter sharing the holder's fill): as good as reading it.
-    let read_nearby = facts.calls.values().find_map(|reader| {
-        (reader.process == call.process)
-            .then(|| {
-                reader.seen.iter().find(|&&(fill, when, _)| {
-                    facts.fills.get(&fill).is_some_and(|f| f.call == Some(load_id))
-                        && when > call.start
-                        && call.end.is_none_or(|end| when < end)
-                })
-            })
-            .flatten()
-    });
-    if let Some(&(fill, _, seen_at)) = read_nearby {
+    if let Some(&(fill, _, seen_at)) = read_nearby(facts, call, load_id) {
         let stored_at = facts.fills[&fill].at;
         let servable = servable(facts, call.func, !load.present);
         if seen_at > stored_at + servable {
@@ -157,6 +144,23 @@ fn judge(
         ));
     }
     Err(why.join("; "))
+}
+
+/// A read of a fill of `load_id`'s load by a caller in `call`'s process while `call`
+/// was running: a lock waiter's find, shared with the callers waiting for it, is as good
+/// as their own read.
+fn read_nearby<'f>(facts: &'f Facts<'_>, call: &Call, load_id: u64) -> Option<&'f (u64, u64, Duration)> {
+    facts
+        .calls
+        .values()
+        .filter(|reader| reader.process == call.process)
+        .find_map(|reader| {
+            reader.seen.iter().find(|&&(fill, when, _)| {
+                facts.fills.get(&fill).is_some_and(|f| f.call == Some(load_id))
+                    && when > call.start
+                    && call.end.is_none_or(|end| when < end)
+            })
+        })
 }
 
 /// A "not found": fine if the row was absent at some version the invalidations allow;
