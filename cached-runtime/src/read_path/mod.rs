@@ -52,6 +52,26 @@ pub(crate) struct Context {
     pub(crate) call_budget: Duration,
 }
 
+#[cfg(test)]
+impl Context {
+    /// A context wired to its listener as a cache wires them (no prefix), for tests
+    /// that play several processes over one store.
+    pub(crate) fn wired(origin: u64, call_budget: Duration) -> (Self, Arc<crate::wake::Wake>) {
+        let counters = Arc::<Counters>::default();
+        let (flights, fills) = (Arc::<Flights>::default(), Arc::<FillWaiters>::default());
+        let wake = Arc::new(crate::wake::Wake::new(origin, flights.clone(), fills.clone()));
+        let cx = Context {
+            prefix: String::new(),
+            fail_open: Arc::new(FailOpen::new(counters.clone())),
+            counters,
+            flights,
+            fills,
+            call_budget,
+        };
+        (cx, wake)
+    }
+}
+
 /// Reads `rendered` through the cache: a hit, a refresh or a miss.
 pub(crate) async fn read_through<S: Shape, St: Store>(
     cx: &Context,

@@ -8,16 +8,12 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::coalesce::Flights;
-use crate::fail_open::FailOpen;
 use crate::key::full_key;
 use crate::policy::TAG_TTL;
 use crate::read_path::{Context, read_through};
 use crate::shape::ResultOption;
-use crate::stats::Counters;
 use crate::store::Store;
 use crate::store::scripted::{ScriptedStore, Server};
-use crate::wake::{FillWaiters, Wake};
 use crate::{Policy, Stats};
 
 pub(super) const OP_TIMEOUT: Duration = Duration::from_millis(50);
@@ -87,17 +83,7 @@ pub(super) fn deployment(n: u64) -> (Server, Vec<Arc<Process>>) {
 
 impl Process {
     fn new(server: &Server, origin: u64) -> Self {
-        let counters = Arc::<Counters>::default();
-        let (flights, fills) = (Arc::<Flights>::default(), Arc::<FillWaiters>::default());
-        let wake = Arc::new(Wake::new(origin, flights.clone(), fills.clone()));
-        let cx = Context {
-            prefix: String::new(),
-            fail_open: Arc::new(FailOpen::new(counters.clone())),
-            counters,
-            flights,
-            fills,
-            call_budget: CALL_BUDGET,
-        };
+        let (cx, wake) = Context::wired(origin, CALL_BUDGET);
         Self {
             cx,
             store: ScriptedStore::connect(server, wake, origin),

@@ -15,14 +15,10 @@ use tokio::time::Instant;
 use super::chaos::Chaos;
 use super::plan::{Action, Plan};
 use super::record::{Line, Note, Noted, merged};
-use crate::coalesce::Flights;
-use crate::fail_open::FailOpen;
 use crate::policy::TAG_TTL;
 use crate::read_path::Context;
-use crate::stats::Counters;
 use crate::store::scripted::{ScriptedStore, Server};
 use crate::sync::lock;
-use crate::wake::{FillWaiters, Wake};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(50);
 const CALL_BUDGET: Duration = Duration::from_millis(150);
@@ -166,17 +162,7 @@ impl World {
 
 impl Process {
     fn new(server: &Server, origin: u64) -> Self {
-        let counters = Arc::<Counters>::default();
-        let (flights, fills) = (Arc::<Flights>::default(), Arc::<FillWaiters>::default());
-        let wake = Arc::new(Wake::new(origin, flights.clone(), fills.clone()));
-        let cx = Context {
-            prefix: String::new(),
-            fail_open: Arc::new(FailOpen::new(counters.clone())),
-            counters,
-            flights,
-            fills,
-            call_budget: CALL_BUDGET,
-        };
+        let (cx, wake) = Context::wired(origin, CALL_BUDGET);
         Self {
             cx,
             store: ScriptedStore::connect(server, wake, origin),
