@@ -33,6 +33,7 @@ impl<S: Store> MayHold<S> {
     }
 
     pub(crate) fn claim(&self) -> &Claim {
+        // ok: `claim` is `None` only once `not_ours` or `end` consumed `self`, or in `drop`.
         self.claim
             .as_ref()
             .unwrap_or_else(|| unreachable!("present until consumed"))
@@ -40,6 +41,7 @@ impl<S: Store> MayHold<S> {
 
     /// The store said the claim is not ours: nothing to release. Returns it, to ask again.
     pub(crate) fn not_ours(mut self) -> Claim {
+        // ok: as in `claim`; this is the call that consumes `self`.
         self.claim
             .take()
             .unwrap_or_else(|| unreachable!("present until consumed"))

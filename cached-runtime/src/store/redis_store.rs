@@ -157,6 +157,27 @@ impl<T: Topology> RedisStore<T> {
             .collect())
     }
 
+    /// Runs one of `claim`'s scripts (`KEYS = [value, claim]`, `ARGV[1]` its token, then
+    /// what `args` adds); true if the claim held.
+    async fn on_claim(
+        &self,
+        script: &redis::Script,
+        claim: &Claim,
+        args: impl Fn(&mut redis::ScriptInvocation<'_>) + Send + Sync,
+    ) -> Result<bool, StoreError> {
+        let token = claim.token();
+        let args = &args;
+        let held: i64 = self
+            .run(|mut c| async move {
+                let mut invocation = script.key(&token.key);
+                invocation.key(&token.claim_key).arg(&token.token);
+                args(&mut invocation);
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(held == 1)
+    }
+
     /// Runs a script that gives `claim` up announcing `announcement` (release, clear);
     /// true if the claim held.
     async fn give_up(
@@ -165,23 +186,12 @@ impl<T: Topology> RedisStore<T> {
         claim: &Claim,
         announcement: Announcement,
     ) -> Result<bool, StoreError> {
-        let token = claim.token();
         let channel = self.settings.channel.as_str();
         let announcement = announcement.encode();
-        let announcement = announcement.as_slice();
-        let held: i64 = self
-            .run(|mut c| async move {
-                script
-                    .key(&token.key)
-                    .key(&token.claim_key)
-                    .arg(&token.token)
-                    .arg(channel)
-                    .arg(announcement)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(held == 1)
+        self.on_claim(script, claim, |invocation| {
+            invocation.arg(channel).arg(announcement.as_slice());
+        })
+        .await
     }
 }
 
@@ -293,26 +303,19 @@ impl<T: Topology> Store for RedisStore<T> {
     }
 
     async fn fill(&self, claim: &Claim, bytes: &[u8], ttl: Duration) -> Result<bool, StoreError> {
-        let token = claim.token();
-        let script = &scripts(claim).fill;
         let channel = self.settings.channel.as_str();
-        let announcement = Announcement::Filled { key: token.key.clone() }.encode();
-        let announcement = announcement.as_slice();
-        let stored: i64 = self
-            .run(|mut c| async move {
-                script
-                    .key(&token.key)
-                    .key(&token.claim_key)
-                    .arg(&token.token)
-                    .arg(bytes)
-                    .arg(millis(ttl))
-                    .arg(channel)
-                    .arg(announcement)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(stored == 1)
+        let announcement = Announcement::Filled {
+            key: claim.key().to_owned(),
+        }
+        .encode();
+        self.on_claim(&scripts(claim).fill, claim, |invocation| {
+            invocation
+                .arg(bytes)
+                .arg(millis(ttl))
+                .arg(channel)
+                .arg(announcement.as_slice());
+        })
+        .await
     }
 
     async fn clear(&self, claim: &Claim) -> Result<bool, StoreError> {
@@ -323,20 +326,10 @@ impl<T: Topology> Store for RedisStore<T> {
     }
 
     async fn extend(&self, claim: &Claim, duration: Duration) -> Result<bool, StoreError> {
-        let token = claim.token();
-        let script = &scripts(claim).extend;
-        let extended: i64 = self
-            .run(|mut c| async move {
-                script
-                    .key(&token.key)
-                    .key(&token.claim_key)
-                    .arg(&token.token)
-                    .arg(millis(duration))
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(extended == 1)
+        self.on_claim(&scripts(claim).extend, claim, |invocation| {
+            invocation.arg(millis(duration));
+        })
+        .await
     }
 
     async fn release(&self, claim: &Claim) -> Result<bool, StoreError> {
