@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("../docs/guide.md")]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 /// Turns an async fn into a read-through cache.
@@ -108,6 +108,11 @@ pub use redis_cached_runtime::{
     Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL,
     DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
 };
+
+/// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
 
 #[doc(hidden)]
 pub mod __private {

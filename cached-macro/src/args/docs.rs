@@ -1,11 +1,11 @@
 //! The docs list exactly the arguments in the tables: the `# Arguments` list of each
 //! attribute in the `redis-cached` crate (one bullet per row, in the table's order, with
-//! its doc line and default) and the README's `## Arguments` headings.
+//! its doc line and default) and the guide's (`docs/guide.md`) `## Arguments` headings.
 
 use super::{Args, Attribute, InvalidateArgs};
 
 const FACADE: &str = include_str!("../../../src/lib.rs");
-const README: &str = include_str!("../../../README.md");
+const GUIDE: &str = include_str!("../../../docs/guide.md");
 
 /// The bullets of the `# Arguments` list in the docs of `pub use redis_cached_macro::{attribute};`,
 /// each with its lines joined.
@@ -119,9 +119,9 @@ fn the_redis_invalidate_docs_list_the_table() {
 }
 
 #[test]
-fn the_readme_has_a_section_on_each_argument_of_redis_cached() {
-    let start = README.find("\n## Arguments\n").expect("a `## Arguments` section");
-    let section = &README[start + 1..];
+fn the_guide_has_a_section_on_each_argument_of_redis_cached() {
+    let start = GUIDE.find("\n## Arguments\n").expect("a `## Arguments` section");
+    let section = &GUIDE[start + 1..];
     let section = &section[..section[1..].find("\n## ").map_or(section.len(), |end| end + 1)];
     let mut named: Vec<String> = section
         .lines()
