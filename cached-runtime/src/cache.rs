@@ -21,6 +21,35 @@ use crate::{Cacheable, Error, Policy, Stats};
 ///
 /// Cheap to clone: clones share one connection, one set of counters and one
 /// coalescing table. See the crate docs for what a call does and how it fails open.
+///
+/// # Examples
+///
+/// Build one per process at start-up, then either [`install`](crate::install()) it as the
+/// default of every `#[redis_cached]` fn, or keep it in your state and name it with
+/// `cache = …`:
+///
+/// ```no_run
+/// use redis_cached::{Cache, redis_cached};
+///
+/// struct AppState {
+///     cache: Cache,
+/// }
+///
+/// impl AppState {
+///     #[redis_cached(key = "greeting:<name>", ttl = "10m", cache = self.cache)]
+///     async fn greeting(&self, name: &str) -> String {
+///         format!("hello, {name}")
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), redis_cached::Error> {
+/// let state = AppState { cache: Cache::builder().prefix("app:").build().await? };
+/// let greeting = state.greeting("ana").await; // a miss, then hits for ten minutes
+/// state.cache.invalidate("greeting:ana").await?; // the rendered key, without the prefix
+/// println!("{greeting} {:?}", state.cache.stats());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Cache {
     inner: Arc<Inner>,

@@ -20,6 +20,29 @@ impl Cache {
 }
 
 /// Builds a Redis-backed [`Cache`]; from [`Cache::builder`].
+///
+/// # Examples
+///
+/// Every setting has a default that suits a cache in front of a database on the same
+/// network; the deadlines are what keep a slow Redis from slowing your service down.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use redis_cached::Cache;
+///
+/// # async fn run() -> Result<(), redis_cached::Error> {
+/// let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+/// let cache = Cache::builder()
+///     .url(url)
+///     .prefix("shop:") // every key starts with it; an ACL can grant `~shop:*`
+///     .op_timeout(Duration::from_millis(20)) // slower answers fail open to the loader
+///     .build() // fails only on a bad URL or setting, never because Redis is down
+///     .await?;
+/// redis_cached::install(cache);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct CacheBuilder {
