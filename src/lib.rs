@@ -64,14 +64,66 @@
 ///         .negative_default();
 ///     let key = /* "product:" + escaped id */;
 ///     let cache = default_cache();
-///     result_option::<Product, _>(cache.as_ref(), &POLICY, &key, get_product_uncached(id)).await
+///     result_option::<Product, _>(cache.as_ref(), &POLICY, &key, async move {
+///         /* the body, as written */
+///     })
+///     .await
 /// }
-/// /// Runs `get_product`'s body without the cache.
-/// async fn get_product_uncached(id: u64) -> Result<Option<Product>, std::io::Error> { /* body */ }
 /// /// The full Redis key under which `get_product` caches its result, e.g. `shop:{product:42}`.
 /// fn get_product_key(id: u64) -> String { /* ... */ }
 /// /// Deletes `get_product`'s cached result for these arguments and voids a load of it in flight.
 /// async fn get_product_invalidate(id: u64) -> Result<(), redis_cached::Error> { /* ... */ }
+/// ```
+///
+/// The body stays in the fn, in an `async move` block, so `self`, `Self`, generics and
+/// `where` clauses work as written, and it is compiled once. Nothing that skips the cache
+/// is generated: a fn that needs the body without the cache calls a plain fn holding it,
+/// which the cached fn calls too.
+///
+/// `f_key` and `f_invalidate` take only the parameters the key and `cache` use (and
+/// `&self` in methods), and have the fn's visibility: a `pub` fn's are `pub`, so a writer
+/// in another module can evict what it cached; a private fn's stay private to its
+/// module. In a trait impl they are `pub(crate)` (below).
+///
+/// # Methods and traits
+/// - **Free fns and methods, with or without `self`**: the attribute on the fn; the
+///   companions are beside it, so `Product::find(id)` gets `Product::find_key(id)`.
+/// - **A method of a trait impl**: a trait impl holds only the trait's members, so put
+///   `#[redis_cached]`, with no arguments, on the `impl` block too. It caches each method
+///   marked `#[redis_cached(...)]` in place and puts their `f_key` and `f_invalidate` in
+///   an inherent `impl Type` beside the trait impl (same generics and `where` clause),
+///   `pub(crate)`: usable across the crate, never new public API (wrap them in a `pub fn`
+///   to export them). The type must be one of the crate's own. Without the attribute on
+///   the block, rustc reports E0407 (method `f_key` is not a member of trait) under the
+///   method's attribute: the fix is `#[redis_cached]` on the `impl` block.
+/// - **`#[async_trait]`**: on the `impl` block, before or after `#[redis_cached]`. When
+///   `#[async_trait]` expands first, the attribute finds the async block it boxed and
+///   caches that block's `Output`. With the attribute on the method only, under
+///   `#[async_trait]`, the method is cached and gets no companions.
+/// - **A trait's method declaration** has no body to cache: the attribute goes on the
+///   method in each `impl`; on the declaration it is a compile error saying so.
+///
+/// ```no_run
+/// use redis_cached::{Cache, redis_cached};
+///
+/// trait Repo {
+///     async fn name(&self, id: u64) -> Option<String>;
+/// }
+///
+/// struct PgRepo { cache: Cache }
+///
+/// #[redis_cached]
+/// impl Repo for PgRepo {
+///     #[redis_cached(key = "name:<id>", ttl = 60, cache = self.cache)]
+///     async fn name(&self, id: u64) -> Option<String> {
+///         Some(id.to_string())
+///     }
+/// }
+///
+/// async fn rename(repo: &PgRepo, id: u64) -> Result<(), redis_cached::Error> {
+///     // ... the write ...
+///     repo.name_invalidate(id).await
+/// }
 /// ```
 pub use redis_cached_macro::redis_cached;
 
@@ -103,6 +155,10 @@ pub use redis_cached_macro::redis_cached;
 /// fails open: a key Redis did not confirm is counted, logged and retried in the
 /// background for up to [`INVALIDATION_RETRY`]; meanwhile the old value may still be
 /// served.
+///
+/// It goes on the same fns as `#[redis_cached]`: free fns, methods with or without
+/// `self`, methods of trait impls (it has no companions, so it needs no attribute on the
+/// `impl` block) and methods under `#[async_trait]`, in either order.
 pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
     Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL,

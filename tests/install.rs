@@ -45,6 +45,4 @@ async fn functions_use_the_installed_cache_and_run_uncached_before_one_is() {
     greeting_invalidate("ada").await.unwrap();
     assert_eq!(greeting("ada").await, "hello, ada");
     assert_eq!(LOADS.load(Ordering::SeqCst), 5);
-    assert_eq!(greeting_uncached("bob").await, "hello, bob");
-    assert_eq!(LOADS.load(Ordering::SeqCst), 6);
 }

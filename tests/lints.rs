@@ -1,9 +1,11 @@
 //! The expansion is lint-clean: CI's `cargo clippy --all-targets -D warnings` checks this
-//! file under `clippy::pedantic`, across return shapes, methods and generics.
+//! file under `clippy::pedantic`, across return shapes, methods, associated fns, trait
+//! impls (with and without `#[async_trait]`) and generics.
 #![deny(warnings, clippy::pedantic)]
 
 use std::fmt::Display;
 
+use async_trait::async_trait;
 use redis_cached::{Cache, redis_cached, redis_invalidate};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,76 @@ impl Service {
     }
 }
 
+impl Item {
+    #[redis_cached(key = "find:<id>", ttl = 60)]
+    async fn find(id: u64) -> Option<Item> {
+        (id > 0).then_some(Item { id })
+    }
+
+    #[redis_invalidate(key = "find:<id>")]
+    async fn remove(id: u64) -> Result<(), LoadError> {
+        if id == 0 { Err(LoadError) } else { Ok(()) }
+    }
+}
+
+trait Repo {
+    async fn get(&self, id: u64) -> Result<Item, LoadError>;
+    async fn put(&self, id: u64) -> Result<(), LoadError>;
+}
+
+#[redis_cached]
+impl Repo for Service {
+    #[redis_cached(key = "repo:<self.region>:<id>", ttl = 60, cache = self.cache)]
+    async fn get(&self, id: u64) -> Result<Item, LoadError> {
+        Ok(Item { id })
+    }
+
+    #[redis_invalidate(key = "repo:<self.region>:<id>", cache = self.cache)]
+    async fn put(&self, id: u64) -> Result<(), LoadError> {
+        if id == 0 { Err(LoadError) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+trait Store {
+    async fn get(&self, id: u64) -> Item;
+    async fn put(&self, id: u64) -> Result<(), LoadError>;
+}
+
+/// `#[async_trait]` expands before `#[redis_cached]`.
+struct Outside(Cache);
+
+#[async_trait]
+#[redis_cached]
+impl Store for Outside {
+    #[redis_cached(key = "outside:<id>", ttl = 60, cache = self.0)]
+    async fn get(&self, id: u64) -> Item {
+        Item { id }
+    }
+
+    #[redis_invalidate(key = "outside:<id>", cache = self.0)]
+    async fn put(&self, id: u64) -> Result<(), LoadError> {
+        if id == 0 { Err(LoadError) } else { Ok(()) }
+    }
+}
+
+/// `#[redis_cached]` expands before `#[async_trait]`.
+struct Inside(Cache);
+
+#[redis_cached]
+#[async_trait]
+impl Store for Inside {
+    #[redis_cached(key = "inside:<id>", ttl = 60, cache = self.0)]
+    async fn get(&self, id: u64) -> Item {
+        Item { id }
+    }
+
+    #[redis_invalidate(key = "inside:<id>", cache = self.0)]
+    async fn put(&self, id: u64) -> Result<(), LoadError> {
+        if id == 0 { Err(LoadError) } else { Ok(()) }
+    }
+}
+
 #[tokio::test]
 async fn every_shape_runs() {
     let service = Service {
@@ -81,4 +153,17 @@ async fn every_shape_runs() {
     service.describe_invalidate(&Item { id: 2 }).await.unwrap();
     assert!(save(0).await.is_err());
     assert_eq!(save(1).await.unwrap(), 1);
+    assert_eq!(Item::find(3).await, Some(Item { id: 3 }));
+    assert_eq!(Item::find_key(3), "{find:3}");
+    Item::remove(3).await.unwrap();
+    assert_eq!(Repo::get(&service, 4).await.unwrap(), Item { id: 4 });
+    assert_eq!(service.get_key(4), "{repo:eu:4}");
+    Repo::put(&service, 4).await.unwrap();
+    service.get_invalidate(4).await.unwrap();
+    for store in [&Outside(Cache::in_memory()) as &dyn Store, &Inside(Cache::in_memory())] {
+        assert_eq!(store.get(5).await, Item { id: 5 });
+        store.put(5).await.unwrap();
+    }
+    assert_eq!(Outside(Cache::in_memory()).get_key(5), "{outside:5}");
+    assert_eq!(Inside(Cache::in_memory()).get_key(5), "{inside:5}");
 }

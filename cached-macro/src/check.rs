@@ -5,7 +5,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::{FnArg, Ident, ItemFn, LitStr, Pat};
+use syn::{Attribute, FnArg, Ident, ItemFn, LitStr, Pat};
 
 use crate::args::{self, Args, InvalidateArgs};
 use crate::key::{Kind, Placeholder, Template};
@@ -31,11 +31,13 @@ pub(crate) struct InvalidatePlan {
     pub(crate) sig: Signature,
 }
 
-/// Parses and checks `#[redis_cached(args)] function`.
-pub(crate) fn plan(args: TokenStream, function: &ItemFn) -> Result<Plan, syn::Error> {
+/// Parses and checks `#[redis_cached(args)] function`. `attribute` is the attribute when
+/// it is not the one being expanded (on a method of an `impl` block that carries
+/// `#[redis_cached]`): errors about the attribute as a whole go under it.
+pub(crate) fn plan(args: TokenStream, function: &ItemFn, attribute: Option<&Attribute>) -> Result<Plan, syn::Error> {
     let (args, sig) = both(args::parse::<Args>(args), sig::check(function, "redis_cached"))?;
     let mut errors = Vec::new();
-    required(&args, function, &mut errors);
+    required(&args, function, attribute, &mut errors);
     let name = &function.sig.ident;
     let template = args.key.as_ref().and_then(|key| {
         templates(std::slice::from_ref(key), Kind::Key, name, &sig, &mut errors)
@@ -110,7 +112,7 @@ fn both<A>(args: Result<A, syn::Error>, sig: Result<Signature, syn::Error>) -> R
 }
 
 /// `key` and `ttl` are given, else an error with an example built from the fn.
-fn required(args: &Args, function: &ItemFn, errors: &mut Vec<syn::Error>) {
+fn required(args: &Args, function: &ItemFn, attribute: Option<&Attribute>, errors: &mut Vec<syn::Error>) {
     let message = match (&args.key, &args.ttl) {
         (None, None) => format!(
             "missing `key` and `ttl`; write e.g. `#[redis_cached(key = \"{}\", ttl = 300)]`",
@@ -125,7 +127,10 @@ fn required(args: &Args, function: &ItemFn, errors: &mut Vec<syn::Error>) {
         }
         (Some(_), Some(_)) => return,
     };
-    errors.push(syn::Error::new(Span::call_site(), message));
+    errors.push(match attribute {
+        Some(attribute) => syn::Error::new_spanned(attribute, message),
+        None => syn::Error::new(Span::call_site(), message),
+    });
 }
 
 /// `name:<first parameter>`, or the fn's name when it has no named parameter.

@@ -1,30 +1,43 @@
-//! Generates the cached fn and its companions. The only file that writes `quote!`.
+//! Generates the cached fn and its companions. The only module that writes `quote!`:
+//! `companions` writes `f_key` and `f_invalidate`, `impl_block` the attribute on an
+//! `impl` block.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+mod companions;
+mod impl_block;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, WherePredicate};
+use syn::{AttrStyle, Block, Ident, ItemFn, ItemImpl, TraitItemFn};
 
 use crate::args::CodecName;
 use crate::check::{self, InvalidatePlan, Plan};
 use crate::key::{Placeholder, Segment, Template};
-use crate::sig::{self, Returns, Signature};
+use crate::sig::{Returns, Signature};
 
-/// Expands `#[redis_cached(args)] function`. On any error, the function comes back
-/// unchanged with the errors beside it, so callers get no second "cannot find" error.
+/// Expands `#[redis_cached(args)]` on a fn, or `#[redis_cached]` on an `impl` block. On
+/// any error, the item comes back unchanged with the errors beside it, so callers get no
+/// second "cannot find" error.
 pub(crate) fn redis_cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(item, |function| {
-        check::plan(args, function).map(|plan| generate(function, &plan))
+    if let Ok(block) = syn::parse2::<ItemImpl>(item.clone()) {
+        return impl_block::expand(args, block);
+    }
+    expand(item, "redis_cached", |function| {
+        check::plan(args, function, None).map(|plan| generate(function, &plan))
     })
 }
 
 /// Parses the fn, then runs `expansion`; on any error the fn comes back unchanged with
 /// the errors beside it.
-fn expand(item: TokenStream, expansion: impl FnOnce(&ItemFn) -> Result<TokenStream, syn::Error>) -> TokenStream {
+fn expand(
+    item: TokenStream,
+    attribute: &str,
+    expansion: impl FnOnce(&ItemFn) -> Result<TokenStream, syn::Error>,
+) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
-            let error = error.to_compile_error();
+            let error = declaration(&item, attribute).unwrap_or(error).to_compile_error();
             return quote!(#error #item);
         }
     };
@@ -37,11 +50,34 @@ fn expand(item: TokenStream, expansion: impl FnOnce(&ItemFn) -> Result<TokenStre
     }
 }
 
+/// The error for the attribute on a trait method with no body, which has nothing to
+/// cache: it goes on the method in each `impl`.
+fn declaration(item: &TokenStream, attribute: &str) -> Option<syn::Error> {
+    let method: TraitItemFn = syn::parse2(item.clone()).ok()?;
+    if method.default.is_some() {
+        return None;
+    }
+    let name = &method.sig.ident;
+    let message = if attribute == "redis_cached" {
+        format!(
+            "`#[redis_cached]` cannot go on a trait method without a body; put it on `{name}` in each \
+             `impl` of the trait, and `#[redis_cached]` on that `impl` block for `{name}_key` and \
+             `{name}_invalidate`"
+        )
+    } else {
+        format!(
+            "`#[{attribute}]` cannot go on a trait method without a body; put it on `{name}` in each \
+             `impl` of the trait"
+        )
+    };
+    Some(syn::Error::new(Span::call_site(), message))
+}
+
 /// Expands `#[redis_invalidate(key = "...", ..., cache = ...)] function`: the keys are
 /// rendered before the body runs (it may consume its arguments), and invalidated after
 /// it returns, unless it returned `Err`. Errors come back as for `#[redis_cached]`.
 pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(item, |function| {
+    expand(item, "redis_invalidate", |function| {
         check::plan_invalidate(args, function).map(|plan| generate_invalidate(function, &plan))
     })
 }
@@ -49,11 +85,7 @@ pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStr
 fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream {
     let (args, keys, sig) = (&plan.args, &plan.keys, &plan.sig);
     let (key_count, tag_count) = (keys.len(), plan.tags.len());
-    let attrs = &function.attrs;
-    let vis = &function.vis;
-    let signature = &function.sig;
-    let name = signature.ident.to_string();
-    let block = &function.block;
+    let name = function.sig.ident.to_string();
     let renders = keys.iter().map(|(key, template)| render(template, key, sig));
     let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
     // Resolved (and cloned: an `Arc` clone) before the body, which may consume `self`
@@ -67,68 +99,45 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
         None => quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
     };
     let cache_ref = quote!(::core::option::Option::as_ref(&__redis_cached_cache));
-    let output = match &signature.output {
-        syn::ReturnType::Default => quote!(()),
-        syn::ReturnType::Type(_, ty) => quote!(#ty),
-    };
+    let output = &sig.output;
     let succeeded = match &sig.returns {
         Returns::Result(_) | Returns::ResultOption(_) => {
             quote!(::core::result::Result::is_ok(&__redis_cached_out))
         }
         Returns::Plain(_) | Returns::Option(_) => quote!(true),
     };
-    quote! {
-        #(#attrs)*
-        #vis #signature {
+    let body = body(function, output);
+    in_place(
+        function,
+        quote! {
             // Rendered first: the body may consume the arguments the keys use.
             let __redis_cached_keys: [::redis_cached::__private::String; #key_count] = [#(#renders),*];
             let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
             #cache_let
-            let __redis_cached_out: #output = async move {
-                // Pins the block's type to the fn's, so `?` and `return` in the body work.
-                #[allow(unreachable_code, clippy::diverging_sub_expression, reason = "a type hint, never run")]
-                if false {
-                    let __redis_cached_type: #output = loop {};
-                    return __redis_cached_type;
-                }
-                #block
-            }
-            .await;
+            let __redis_cached_out: #output = #body.await;
             if #succeeded {
                 ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys, &__redis_cached_tags)
                     .await;
             }
             __redis_cached_out
-        }
-    }
+        },
+    )
 }
 
-/// The cached fn, then its companions.
+/// The cached fn, then its companions. A fn `#[async_trait]` expanded is in a trait impl
+/// (or a trait), where items that are not the trait's members cannot go: it gets none.
 fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
     let cached = cached_fn(function, plan);
-    let companions = companions(function, plan);
+    if plan.sig.boxed {
+        return cached;
+    }
+    let companions = companions::companions(function, plan, &function.vis);
     quote!(#cached #companions)
 }
 
-/// The fn itself: its policy, key and tags, read through the cache around `f_uncached`.
+/// The fn itself: its policy, key and tags, read through the cache around its own body.
 fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
-    let vis = &function.vis;
-    let sig = &function.sig;
-    let name = &sig.ident;
-    let uncached = format_ident!("{}_uncached", name);
-    let (output, generics, where_clause) = (&sig.output, &sig.generics, &sig.generics.where_clause);
-    let user_attrs = &function.attrs;
-    let (cached_inputs, call_args) = named_inputs(sig);
-    let has_impl_trait = sig
-        .inputs
-        .iter()
-        .any(|i| matches!(i, FnArg::Typed(t) if sig::mentions_impl(&t.ty)));
-    let turbofish = turbofish(generics, has_impl_trait);
-    let callee = if plan.sig.receiver.is_some() {
-        quote!(Self::#uncached)
-    } else {
-        quote!(#uncached)
-    };
+    let name = &function.sig.ident;
     let policy = policy(name, plan);
     let render = render(&plan.template, &plan.key, &plan.sig);
     let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
@@ -140,6 +149,7 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
         Returns::Result(_) => quote_spanned!(span=> ::redis_cached::__private::result::<#value_ty, _>),
         Returns::ResultOption(_) => quote_spanned!(span=> ::redis_cached::__private::result_option::<#value_ty, _>),
     };
+    let body = body(function, &plan.sig.output);
     // Spanned at the value type: a type that cannot be cached is reported there.
     let call = quote_spanned! {span=>
         #entry(
@@ -147,7 +157,7 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
             &__REDIS_CACHED_POLICY,
             &__redis_cached_key,
             &__redis_cached_tags,
-            #callee #turbofish (#(#call_args),*),
+            #body,
         )
         .await
     };
@@ -156,103 +166,70 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
         .tags
         .iter()
         .map(|(tag, template)| self::render(template, tag, &plan.sig));
-    let (asyncness, constness) = (&sig.asyncness, &sig.constness);
-    quote! {
-        #(#user_attrs)*
-        #vis #constness #asyncness fn #name #generics (#cached_inputs) #output #where_clause {
+    in_place(
+        function,
+        quote! {
             #policy
             let __redis_cached_key = #render;
             let __redis_cached_tags: [::redis_cached::__private::String; #tag_count] = [#(#tag_renders),*];
             #cache_let
             #call
-        }
-    }
+        },
+    )
 }
 
-/// The cached fn's parameters, each a plain name (patterns are renamed, attributes
-/// dropped), and the arguments that pass them on to `f_uncached`.
-fn named_inputs(sig: &syn::Signature) -> (TokenStream, Vec<TokenStream>) {
-    let mut inputs = sig.inputs.clone();
-    let mut call_args = Vec::new();
-    for (index, input) in inputs.iter_mut().enumerate() {
-        match input {
-            FnArg::Receiver(receiver) => call_args.push(receiver.self_token.to_token_stream()),
-            FnArg::Typed(typed) => {
-                let ident = match &*typed.pat {
-                    Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
-                    _ => format_ident!("__redis_cached_arg{}", index),
-                };
-                *typed.pat = syn::parse_quote!(#ident);
-                typed.attrs.clear();
-                call_args.push(ident.to_token_stream());
-            }
-        }
-    }
-    (inputs.to_token_stream(), call_args)
-}
-
-/// `f_uncached` (the body as written), `f_key` and `f_invalidate`.
-fn companions(function: &ItemFn, plan: &Plan) -> TokenStream {
-    let vis = &function.vis;
-    let sig = &function.sig;
-    let name = &sig.ident;
-    let uncached = format_ident!("{}_uncached", name);
-    let key_fn = format_ident!("{}_key", name);
-    let invalidate_fn = format_ident!("{}_invalidate", name);
-    let (output, generics, where_clause) = (&sig.output, &sig.generics, &sig.generics.where_clause);
-    let companion_attrs: Vec<_> = function.attrs.iter().filter(|a| is_companion_attr(a)).collect();
-    let render = render(&plan.template, &plan.key, &plan.sig);
-    let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
-    let uncached_doc = format!("Runs [`{name}`](Self::{name})'s body without the cache.");
-    let uncached_doc = if plan.sig.receiver.is_some() {
-        uncached_doc
-    } else {
-        uncached_doc.replace("Self::", "")
+/// The fn's own body as a future: an `async move` block in the same fn (so `self`,
+/// generics and `where` just work), its type pinned to `output` (tracing's "fake return
+/// edge"), so `?` and `return` in the body work.
+fn body(function: &ItemFn, output: &syn::Type) -> TokenStream {
+    let block: &Block = crate::async_trait::recognise(function).map_or(&function.block, |boxed| &boxed.future.block);
+    // At the return type, so a body of the wrong type is reported against it.
+    let span = match &function.sig.output {
+        syn::ReturnType::Default => function.sig.ident.span(),
+        syn::ReturnType::Type(..) => output.span(),
     };
-    let key_doc = format!("The full Redis key under which `{name}` caches its result for these arguments.");
-    let invalidate_doc = format!(
-        "Deletes `{name}`'s cached result for these arguments and voids a load of it in flight.\n\n\
-         # Errors\nWhen Redis did not confirm the delete; see `Cache::invalidate`."
-    );
-
-    // Companions take the receiver and only the parameters the key and `cache` use.
-    let (companion_inputs, companion_generics) = companion_signature(function, plan);
-    let (companion_impl, _, companion_where) = companion_generics.split_for_impl();
-    let receiver = plan.sig.receiver.map(|span| quote_spanned!(span=> &self,));
-    let uncached_block = &function.block;
-    let original_inputs = &sig.inputs;
-
-    quote! {
-        #[doc = #uncached_doc]
-        #(#companion_attrs)*
-        #vis async fn #uncached #generics (#original_inputs) #output #where_clause #uncached_block
-
-        #[doc = #key_doc]
-        #(#companion_attrs)*
-        #[must_use]
-        #vis fn #key_fn #companion_impl (#receiver #companion_inputs) -> ::redis_cached::__private::String #companion_where {
-            let __redis_cached_key = #render;
-            #cache_let
-            ::redis_cached::__private::full_key(#cache_ref, &__redis_cached_key)
+    let type_hint = quote_spanned! {span=>
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            reason = "a type hint, never run"
+        )]
+        if false {
+            let __redis_cached_type: #output = loop {};
+            return __redis_cached_type;
         }
-
-        #[doc = #invalidate_doc]
-        #(#companion_attrs)*
-        #vis async fn #invalidate_fn #companion_impl (#receiver #companion_inputs)
-            -> ::core::result::Result<(), ::redis_cached::Error> #companion_where
-        {
-            let __redis_cached_key = #render;
-            #cache_let
-            ::redis_cached::__private::invalidate(#cache_ref, &__redis_cached_key).await
+    };
+    quote! {
+        async move {
+            #type_hint
+            #block
         }
     }
 }
 
-/// Attributes that must follow the fn to its companions: `cfg` and lint levels.
-fn is_companion_attr(attr: &syn::Attribute) -> bool {
-    ["cfg", "cfg_attr", "allow", "expect", "warn", "deny", "forbid"]
-        .iter()
-        .any(|name| attr.path().is_ident(name))
+/// The fn as written with `body` in place of its block: of an `async fn`, the whole
+/// block; of a fn `#[async_trait]` expanded, the async block it boxes.
+fn in_place(function: &ItemFn, body: TokenStream) -> TokenStream {
+    let outer = function.attrs.iter().filter(|a| matches!(a.style, AttrStyle::Outer));
+    let inner = function.attrs.iter().filter(|a| matches!(a.style, AttrStyle::Inner(_)));
+    let (vis, defaultness, sig) = (&function.vis, &function.modifiers.defaultness, &function.sig);
+    let body = match crate::async_trait::recognise(function) {
+        None => body,
+        Some(boxed) => {
+            let (before, pin) = (boxed.before, boxed.pin);
+            let (future_attrs, capture) = (&boxed.future.attrs, &boxed.future.capture);
+            quote!(#(#before)* #pin(#(#future_attrs)* async #capture { #body }))
+        }
+    };
+    quote! {
+        #(#outer)*
+        #vis #defaultness #sig {
+            #(#inner)*
+            #body
+        }
+    }
 }
 
 fn policy(name: &Ident, plan: &Plan) -> TokenStream {
@@ -363,100 +340,6 @@ fn cache(expr: Option<&syn::Expr>) -> (TokenStream, TokenStream) {
     }
 }
 
-/// `::<T, N>` for the fn's type and const parameters, when they may be named.
-fn turbofish(generics: &syn::Generics, has_impl_trait: bool) -> TokenStream {
-    let named: Vec<&Ident> = generics
-        .params
-        .iter()
-        .filter_map(|p| match p {
-            GenericParam::Type(t) => Some(&t.ident),
-            GenericParam::Const(c) => Some(&c.ident),
-            GenericParam::Lifetime(_) => None,
-        })
-        .collect();
-    if named.is_empty() || has_impl_trait {
-        TokenStream::new()
-    } else {
-        quote!(::<#(#named),*>)
-    }
-}
-
-/// Every identifier and lifetime name in `tokens`.
-fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
-    let mut after_quote = false;
-    for tt in tokens {
-        match tt {
-            TokenTree::Ident(ident) => {
-                let name = ident.to_string();
-                out.push(if after_quote { format!("'{name}") } else { name });
-                after_quote = false;
-            }
-            TokenTree::Punct(punct) => after_quote = punct.as_char() == '\'',
-            TokenTree::Group(group) => {
-                names_in(group.stream(), out);
-                after_quote = false;
-            }
-            TokenTree::Literal(_) => after_quote = false,
-        }
-    }
-}
-
-/// The companions' parameters (those the key and `cache` use, in signature order) and
-/// the fn's generics cut down to the ones those parameters mention.
-fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, syn::Generics) {
-    let mut used: Vec<String> = plan.template.placeholders().map(|p| p.root.clone()).collect();
-    if let Some(expr) = &plan.args.common.cache {
-        names_in(expr.to_token_stream(), &mut used);
-    }
-    let mut inputs = TokenStream::new();
-    let mut mentioned = Vec::new();
-    for input in &function.sig.inputs {
-        let FnArg::Typed(typed) = input else { continue };
-        let Pat::Ident(pat) = &*typed.pat else { continue };
-        if pat.subpat.is_some() || !used.iter().any(|u| pat.ident == u) {
-            continue;
-        }
-        let ident = &pat.ident;
-        let ty = &typed.ty;
-        names_in(ty.to_token_stream(), &mut mentioned);
-        inputs.extend(quote!(#ident: #ty,));
-    }
-    let mut generics = function.sig.generics.clone();
-    let keep = |param: &GenericParam| match param {
-        GenericParam::Type(t) => mentioned.contains(&t.ident.to_string()),
-        GenericParam::Const(c) => mentioned.contains(&c.ident.to_string()),
-        GenericParam::Lifetime(l) => mentioned.contains(&l.lifetime.to_string()),
-    };
-    let dropped: Vec<String> = generics
-        .params
-        .iter()
-        .filter(|p| !keep(p))
-        .map(|p| match p {
-            GenericParam::Type(t) => t.ident.to_string(),
-            GenericParam::Const(c) => c.ident.to_string(),
-            GenericParam::Lifetime(l) => l.lifetime.to_string(),
-        })
-        .collect();
-    generics.params = generics.params.into_iter().filter(|p| keep(p)).collect();
-    if let Some(where_clause) = &mut generics.where_clause {
-        where_clause.predicates = where_clause
-            .predicates
-            .iter()
-            .filter(|predicate: &&WherePredicate| {
-                let mut names = Vec::new();
-                names_in(predicate.to_token_stream(), &mut names);
-                !names.iter().any(|n| dropped.contains(n))
-            })
-            .cloned()
-            .collect();
-    }
-    if generics.params.is_empty() {
-        generics.lt_token = None;
-        generics.gt_token = None;
-    }
-    (inputs, generics)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,7 +360,6 @@ mod tests {
         );
         for expected in [
             "__private :: result_option :: < Product , _ >",
-            "get_product_uncached (db , id)",
             "fn get_product_key (id : u64 ,)",
             "fn get_product_invalidate (id : u64 ,)",
             ". lock (:: redis_cached :: __private :: DEFAULT_LEASE)",
@@ -486,6 +368,118 @@ mod tests {
             assert!(out.contains(expected), "missing `{expected}` in {out}");
         }
         assert!(!out.contains("compile_error"), "{out}");
+        assert!(!out.contains("_uncached"), "{out}");
+        assert_eq!(
+            out.matches("db . find (id) . await").count(),
+            1,
+            "the body once, in place: {out}"
+        );
+    }
+
+    #[test]
+    fn an_associated_fn_runs_its_body_in_place() {
+        let out = expand(
+            quote!(key = "product:<id>", ttl = 60),
+            quote!(
+                async fn find(id: u64) -> Product {
+                    Product::load(id).await
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("async move"), "{out}");
+        assert!(out.contains("fn find_key (id : u64 ,)"), "{out}");
+    }
+
+    #[test]
+    fn a_method_async_trait_expanded_is_cached_inside_its_boxed_block_without_companions() {
+        let out = expand(
+            quote!(key = "repo:<id>", ttl = 60),
+            quote!(
+                fn get<'life0, 'async_trait>(
+                    &'life0 self,
+                    id: u64,
+                ) -> ::core::pin::Pin<
+                    Box<dyn ::core::future::Future<Output = Option<Row>> + ::core::marker::Send + 'async_trait>,
+                >
+                where
+                    'life0: 'async_trait,
+                    Self: 'async_trait,
+                {
+                    Box::pin(async move {
+                        let __self = self;
+                        let __ret: Option<Row> = { __self.find(id).await };
+                        __ret
+                    })
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("Box :: pin (async move {"), "{out}");
+        assert!(out.contains("__private :: option :: < Row >"), "{out}");
+        assert!(!out.contains("get_key"), "{out}");
+    }
+
+    #[test]
+    fn a_trait_impl_block_keeps_only_trait_members_and_puts_companions_beside_it() {
+        let out = expand(
+            TokenStream::new(),
+            quote!(
+                impl<T: Clone> Repo for PgRepo<T>
+                where
+                    T: Send,
+                {
+                    #[redis_cached(key = "repo:<id>", ttl = 60)]
+                    async fn get(&self, id: u64) -> Option<Row> {
+                        self.find(id).await
+                    }
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        let (trait_impl, inherent) = out
+            .split_once("impl < T : Clone > PgRepo < T > where T : Send")
+            .expect(&out);
+        assert!(
+            !trait_impl.contains("get_key") && !trait_impl.contains("# [redis_cached"),
+            "{out}"
+        );
+        assert!(
+            inherent.contains("pub (crate) fn get_key (& self , id : u64 ,)"),
+            "{out}"
+        );
+        assert!(inherent.contains("pub (crate) async fn get_invalidate"), "{out}");
+    }
+
+    #[test]
+    fn an_inherent_impl_block_is_left_to_its_methods_attributes() {
+        let block = quote!(
+            impl PgRepo {
+                #[redis_cached(key = "repo:<id>", ttl = 60)]
+                async fn get(&self, id: u64) -> u8 {
+                    1
+                }
+            }
+        );
+        assert_eq!(expand(TokenStream::new(), block.clone()), block.to_string());
+    }
+
+    #[test]
+    fn an_impl_block_takes_no_arguments() {
+        let out = expand(quote!(ttl = 60), quote!(impl Repo for PgRepo {}));
+        assert!(out.contains("on an `impl` block takes no arguments"), "{out}");
+    }
+
+    #[test]
+    fn a_trait_method_without_a_body_says_where_the_attribute_goes() {
+        let out = expand(
+            quote!(key = "repo:<id>", ttl = 60),
+            quote!(
+                async fn get(&self, id: u64) -> u8;
+            ),
+        );
+        assert!(out.contains("put it on `get` in each `impl` of the trait"), "{out}");
+        assert!(!out.contains("expected curly braces"), "{out}");
     }
 
     #[test]

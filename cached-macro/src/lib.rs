@@ -8,6 +8,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 mod args;
+mod async_trait;
 mod check;
 mod expand;
 mod key;

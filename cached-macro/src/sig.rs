@@ -39,7 +39,12 @@ pub(crate) struct Signature {
     /// The `self` token, for methods.
     pub(crate) receiver: Option<Span>,
     pub(crate) params: Vec<Param>,
+    /// What the body produces: the return type of an `async fn`, or the `Output` of the
+    /// boxed future of a fn `#[async_trait]` expanded.
+    pub(crate) output: Type,
     pub(crate) returns: Returns,
+    /// The fn is one `#[async_trait]` expanded: its body is the async block it boxes.
+    pub(crate) boxed: bool,
 }
 
 impl Signature {
@@ -66,11 +71,13 @@ impl Signature {
     }
 }
 
-/// Checks `function` for the attribute `attribute` (named in the errors).
+/// Checks `function` for the attribute `attribute` (named in the errors): an `async fn`,
+/// or a fn `#[async_trait]` already expanded.
 pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn::Error> {
     let sig = &function.sig;
+    let boxed = crate::async_trait::recognise(function);
     let mut errors = Vec::new();
-    if sig.asyncness.is_none() {
+    if sig.asyncness.is_none() && boxed.is_none() {
         errors.push(syn::Error::new(
             sig.fn_token.span,
             format!("`#[{attribute}]` needs an async fn; write `async fn {}`", sig.ident),
@@ -96,15 +103,14 @@ pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn
             }
         }
     }
-    let returns = match &sig.output {
-        ReturnType::Default => Returns::Plain(syn::parse_quote!(())),
-        ReturnType::Type(_, ty) => classify(ty),
+    let output: Type = match (&boxed, &sig.output) {
+        (Some(boxed), _) => boxed.output.clone(),
+        (None, ReturnType::Default) => syn::parse_quote!(()),
+        (None, ReturnType::Type(_, ty)) => (**ty).clone(),
     };
-    if let ReturnType::Type(_, ty) = &sig.output
-        && mentions_impl(ty)
-    {
+    if mentions_impl(&output) {
         errors.push(syn::Error::new(
-            ty.span(),
+            output.span(),
             format!("`#[{attribute}]` needs a concrete return type, not `impl Trait`; name the type"),
         ));
     }
@@ -114,12 +120,14 @@ pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn
     Ok(Signature {
         receiver,
         params,
-        returns,
+        returns: classify(&output),
+        output,
+        boxed: boxed.is_some(),
     })
 }
 
 /// Whether `ty` contains `impl Trait` anywhere.
-pub(crate) fn mentions_impl(ty: &Type) -> bool {
+fn mentions_impl(ty: &Type) -> bool {
     fn scan(tokens: proc_macro2::TokenStream) -> bool {
         tokens.into_iter().any(|tt| match tt {
             proc_macro2::TokenTree::Ident(ident) => ident == "impl",
@@ -201,6 +209,17 @@ mod tests {
             ("result_option".into(), "Vec<P>".into())
         );
         assert_eq!(shape("async fn f() {}"), ("plain".into(), "()".into()));
+    }
+
+    #[test]
+    fn takes_the_value_from_the_future_async_trait_boxes() {
+        assert_eq!(
+            shape(
+                "fn f(&self) -> Pin<Box<dyn Future<Output = Option<P>> + Send + 'async_trait>> { \
+                 Box::pin(async move { None }) }"
+            ),
+            ("option".into(), "P".into())
+        );
     }
 
     #[test]

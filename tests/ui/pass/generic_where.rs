@@ -36,7 +36,7 @@ fn main() {
     runtime.block_on(async {
         redis_cached::install(redis_cached::Cache::in_memory());
         assert_eq!(lookup(&Warehouse, "abcd").await, 4);
-        assert_eq!(lookup_uncached(&Warehouse, 12345).await, 5);
+        assert_eq!(lookup(&Warehouse, 12345).await, 5);
         lookup_invalidate("abcd").await.unwrap();
     });
 }

@@ -55,6 +55,25 @@ mod shadowed {
             ::std::option::Option::Some(::std::string::ToString::to_string(&id))
         }
     }
+
+    impl Query {
+        #[::redis_cached::redis_cached(key = "query:<id>", ttl = 60)]
+        pub(crate) async fn lookup(id: u64) -> u64 {
+            id
+        }
+    }
+
+    pub(crate) trait Labels {
+        async fn label(&self, id: u64) -> ::std::string::String;
+    }
+
+    #[::redis_cached::redis_cached]
+    impl Labels for Store {
+        #[::redis_cached::redis_cached(key = "label:<id>", ttl = 60, cache = self.cache)]
+        async fn label(&self, id: u64) -> ::std::string::String {
+            ::std::string::ToString::to_string(&id)
+        }
+    }
 }
 
 fn main() {
@@ -73,6 +92,9 @@ fn main() {
         assert_eq!(shadowed::product(&query).await.unwrap().unwrap().id, 5);
         assert_eq!(shadowed::count().await, 3);
         assert_eq!(store.name(9).await.as_deref(), Some("9"));
+        assert_eq!(shadowed::Query::lookup(4).await, 4);
+        assert_eq!(shadowed::Labels::label(&store, 2).await, "2");
+        assert_eq!(store.label_key(2), "{label:2}");
         shadowed::product_invalidate(&query).await.unwrap();
     });
 }

@@ -48,7 +48,7 @@ fn main() {
         let profile = profiles.profile(&user).await;
         assert_eq!(profile.user_id, 42);
         assert_eq!(profile.region, "eu");
-        assert_eq!(profiles.profile_uncached(&user).await, profile);
+        assert_eq!(profiles.profile(&user).await, profile);
         profiles.profile_invalidate(&user).await.unwrap();
     });
 }
