@@ -1,4 +1,5 @@
-//! The stored format: a short envelope header, then the codec's payload.
+//! The stored format: a short envelope header, then the codec's payload. `FORMAT.md`
+//! publishes it for readers in other languages; a test holds its examples to this code.
 //!
 //! ```text
 //! byte 0   format (FORMAT_V2)
@@ -789,6 +790,47 @@ mod tests {
         assert_eq!(bytes[3..7], fingerprint_of("u64").to_le_bytes());
     }
 
+    /// Bytes as FORMAT.md shows them: lowercase hex pairs, 16 to a line.
+    fn hex_dump(bytes: &[u8]) -> String {
+        let lines: Vec<String> = bytes
+            .chunks(16)
+            .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.join("\n")
+    }
+
+    /// FORMAT.md publishes the format to readers in other languages; its worked examples
+    /// are what the crate writes, byte for byte, so the format cannot change without it.
+    #[test]
+    fn the_examples_in_format_md_are_what_the_crate_writes() {
+        let doc = include_str!("../../FORMAT.md");
+        let lamp = Product {
+            id: 42,
+            name: "lamp".into(),
+        };
+        // The examples' value type is `shop::Product`: this one differs only in its name.
+        let as_documented = |mut bytes: Vec<u8>| {
+            assert_eq!(bytes[3..7], fingerprint::<Product>().to_le_bytes());
+            bytes[3..7].copy_from_slice(&fingerprint_of("shop::Product").to_le_bytes());
+            bytes
+        };
+        let loaded_in_200ms = Some(Timing { load_ms: 200 });
+        let examples = [
+            ("JSON value", encode_value(&lamp, Codec::Json, 1, &[], None)),
+            ("MessagePack value", encode_value(&lamp, Codec::MsgPack, 1, &[], None)),
+            ("negative entry", Ok(encode_negative::<Product>(Codec::Json, 1, &[]))),
+            (
+                "tagged, timed value",
+                encode_value(&lamp, Codec::Json, 1, &[12_345], loaded_in_200ms),
+            ),
+        ];
+        for (name, bytes) in examples {
+            let dump = hex_dump(&as_documented(bytes.unwrap()));
+            assert!(doc.contains(&dump), "FORMAT.md lacks the {name} example:\n{dump}");
+        }
+        assert!(doc.contains(&format!("{:#010x}", fingerprint_of("shop::Product"))));
+    }
+
     #[test]
     fn stored_types_are_named_by_their_fingerprint() {
         struct NeverStored;
@@ -880,6 +922,7 @@ mod tests {
             "quickstart::Product",
             "bench::model::Product",
             "micro::Product",
+            "format::Product",
         ]);
         let distinct: BTreeSet<&str> = names.iter().copied().collect();
         assert_eq!(distinct.len(), names.len(), "a type is listed twice");

@@ -55,8 +55,8 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start `redis-server` ({e}). The tests need Redis 7 installed: \
-                     `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)"
+                    "cannot start `redis-server` ({e}). The tests need Redis 6.2 or later on the PATH: \
+                     run them with `cargo xtask test`, which installs it (or says how) first"
                 )
             });
         self.child = Some(child);
