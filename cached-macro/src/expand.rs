@@ -133,24 +133,28 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
     let render = render(&plan.template, &plan.key, &plan.sig);
     let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let value_ty = plan.sig.returns.value();
-    let span = value_ty.span();
+    // A type that cannot be cached is one error under the whole value type: the call
+    // starts at its first token and ends at its last, and rustc joins the two.
+    let (first, last) = sig::ends(value_ty);
     let entry = match &plan.sig.returns {
-        Returns::Plain(_) => quote_spanned!(span=> ::redis_cached::__private::plain::<#value_ty>),
-        Returns::Option(_) => quote_spanned!(span=> ::redis_cached::__private::option::<#value_ty>),
-        Returns::Result(_) => quote_spanned!(span=> ::redis_cached::__private::result::<#value_ty, _>),
-        Returns::ResultOption(_) => quote_spanned!(span=> ::redis_cached::__private::result_option::<#value_ty, _>),
+        Returns::Plain(_) => quote_spanned!(first=> ::redis_cached::__private::plain::<#value_ty>),
+        Returns::Option(_) => quote_spanned!(first=> ::redis_cached::__private::option::<#value_ty>),
+        Returns::Result(_) => quote_spanned!(first=> ::redis_cached::__private::result::<#value_ty, _>),
+        Returns::ResultOption(_) => quote_spanned!(first=> ::redis_cached::__private::result_option::<#value_ty, _>),
     };
-    // Spanned at the value type: a type that cannot be cached is reported there.
-    let call = quote_spanned! {span=>
-        #entry(
+    let mut arguments = proc_macro2::Group::new(
+        proc_macro2::Delimiter::Parenthesis,
+        quote_spanned! {first=>
             #cache_ref,
             &__REDIS_CACHED_POLICY,
             &__redis_cached_key,
             &__redis_cached_tags,
             #callee #turbofish (#(#call_args),*),
-        )
-        .await
-    };
+        },
+    );
+    arguments.set_span(last);
+    let (dot, await_token) = (quote_spanned!(first=> .), quote_spanned!(last=> await));
+    let call = quote!(#entry #arguments #dot #await_token);
     let tag_count = plan.tags.len();
     let tag_renders = plan
         .tags

@@ -118,6 +118,16 @@ pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn
     })
 }
 
+/// The spans of the first and the last token of `tokens`: generated code that starts at
+/// one and ends at the other is reported under all of `tokens` (a span cannot be joined
+/// on stable, but rustc joins an expression's first and last).
+pub(crate) fn ends(tokens: &impl quote::ToTokens) -> (Span, Span) {
+    let mut tokens = tokens.to_token_stream().into_iter();
+    let first = tokens.next().map_or_else(Span::call_site, |token| token.span());
+    let last = tokens.last().map_or(first, |token| token.span());
+    (first, last)
+}
+
 /// Whether `ty` contains `impl Trait` anywhere.
 pub(crate) fn mentions_impl(ty: &Type) -> bool {
     fn scan(tokens: proc_macro2::TokenStream) -> bool {

@@ -54,7 +54,7 @@ pub use key::KeyBuilder;
 pub use policy::{
     DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION, Policy,
 };
-pub use shape::Cacheable;
+pub use shape::{Cacheable, CachedValue};
 pub use stats::Stats;
 
 /// The redis-rs version this crate is built on, so users need no second dependency.
