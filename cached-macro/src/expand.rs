@@ -318,8 +318,14 @@ fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStrea
     let pushes = template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
         Segment::Placeholder(placeholder) => {
-            let (span, value) = placeholder_expr(placeholder, key, sig);
-            quote_spanned!(span=> __redis_cached_builder.value(#value);)
+            // Passed by a local at the key literal: a value without `Display` is reported
+            // under the key, not at the parameter.
+            let at_key = key.span();
+            let value = placeholder_expr(placeholder, key, sig);
+            quote_spanned! {at_key=> {
+                let __redis_cached_value = #value;
+                __redis_cached_builder.value(__redis_cached_value);
+            }}
         }
     });
     quote! {{
@@ -329,9 +335,9 @@ fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStrea
     }}
 }
 
-/// `&param.field`: the root spanned at the parameter's name (a missing `Display` is
-/// reported there), the fields at the key literal (where a wrong field was written).
-fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> (Span, TokenStream) {
+/// `&param.field`: the root spanned at the parameter's name (so it names the parameter
+/// in any expansion), the fields at the key literal (where a wrong field was written).
+fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> TokenStream {
     let span = if placeholder.root == "self" {
         sig.receiver.unwrap_or_else(Span::call_site)
     } else {
@@ -348,7 +354,7 @@ fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signatur
         };
         quote_spanned!(key_span=> .#member)
     });
-    (span, quote_spanned!(span=> &#root #(#fields)*))
+    quote_spanned!(span=> &#root #(#fields)*)
 }
 
 /// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.
