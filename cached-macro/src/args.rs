@@ -5,7 +5,7 @@
 
 #[cfg(test)]
 mod docs;
-mod suggest;
+pub(crate) mod suggest;
 mod value;
 
 use proc_macro2::{Span, TokenStream};

@@ -47,17 +47,19 @@ impl Signature {
         self.params.iter().find(|p| p.ident.as_ref().is_some_and(|i| i == name))
     }
 
+    /// What a placeholder can start with: `self` in a method, then each named parameter.
+    pub(crate) fn roots(&self) -> Vec<String> {
+        let receiver = self.receiver.map(|_| "self".to_owned());
+        let params = self
+            .params
+            .iter()
+            .filter_map(|p| p.ident.as_ref())
+            .map(ToString::to_string);
+        receiver.into_iter().chain(params).collect()
+    }
+
     pub(crate) fn names(&self) -> String {
-        let mut names: Vec<String> = Vec::new();
-        if self.receiver.is_some() {
-            names.push("`self`".to_owned());
-        }
-        names.extend(
-            self.params
-                .iter()
-                .filter_map(|p| p.ident.as_ref())
-                .map(|i| format!("`{i}`")),
-        );
+        let names: Vec<String> = self.roots().iter().map(|name| format!("`{name}`")).collect();
         if names.is_empty() {
             "no parameters".to_owned()
         } else {
