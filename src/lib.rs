@@ -16,6 +16,9 @@
 /// ```
 ///
 /// # Arguments
+/// Durations (`ttl`, `lock`, `negative`, `stale`) are whole seconds, a bare number
+/// (`lock = 10` is a 10 s lease), or a string with a unit (`ms`, `s`, `m`, `h`, `d`:
+/// `lock = "10s"`); a string without a unit is a compile error.
 /// - `key = "item:<param>:<param.field>/part:<self.field>"` (required): the key
 ///   template. Placeholders name a parameter, a field of one, or a field of `self`; their
 ///   values are rendered with `Display`, and every character but `A-Z a-z 0-9 _ . -` is
@@ -29,14 +32,17 @@
 ///   another key, of any template: `"user:<id>/orders"`, not `"user:<id>:orders"` (the
 ///   compile error shows the template written right).
 /// - `ttl = 300` or `ttl = "5m"` (required): how long a value is fresh, in whole seconds
-///   or with a unit (`ms`, `s`, `m`, `h`, `d`).
-/// - `lock` or `lock = "10s"`: one loader in the whole deployment per miss, under a lease
-///   renewed while the loader runs. Defaults to no lock; `lock` alone takes a 10 s lease.
-/// - `negative` or `negative = "30s"`: cache `None` (only on `Option<T>` or
-///   `Result<Option<T>, E>` returns). Defaults to not caching `None`; `negative` alone
-///   caches it for the smaller of `ttl` and 60 s.
-/// - `stale = "1m"`: past the ttl, serve the stale value for this window while one caller
-///   refreshes it, or when the refresh fails. Defaults to none.
+///   or with a unit.
+/// - `lock`, `lock = 10` or `lock = "10s"`: one loader in the whole deployment per miss,
+///   under a lease (in whole seconds or with a unit) renewed while the loader runs.
+///   Defaults to no lock; `lock` alone takes a 10 s lease.
+/// - `negative`, `negative = 30` or `negative = "30s"`: cache `None`, for a ttl in whole
+///   seconds or with a unit (only on `Option<T>` or `Result<Option<T>, E>` returns).
+///   Defaults to not caching `None`; `negative` alone caches it for the smaller of `ttl`
+///   and 60 s.
+/// - `stale = 60` or `stale = "1m"`: past the ttl, serve the stale value for this window
+///   (in whole seconds or with a unit) while one caller refreshes it, or when the refresh
+///   fails. Defaults to none.
 /// - `refresh = "xfetch"`: refresh hot values early, in one caller, while the others keep
 ///   the current value. Defaults to no early refresh.
 /// - `beta = 2.0`: how early `refresh` refreshes; larger is earlier. Defaults to 1.0.
@@ -161,8 +167,9 @@ pub use redis_cached_macro::redis_cached;
 /// `impl` block) and methods under `#[async_trait]`, in either order.
 pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
-    Cache, CacheBuilder, Cacheable, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL,
-    DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, Policy, Stats, install, redis,
+    Cache, CacheBuilder, Cacheable, CachedValue, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE,
+    DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY, KeyBuilder, MAX_DURATION, PlaceholderValue,
+    Policy, Stats, install, redis,
 };
 
 /// The README's examples compile too.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use behaviour::{Db, product};
 use redis::Commands;
+use redis_cached::Cache;
+use support::logs::Logs;
 use support::proxy::{Fault, Proxy};
 use support::{RedisServer, eventually};
 
@@ -77,6 +79,29 @@ async fn latency_spikes_above_op_timeout_fail_open_then_hits_resume() {
     assert!(db.cache.stats().errors >= 1, "{:?}", db.cache.stats());
     proxy.set(Fault::None);
     hits_resume(&db, 2).await;
+}
+
+/// Regression: a timeout's warning read `cause= hint=""`. Every field of a fail-open
+/// warning has content; one with nothing to say is left out.
+#[tokio::test]
+async fn fail_open_warnings_have_no_empty_field() {
+    let (logs, _guard) = Logs::capture();
+    let (_redis, proxy, db) = through_proxy().await;
+    proxy.set(Fault::Latency(Duration::from_millis(200)));
+    for id in 1..=3 {
+        assert_eq!(db.product(id).await, Ok(Some(product(id, 0))));
+    }
+    let down = RedisServer::not_started();
+    let _unreachable = Cache::builder().url(down.url()).build().await.unwrap();
+    eventually("a timeout and a failed connection are logged", async || {
+        let lines = logs.lines();
+        lines
+            .iter()
+            .any(|l| l.contains("redis operation failed") && l.contains("did not answer"))
+            && lines.iter().any(|l| l.contains("cannot connect"))
+    })
+    .await;
+    assert_eq!(logs.empty_fields(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

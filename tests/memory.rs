@@ -4,9 +4,10 @@ mod behaviour;
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use behaviour::{Db, behaviour_tests};
-use redis_cached::Cache;
+use behaviour::{Db, Sparse, behaviour_tests};
+use redis_cached::{Cache, Policy};
 
 async fn memory_db() -> ((), Arc<Db>) {
     ((), Arc::new(Db::new(Cache::in_memory())))
@@ -30,4 +31,22 @@ async fn an_unstorable_value_is_reported_once_with_the_fix() {
         errors[0]
     );
     assert_eq!(db.cache.stats().unstorable, 3);
+}
+
+/// A policy built by hand without a name is logged as `unnamed`, never as an empty field.
+#[tokio::test]
+async fn a_policy_without_a_name_is_logged_as_unnamed() {
+    static NAMELESS: Policy = Policy::new("", Duration::from_secs(60));
+    let (logs, _guard) = support::logs::Logs::capture();
+    let cache = Cache::in_memory();
+    let loaded = cache
+        .get_or_load(&NAMELESS, "sparse:1", async {
+            Ok::<_, ()>(Some(Sparse { id: 1, note: None }))
+        })
+        .await;
+    assert_eq!(loaded, Ok(Some(Sparse { id: 1, note: None })));
+    let errors: Vec<String> = logs.lines().into_iter().filter(|l| l.starts_with("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{:?}", logs.lines());
+    assert!(errors[0].contains(r#"function="unnamed""#), "{}", errors[0]);
+    assert_eq!(logs.empty_fields(), Vec::<String>::new());
 }

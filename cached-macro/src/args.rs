@@ -5,7 +5,7 @@
 
 #[cfg(test)]
 mod docs;
-mod suggest;
+pub(crate) mod suggest;
 mod value;
 
 use proc_macro2::{Span, TokenStream};
@@ -88,7 +88,7 @@ impl Attribute for Args {
             name: "ttl",
             parse: |args, arg| arg.set(&mut args.ttl, value::duration),
             default: None,
-            doc: "how long a value is fresh",
+            doc: "how long a value is fresh, in whole seconds or with a unit",
         },
         Spec {
             name: "lock",
@@ -98,7 +98,7 @@ impl Attribute for Args {
                 Ok(())
             },
             default: Some("no lock; `lock` alone takes a 10 s lease"),
-            doc: "one loader in the whole deployment per miss",
+            doc: "one loader in the whole deployment per miss, under a lease (in whole seconds or with a unit)",
         },
         Spec {
             name: "negative",
@@ -109,14 +109,14 @@ impl Attribute for Args {
                 Ok(())
             },
             default: Some("not caching `None`; `negative` alone caches it for the smaller of `ttl` and 60 s"),
-            doc: "cache `None`",
+            doc: "cache `None`, for a ttl in whole seconds or with a unit",
         },
         Spec {
             name: "stale",
             parse: |args, arg| arg.set(&mut args.stale, value::duration),
             default: Some("none"),
-            doc: "past the ttl, serve the stale value for this window while one caller refreshes it, \
-                  or when the refresh fails",
+            doc: "past the ttl, serve the stale value for this window (in whole seconds or with a unit) \
+                  while one caller refreshes it, or when the refresh fails",
         },
         Spec {
             name: "refresh",
@@ -363,6 +363,18 @@ mod tests {
         assert!(args.common.cache.is_some());
         assert_eq!(args.codec, Some(CodecName::Json));
         assert_eq!(args.version, Some(4));
+    }
+
+    #[test]
+    fn a_bare_number_is_whole_seconds_for_every_duration() {
+        let args: Args = parse(tokens(
+            r#"key = "p:<id>", ttl = 300, lock = 10, negative = 30, stale = 60"#,
+        ))
+        .unwrap();
+        assert_eq!(args.ttl.unwrap().ms, 300_000);
+        assert_eq!(args.lock.unwrap().unwrap().ms, 10_000);
+        assert_eq!(args.negative.unwrap().1.unwrap().ms, 30_000);
+        assert_eq!(args.stale.unwrap().ms, 60_000);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::{Attribute, FnArg, Ident, ItemFn, LitStr, Pat};
 
-use crate::args::{self, Args, InvalidateArgs};
+use crate::args::{self, Args, InvalidateArgs, suggest};
 use crate::key::{Kind, Placeholder, Template};
 use crate::sig::{self, Signature};
 
@@ -216,10 +216,24 @@ fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), S
             )),
         };
     }
-    match sig.param(&placeholder.root) {
-        Some(_) => Ok(()),
+    if sig.param(&placeholder.root).is_some() {
+        return Ok(());
+    }
+    let roots = sig.roots();
+    match suggest::closest_name(&placeholder.root, roots.iter().map(String::as_str)) {
+        Some(root) => {
+            let meant = Placeholder {
+                root: root.to_owned(),
+                fields: placeholder.fields.clone(),
+            };
+            Err(format!(
+                "unknown placeholder `{}`; did you mean `{}`?",
+                placeholder.text(),
+                meant.text()
+            ))
+        }
         None => Err(format!(
-            "unknown placeholder `{}`: a template can use {}",
+            "unknown placeholder `{}`; a template can use {}",
             placeholder.text(),
             sig.names()
         )),
@@ -236,4 +250,64 @@ fn tidy(tokens: &impl ToTokens) -> String {
         .replace("< ", "<")
         .replace(" ,", ",")
         .replace(" :: ", "::")
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn function(text: &str) -> ItemFn {
+        syn::parse_str(text).unwrap()
+    }
+
+    fn cached_errors(args: TokenStream, function: &ItemFn) -> Vec<String> {
+        plan(args, function, None)
+            .err()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    fn invalidate_errors(args: TokenStream, function: &ItemFn) -> Vec<String> {
+        plan_invalidate(args, function)
+            .err()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_unknown_placeholder_close_to_a_parameter_is_suggested_in_keys_and_tags_of_both_attributes() {
+        let f = function("async fn f(id: u64, locale: u32) -> u64 { id }");
+        assert_eq!(
+            cached_errors(
+                quote!(key = "p:<product_id>", ttl = 1, tags = ["l:<lcoale>", "c:<category>"]),
+                &f
+            ),
+            [
+                "unknown placeholder `<product_id>`; did you mean `<id>`?",
+                "unknown placeholder `<lcoale>`; did you mean `<locale>`?",
+                "unknown placeholder `<category>`; a template can use parameters `id`, `locale`",
+            ]
+        );
+        assert_eq!(
+            invalidate_errors(quote!(key = "p:<product_id>", tags = ["l:<lcoale>"]), &f),
+            [
+                "unknown placeholder `<product_id>`; did you mean `<id>`?",
+                "unknown placeholder `<lcoale>`; did you mean `<locale>`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_suggestion_keeps_the_fields_and_can_be_self() {
+        let f = function("async fn f(&self, user: &User) -> u64 { 1 }");
+        assert_eq!(
+            cached_errors(quote!(key = "u:<usr.id>:<slef.region>", ttl = 1), &f),
+            [
+                "unknown placeholder `<usr.id>`; did you mean `<user.id>`?",
+                "unknown placeholder `<slef.region>`; did you mean `<self.region>`?",
+            ]
+        );
+    }
 }

@@ -13,7 +13,7 @@ use syn::{AttrStyle, Block, Ident, ItemFn, ItemImpl, TraitItemFn};
 use crate::args::CodecName;
 use crate::check::{self, InvalidatePlan, Plan};
 use crate::key::{Placeholder, Segment, Template};
-use crate::sig::{Returns, Signature};
+use crate::sig::{self, Returns, Signature};
 
 /// Expands `#[redis_cached(args)]` on a fn, or `#[redis_cached]` on an `impl` block. On
 /// any error, the item comes back unchanged with the errors beside it, so callers get no
@@ -142,25 +142,29 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
     let render = render(&plan.template, &plan.key, &plan.sig);
     let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let value_ty = plan.sig.returns.value();
-    let span = value_ty.span();
+    // A type that cannot be cached is one error under the whole value type: the call
+    // starts at its first token and ends at its last, and rustc joins the two.
+    let (first, last) = sig::ends(value_ty);
     let entry = match &plan.sig.returns {
-        Returns::Plain(_) => quote_spanned!(span=> ::redis_cached::__private::plain::<#value_ty>),
-        Returns::Option(_) => quote_spanned!(span=> ::redis_cached::__private::option::<#value_ty>),
-        Returns::Result(_) => quote_spanned!(span=> ::redis_cached::__private::result::<#value_ty, _>),
-        Returns::ResultOption(_) => quote_spanned!(span=> ::redis_cached::__private::result_option::<#value_ty, _>),
+        Returns::Plain(_) => quote_spanned!(first=> ::redis_cached::__private::plain::<#value_ty>),
+        Returns::Option(_) => quote_spanned!(first=> ::redis_cached::__private::option::<#value_ty>),
+        Returns::Result(_) => quote_spanned!(first=> ::redis_cached::__private::result::<#value_ty, _>),
+        Returns::ResultOption(_) => quote_spanned!(first=> ::redis_cached::__private::result_option::<#value_ty, _>),
     };
     let body = body(function, &plan.sig.output);
-    // Spanned at the value type: a type that cannot be cached is reported there.
-    let call = quote_spanned! {span=>
-        #entry(
+    let mut arguments = proc_macro2::Group::new(
+        proc_macro2::Delimiter::Parenthesis,
+        quote_spanned! {first=>
             #cache_ref,
             &__REDIS_CACHED_POLICY,
             &__redis_cached_key,
             &__redis_cached_tags,
             #body,
-        )
-        .await
-    };
+        },
+    );
+    arguments.set_span(last);
+    let (dot, await_token) = (quote_spanned!(first=> .), quote_spanned!(last=> await));
+    let call = quote!(#entry #arguments #dot #await_token);
     let tag_count = plan.tags.len();
     let tag_renders = plan
         .tags
@@ -291,8 +295,14 @@ fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStrea
     let pushes = template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
         Segment::Placeholder(placeholder) => {
-            let (span, value) = placeholder_expr(placeholder, key, sig);
-            quote_spanned!(span=> __redis_cached_builder.value(#value);)
+            // Passed by a local at the key literal: a value without `Display` is reported
+            // under the key, not at the parameter.
+            let at_key = key.span();
+            let value = placeholder_expr(placeholder, key, sig);
+            quote_spanned! {at_key=> {
+                let __redis_cached_value = #value;
+                __redis_cached_builder.value(__redis_cached_value);
+            }}
         }
     });
     quote! {{
@@ -302,9 +312,9 @@ fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStrea
     }}
 }
 
-/// `&param.field`: the root spanned at the parameter's name (a missing `Display` is
-/// reported there), the fields at the key literal (where a wrong field was written).
-fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> (Span, TokenStream) {
+/// `&param.field`: the root spanned at the parameter's name (so it names the parameter
+/// in any expansion), the fields at the key literal (where a wrong field was written).
+fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> TokenStream {
     let span = if placeholder.root == "self" {
         sig.receiver.unwrap_or_else(Span::call_site)
     } else {
@@ -321,7 +331,7 @@ fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signatur
         };
         quote_spanned!(key_span=> .#member)
     });
-    (span, quote_spanned!(span=> &#root #(#fields)*))
+    quote_spanned!(span=> &#root #(#fields)*)
 }
 
 /// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.

@@ -52,17 +52,19 @@ impl Signature {
         self.params.iter().find(|p| p.ident.as_ref().is_some_and(|i| i == name))
     }
 
+    /// What a placeholder can start with: `self` in a method, then each named parameter.
+    pub(crate) fn roots(&self) -> Vec<String> {
+        let receiver = self.receiver.map(|_| "self".to_owned());
+        let params = self
+            .params
+            .iter()
+            .filter_map(|p| p.ident.as_ref())
+            .map(ToString::to_string);
+        receiver.into_iter().chain(params).collect()
+    }
+
     pub(crate) fn names(&self) -> String {
-        let mut names: Vec<String> = Vec::new();
-        if self.receiver.is_some() {
-            names.push("`self`".to_owned());
-        }
-        names.extend(
-            self.params
-                .iter()
-                .filter_map(|p| p.ident.as_ref())
-                .map(|i| format!("`{i}`")),
-        );
+        let names: Vec<String> = self.roots().iter().map(|name| format!("`{name}`")).collect();
         if names.is_empty() {
             "no parameters".to_owned()
         } else {
@@ -124,6 +126,16 @@ pub(crate) fn check(function: &ItemFn, attribute: &str) -> Result<Signature, syn
         output,
         boxed: boxed.is_some(),
     })
+}
+
+/// The spans of the first and the last token of `tokens`: generated code that starts at
+/// one and ends at the other is reported under all of `tokens` (a span cannot be joined
+/// on stable, but rustc joins an expression's first and last).
+pub(crate) fn ends(tokens: &impl quote::ToTokens) -> (Span, Span) {
+    let mut tokens = tokens.to_token_stream().into_iter();
+    let first = tokens.next().map_or_else(Span::call_site, |token| token.span());
+    let last = tokens.last().map_or(first, |token| token.span());
+    (first, last)
 }
 
 /// Whether `ty` contains `impl Trait` anywhere.

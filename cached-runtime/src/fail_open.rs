@@ -45,12 +45,11 @@ impl FailOpen {
                 if let Some(suppressed) = self.logged.admit() {
                     let hint = error.hint();
                     let error = crate::Error::from(error);
-                    let cause = std::error::Error::source(&error)
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
+                    // A field without content is left out (`None` records nothing).
+                    let cause = std::error::Error::source(&error).map(tracing::field::display);
                     tracing::warn!(
                         error = %error,
-                        cause = %cause,
+                        cause,
                         hint,
                         suppressed,
                         "redis-cached: redis operation failed; calls fail open to their loader"

@@ -39,6 +39,18 @@ fn is_safe(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-')
 }
 
+/// A value a key placeholder can take: every `Display` type. Never implemented by hand;
+/// [`KeyBuilder::value`] takes it so that a placeholder whose value has no `Display` is
+/// reported in a key's words, under the key.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a key placeholder's value",
+    label = "a key placeholder's value must implement `Display`",
+    note = "name a field that does instead, such as `<filter.category>`, or a tuple field, such as `<user.0>`"
+)]
+pub trait PlaceholderValue: fmt::Display {}
+
+impl<T: fmt::Display + ?Sized> PlaceholderValue for T {}
+
 /// Builds the rendered key of one call; the expansion of `#[redis_cached]` drives it.
 ///
 /// Built by hand, keys stay apart from each other and from the attribute's when their
@@ -67,7 +79,7 @@ impl KeyBuilder {
     /// Appends a placeholder value, rendered with `Display`: characters other than
     /// `A-Z a-z 0-9 _ . -` are percent-encoded byte by byte (`%3A` for `:`, `%C3%A9`
     /// for `é`).
-    pub fn value<D: fmt::Display + ?Sized>(&mut self, value: &D) {
+    pub fn value<D: PlaceholderValue + ?Sized>(&mut self, value: &D) {
         let mut escaper = Escaper { out: &mut self.key };
         // ok: writing into a String never fails; a Display impl that errors only truncates.
         let _ = write!(escaper, "{value}");

@@ -50,11 +50,11 @@ pub use codec::{Codec, DECODE_LIMIT};
 pub use config::CacheBuilder;
 pub use error::Error;
 pub use install::install;
-pub use key::KeyBuilder;
+pub use key::{KeyBuilder, PlaceholderValue};
 pub use policy::{
     DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION, Policy,
 };
-pub use shape::Cacheable;
+pub use shape::{Cacheable, CachedValue};
 pub use stats::Stats;
 
 /// The redis-rs version this crate is built on, so users need no second dependency.

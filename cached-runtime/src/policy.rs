@@ -67,16 +67,17 @@ const fn checked(duration: Duration, what: &str) -> Duration {
 pub const DEFAULT_JITTER_PERCENT: u32 = 5;
 
 impl Policy {
-    /// Values of the function `name` (used in logs) live for `ttl` (at most
-    /// [`MAX_DURATION`]; longer is clamped). No lock, no negative caching, bincode,
-    /// version 0, [`DEFAULT_JITTER_PERCENT`] jitter.
+    /// Values of the function `name` (used in logs; an empty one is logged as `unnamed`)
+    /// live for `ttl` (at most [`MAX_DURATION`]; longer is clamped). No lock, no negative
+    /// caching, bincode, version 0, [`DEFAULT_JITTER_PERCENT`] jitter.
     ///
     /// # Panics
     /// If `ttl` is zero; in a `const` or `static` that is a compile error.
     #[must_use]
     pub const fn new(name: &'static str, ttl: Duration) -> Self {
         Self {
-            name,
+            // A log line never has an empty `function` field.
+            name: if name.is_empty() { "unnamed" } else { name },
             ttl: checked(ttl, "a policy's ttl must be longer than zero"),
             lock: None,
             negative: None,

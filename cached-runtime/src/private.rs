@@ -6,7 +6,7 @@ pub use crate::{Cache, Cacheable, Codec, DEFAULT_LEASE, DEFAULT_REFRESH_BETA, Er
 pub use core::time::Duration;
 
 use crate::install::{installed, warn_not_installed};
-use crate::shape::{Fallible, Optional, Plain, ResultOption, Shape};
+use crate::shape::{CachedValue, Fallible, Optional, Plain, ResultOption, Shape};
 
 /// Where the expansion gets its cache when the attribute names none.
 #[must_use]
@@ -49,9 +49,6 @@ impl<C: AsCache + ?Sized> AsCache for Box<C> {
     }
 }
 
-/// Makes a type error on a value type point at the return type.
-pub const fn assert_cacheable<T: Cacheable>() {}
-
 /// Reads through `cache`, or runs the loader when there is none.
 async fn call<S: Shape>(
     cache: Option<&Cache>,
@@ -69,54 +66,58 @@ async fn call<S: Shape>(
     }
 }
 
+// The entries take the value type `V` as `CachedValue` and use `V::Value` (which is `V`):
+// a type that cannot be cached is then one error under the fn's return type, naming no
+// item of this module.
+
 /// `-> T`
-pub async fn plain<T: Cacheable>(
+pub async fn plain<V: CachedValue>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
     tags: &[String],
-    load: impl Future<Output = T>,
-) -> T {
-    call::<Plain<T>>(cache, policy, key, tags, load).await
+    load: impl Future<Output = V::Value>,
+) -> V::Value {
+    call::<Plain<V::Value>>(cache, policy, key, tags, load).await
 }
 
 /// `-> Option<T>`
-pub async fn option<T: Cacheable>(
+pub async fn option<V: CachedValue>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
     tags: &[String],
-    load: impl Future<Output = Option<T>>,
-) -> Option<T> {
-    call::<Optional<T>>(cache, policy, key, tags, load).await
+    load: impl Future<Output = Option<V::Value>>,
+) -> Option<V::Value> {
+    call::<Optional<V::Value>>(cache, policy, key, tags, load).await
 }
 
 /// `-> Result<T, E>`
 ///
 /// # Errors
 /// The loader's.
-pub async fn result<T: Cacheable, E>(
+pub async fn result<V: CachedValue, E>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
     tags: &[String],
-    load: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
-    call::<Fallible<T, E>>(cache, policy, key, tags, load).await
+    load: impl Future<Output = Result<V::Value, E>>,
+) -> Result<V::Value, E> {
+    call::<Fallible<V::Value, E>>(cache, policy, key, tags, load).await
 }
 
 /// `-> Result<Option<T>, E>`
 ///
 /// # Errors
 /// The loader's.
-pub async fn result_option<T: Cacheable, E>(
+pub async fn result_option<V: CachedValue, E>(
     cache: Option<&Cache>,
     policy: &Policy,
     key: &str,
     tags: &[String],
-    load: impl Future<Output = Result<Option<T>, E>>,
-) -> Result<Option<T>, E> {
-    call::<ResultOption<T, E>>(cache, policy, key, tags, load).await
+    load: impl Future<Output = Result<Option<V::Value>, E>>,
+) -> Result<Option<V::Value>, E> {
+    call::<ResultOption<V::Value, E>>(cache, policy, key, tags, load).await
 }
 
 /// The full key of `f_key`: with no cache, the rendered key with its hash tag only.

@@ -16,6 +16,27 @@ pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'stati
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
 
+/// A type `#[redis_cached]` can return the values of: every [`Cacheable`] type. Never
+/// implemented or named by hand; the attribute checks the return type against it so that
+/// a type that cannot be cached is one error under that type, where a bound on
+/// `Cacheable` would give one for each missing trait.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached",
+    label = "the cached value must implement `Serialize`, `DeserializeOwned` and `Clone`, and be `Send + Sync + 'static`",
+    note = "derive them: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait CachedValue {
+    /// Always `Self`. Reached through this projection, a type that is not `Cacheable`
+    /// fails once, and the expansion's other uses of it are not reported again.
+    type Value: Cacheable;
+}
+
+// Not recommended: the error names `CachedValue`, not each missing trait.
+#[diagnostic::do_not_recommend]
+impl<T: Cacheable> CachedValue for T {
+    type Value = T;
+}
+
 /// What a loader's output means for the cache.
 pub(crate) enum Loaded<'a, V> {
     /// Store this value.

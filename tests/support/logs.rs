@@ -9,7 +9,7 @@ use tracing::{Event, Metadata, Subscriber};
 
 /// Every event, one line each: `LEVEL message field=value ...`.
 #[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<String>>>);
+pub struct Logs(Arc<Mutex<Vec<Line>>>);
 
 impl Logs {
     /// Installs the capture for this thread until the guard drops. Run the test on a
@@ -21,18 +21,34 @@ impl Logs {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap().iter().map(|line| line.text.clone()).collect()
+    }
+
+    /// `field in: line` for each field recorded without content (`""`, or nothing).
+    pub fn empty_fields(&self) -> Vec<String> {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .flat_map(|line| line.empty.iter().map(|field| format!("{field} in: {}", line.text)))
+            .collect()
     }
 }
 
-struct Line(String);
+struct Line {
+    text: String,
+    empty: Vec<&'static str>,
+}
 
 impl Visit for Line {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let value = format!("{value:?}");
+        if value.is_empty() || value == "\"\"" {
+            self.empty.push(field.name());
+        }
         if field.name() == "message" {
-            let _ = write!(self.0, " {value:?}");
+            let _ = write!(self.text, " {value}");
         } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+            let _ = write!(self.text, " {}={value}", field.name());
         }
     }
 }
@@ -47,9 +63,12 @@ impl Subscriber for Logs {
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
-        let mut line = Line(event.metadata().level().to_string());
+        let mut line = Line {
+            text: event.metadata().level().to_string(),
+            empty: Vec::new(),
+        };
         event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
+        self.0.lock().unwrap().push(line);
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}

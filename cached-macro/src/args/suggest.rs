@@ -14,6 +14,36 @@ pub(crate) fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a 
         .map(|(_, candidate)| candidate)
 }
 
+/// [`closest`], or else, for names of `_`-separated words, the candidate that starts or
+/// ends `typed` at a `_`, or that `typed` starts or ends so (`product_id` and `id`, `user`
+/// and `user_id`): the usual slip between a parameter's name and a placeholder. Of
+/// several, the longest. Not for arguments, where `ttl_ms` is not `ttl`.
+pub(crate) fn closest_name<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    closest(typed, candidates.iter().copied()).or_else(|| {
+        let typed = typed.to_lowercase();
+        candidates
+            .iter()
+            .filter(|candidate| shares_an_end(&typed, &candidate.to_lowercase()))
+            .reduce(|longest, candidate| {
+                if candidate.len() > longest.len() {
+                    candidate
+                } else {
+                    longest
+                }
+            })
+            .copied()
+    })
+}
+
+/// Whether the shorter of `a` and `b` starts or ends the longer one at a `_`.
+fn shares_an_end(a: &str, b: &str) -> bool {
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    !short.is_empty()
+        && (long.strip_suffix(short).is_some_and(|rest| rest.ends_with('_'))
+            || long.strip_prefix(short).is_some_and(|rest| rest.starts_with('_')))
+}
+
 /// The edits (insert, delete or replace a character, swap two adjacent ones) that turn
 /// `a` into `b`: the optimal string alignment distance.
 fn distance(a: &str, b: &str) -> usize {
@@ -69,6 +99,22 @@ mod tests {
         ] {
             assert_eq!(closest(typed, NAMES), Some(meant), "{typed}");
         }
+    }
+
+    #[test]
+    fn suggests_the_parameter_a_placeholder_was_meant_for() {
+        let params = ["id", "locale", "user_id"];
+        assert_eq!(closest_name("product_id", params), Some("id"), "ends with `_id`");
+        assert_eq!(
+            closest_name("locale_code", params),
+            Some("locale"),
+            "starts with `locale_`"
+        );
+        assert_eq!(closest_name("user", params), Some("user_id"), "starts `user_id`");
+        assert_eq!(closest_name("lcoale", params), Some("locale"), "a typo first");
+        assert_eq!(closest_name("old_user_id", params), Some("user_id"), "the longest");
+        assert_eq!(closest_name("category", params), None);
+        assert_eq!(closest_name("valid", params), None, "`id` ends it, but not at a `_`");
     }
 
     #[test]

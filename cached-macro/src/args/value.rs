@@ -28,8 +28,21 @@ pub(crate) enum Refresh {
 /// rejects an expiry that overflows its clock, which would silently disable caching.
 const MAX_MS: u64 = 100 * 365 * 86_400_000;
 
-/// `300` (seconds) or `"5m"` (ms, s, m, h, d), longer than zero and at most `MAX_MS`.
+/// `300` (whole seconds, as for every duration argument: `lock = 10` is a 10 s lease)
+/// or `"5m"` (ms, s, m, h, d), longer than zero and at most `MAX_MS`.
 pub(crate) fn duration(lit: Lit, name: &str) -> syn::Result<Millis> {
+    if let Lit::Str(text) = &lit {
+        let number = text.value();
+        let number = number.trim();
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`{name} = \"{number}\"` has no unit; write `{name} = {number}` for seconds, or `{name} = \"{number}s\"`"
+                ),
+            ));
+        }
+    }
     let parsed = match &lit {
         Lit::Int(int) => int.base10_parse::<u64>().ok().and_then(|s| s.checked_mul(1000)),
         Lit::Str(text) => parse_duration(&text.value()),
@@ -168,5 +181,18 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), None);
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("5 weeks"), None);
+    }
+
+    fn ms(text: &str, name: &str) -> Result<u64, String> {
+        let lit: Lit = syn::parse_str(text).unwrap();
+        duration(lit, name).map(|d| d.ms).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_number_in_a_string_needs_a_unit() {
+        assert_eq!(
+            ms("\"10\"", "lock"),
+            Err("`lock = \"10\"` has no unit; write `lock = 10` for seconds, or `lock = \"10s\"`".to_owned())
+        );
     }
 }

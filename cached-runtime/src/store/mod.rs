@@ -116,10 +116,10 @@ pub(crate) enum StoreError {
 
 impl StoreError {
     /// What the user can do about it, where the error says.
-    pub(crate) fn hint(&self) -> &'static str {
+    pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {
             StoreError::Redis(e) => hint(e),
-            _ => "",
+            _ => None,
         }
     }
 
@@ -131,12 +131,9 @@ impl StoreError {
 }
 
 /// What the user can do about `e`, where the error says.
-pub(crate) fn hint(e: &::redis::RedisError) -> &'static str {
-    if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoPerm) {
-        "the Redis user lacks a permission the cache needs; grant the README's ACL line"
-    } else {
-        ""
-    }
+pub(crate) fn hint(e: &::redis::RedisError) -> Option<&'static str> {
+    (e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoPerm))
+        .then_some("the Redis user lacks a permission the cache needs; grant the README's ACL line")
 }
 
 /// What a store is told when it is built: its limits, and whom it announces to.

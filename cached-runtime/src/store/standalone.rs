@@ -156,8 +156,9 @@ fn log_failed_attempt<T>(
     if let Some(suppressed) = limit.admit() {
         let (error, hint) = match failed {
             Ok(Err(e)) => (e.to_string(), hint(e)),
-            _ => (format!("no answer within {timeout:?}"), ""),
+            _ => (format!("no answer within {timeout:?}"), None),
         };
+        // No hint, no field (`None` records nothing).
         tracing::warn!(%error, hint, suppressed, "redis-cached: {what}");
     }
 }

@@ -39,6 +39,12 @@ async fn stock(id: u64) -> u64 {
     id * 10
 }
 
+// Every duration in whole seconds: a 10 s lease, `None` for 30 s, stale for a minute.
+#[redis_cached(key = "rating:<id>", ttl = 300, lock = 10, negative = 30, stale = 60)]
+async fn rating(id: u64) -> Option<u64> {
+    (id != 0).then_some(id % 5)
+}
+
 // A stale window and refresh-ahead with the default beta.
 #[redis_cached(key = "price:<id>", ttl = 60, stale = "1m", refresh = "xfetch")]
 async fn price(id: u64) -> u64 {
@@ -60,5 +66,7 @@ fn main() {
         assert_eq!(find_name(3).await.as_deref(), Some("3"));
         assert_eq!(stock(4).await, 40);
         assert_eq!(price(4).await, 400);
+        assert_eq!(rating(7).await, Some(2));
+        assert_eq!(rating(0).await, None);
     });
 }
