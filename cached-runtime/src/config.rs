@@ -156,7 +156,7 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
-        let client = standalone::client(&self.url).map_err(Error::InvalidUrl)?;
+        let client = standalone::client(&self.url).map_err(|e| Error::InvalidUrl(Box::new(e)))?;
         let call_budget = self.effective_call_budget();
         let limits = Limits {
             op_timeout: self.op_timeout,

@@ -4,9 +4,8 @@
 //! The Redis operations are written once ([`RedisStore`]) over a [`Topology`]
 //! that only connects and supervises (standalone today); the in-memory store implements
 //! the same contract. Every store tells the cache what happened elsewhere through the
-//! same [`Listener`] of typed [`Announcement`]s. This module (with `error.rs`, which
-//! wraps redis-rs's error type in the public `Error`) is the only code that names
-//! `redis::`.
+//! same [`Listener`] of typed [`Announcement`]s. This module is the only code that names
+//! `redis::` (the public `Error` holds redis-rs's errors boxed, as causes).
 
 pub(crate) mod announce;
 pub(crate) mod memory;
