@@ -31,3 +31,11 @@ async fn an_unstorable_value_is_reported_once_with_the_fix() {
     );
     assert_eq!(db.cache.stats().unstorable, 3);
 }
+
+#[test]
+fn an_in_memory_caches_debug_is_one_line() {
+    assert_eq!(
+        format!("{:?}", Cache::in_memory()),
+        r#"Cache { prefix: "", topology: "in-memory", connected: true }"#
+    );
+}

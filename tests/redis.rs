@@ -325,6 +325,29 @@ async fn a_cache_built_while_redis_is_down_connects_later() {
     .await;
 }
 
+/// A cache in a log line or a panic message is one short line that says whether it is
+/// connected, not its internals.
+#[tokio::test]
+async fn a_caches_debug_says_its_prefix_topology_and_whether_it_is_connected() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("shop:").await;
+    assert_eq!(
+        format!("{cache:?}"),
+        r#"Cache { prefix: "shop:", topology: "standalone", connected: true }"#
+    );
+    let down = RedisServer::not_started();
+    let cache = Cache::builder()
+        .url(down.url())
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("build never needs redis");
+    assert_eq!(
+        format!("{cache:?}"),
+        r#"Cache { prefix: "", topology: "standalone", connected: false }"#
+    );
+}
+
 #[tokio::test]
 async fn bad_urls_and_prefixes_are_refused() {
     let error = Cache::builder()

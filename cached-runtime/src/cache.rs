@@ -1,5 +1,6 @@
 //! The [`Cache`] handle: a store, and what the read path keeps beside it.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,27 @@ use crate::{Cacheable, Error, Policy, Stats};
 ///
 /// Cheap to clone: clones share one connection, one set of counters and one
 /// coalescing table. See the crate docs for what a call does and how it fails open.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` says what a log line needs: the prefix, the topology and whether the
+/// cache is talking to its store now, e.g.
+/// `Cache { prefix: "shop:", topology: "standalone", connected: true }`.
+#[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (topology, connected) = match &self.inner.store {
+            AnyStore::Standalone(store) => ("standalone", store.reachable()),
+            AnyStore::Memory(_) => ("in-memory", true),
+        };
+        f.debug_struct("Cache")
+            .field("prefix", &self.inner.context.prefix)
+            .field("topology", &topology)
+            .field("connected", &connected)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
