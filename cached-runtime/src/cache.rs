@@ -10,11 +10,14 @@ use crate::backoff::Backoff;
 use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
+#[cfg(feature = "memory")]
 use crate::policy::TAG_TTL;
 use crate::read_path::{Context, read_through};
 use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
-use crate::store::{Listener, MemoryStore, RedisStore, Standalone, Store, StoreError};
+#[cfg(feature = "memory")]
+use crate::store::MemoryStore;
+use crate::store::{Listener, RedisStore, Standalone, Store, StoreError};
 use crate::wake::{FillWaiters, Wake};
 use crate::{Cacheable, Error, Policy, Stats};
 
@@ -35,6 +38,7 @@ impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (topology, connected) = match &self.inner.store {
             AnyStore::Standalone(store) => ("standalone", store.reachable()),
+            #[cfg(feature = "memory")]
             AnyStore::Memory(_) => ("in-memory", true),
         };
         f.debug_struct("Cache")
@@ -58,6 +62,7 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub(crate) enum AnyStore {
     Standalone(RedisStore<Standalone>),
+    #[cfg(feature = "memory")]
     Memory(MemoryStore),
 }
 
@@ -115,7 +120,9 @@ impl Cache {
 
     /// A cache in this process's memory, with the same semantics as Redis (TTL, lock,
     /// negative entries, the stored format), for tests and for running with no server.
-    /// Holds at most 100,000 entries, evicting the least recently used.
+    /// Holds at most 100,000 entries, evicting the least recently used. Needs the `memory`
+    /// feature.
+    #[cfg(feature = "memory")]
     #[must_use]
     pub fn in_memory() -> Cache {
         let wiring = Wiring::new();
@@ -141,6 +148,7 @@ impl Cache {
         let cx = &self.inner.context;
         match &self.inner.store {
             AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+            #[cfg(feature = "memory")]
             AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
         }
     }
@@ -224,6 +232,7 @@ impl Cache {
         let flights = &self.inner.context.flights;
         match &self.inner.store {
             AnyStore::Standalone(store) => target.invalidate(flights, store).await,
+            #[cfg(feature = "memory")]
             AnyStore::Memory(store) => target.invalidate(flights, store).await,
         }
     }
@@ -312,7 +321,7 @@ async fn retry_invalidation(cache: Cache, target: Target) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
 

@@ -86,7 +86,8 @@ fn redact(url: &str) -> String {
 }
 
 impl CacheBuilder {
-    /// The Redis URL (`redis://[user:password@]host:port[/db]`).
+    /// The Redis URL (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS
+    /// with the `tls` feature, verified against the system's root certificates).
     /// Defaults to `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
@@ -139,7 +140,8 @@ impl CacheBuilder {
     /// does. Must be called inside a Tokio runtime with the time driver enabled.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse; [`Error::InvalidConfig`]
+    /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse, or a `rediss://` URL while
+    /// the `tls` feature is off; [`Error::InvalidConfig`]
     /// for a prefix with `{` or `}`, a zero timeout, or a `call_budget` shorter than
     /// `op_timeout`.
     ///
@@ -162,7 +164,7 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
-        let client = standalone::client(&self.url).map_err(|e| Error::InvalidUrl(Box::new(e)))?;
+        let client = standalone::client(&self.url).map_err(Error::InvalidUrl)?;
         let call_budget = self.effective_call_budget();
         let limits = Limits {
             op_timeout: self.op_timeout,

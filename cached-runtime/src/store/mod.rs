@@ -8,6 +8,7 @@
 //! `redis::` (the public `Error` holds redis-rs's errors boxed, as causes).
 
 pub(crate) mod announce;
+#[cfg(feature = "memory")]
 pub(crate) mod memory;
 pub(crate) mod redis_store;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub(crate) use announce::{Announcement, Listener};
+#[cfg(feature = "memory")]
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis_store::RedisStore;
 pub(crate) use standalone::Standalone;
