@@ -50,3 +50,11 @@ async fn a_policy_without_a_name_is_logged_as_unnamed() {
     assert!(errors[0].contains(r#"function="unnamed""#), "{}", errors[0]);
     assert_eq!(logs.empty_fields(), Vec::<String>::new());
 }
+
+#[test]
+fn an_in_memory_caches_debug_is_one_line() {
+    assert_eq!(
+        format!("{:?}", Cache::in_memory()),
+        r#"Cache { prefix: "", topology: "in-memory", connected: true }"#
+    );
+}

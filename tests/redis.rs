@@ -325,12 +325,43 @@ async fn a_cache_built_while_redis_is_down_connects_later() {
     .await;
 }
 
+/// A cache in a log line or a panic message is one short line that says whether it is
+/// connected, not its internals.
+#[tokio::test]
+async fn a_caches_debug_says_its_prefix_topology_and_whether_it_is_connected() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("shop:").await;
+    assert_eq!(
+        format!("{cache:?}"),
+        r#"Cache { prefix: "shop:", topology: "standalone", connected: true }"#
+    );
+    let down = RedisServer::not_started();
+    let cache = Cache::builder()
+        .url(down.url())
+        .connect_timeout(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("build never needs redis");
+    assert_eq!(
+        format!("{cache:?}"),
+        r#"Cache { prefix: "", topology: "standalone", connected: false }"#
+    );
+}
+
 #[tokio::test]
 async fn bad_urls_and_prefixes_are_refused() {
-    assert!(matches!(
-        Cache::builder().url("http://nope").build().await,
-        Err(redis_cached::Error::InvalidUrl(_))
-    ));
+    let error = Cache::builder()
+        .url("http://app:s3cr3t@nope")
+        .build()
+        .await
+        .expect_err("not a redis url");
+    assert!(matches!(error, redis_cached::Error::InvalidUrl(_)));
+    // What was wrong, in redis-rs's words, and never the password.
+    let said = error.to_string();
+    assert!(said.starts_with("invalid redis url: Redis URL did not parse"), "{said}");
+    assert!(!said.contains("s3cr3t") && !format!("{error:?}").contains("s3cr3t"));
+    let cause = std::error::Error::source(&error).expect("the cause is kept");
+    assert!(cause.downcast_ref::<redis_cached::redis::RedisError>().is_some());
     assert!(matches!(
         Cache::builder().prefix("a{b}").build().await,
         Err(redis_cached::Error::InvalidConfig(_))

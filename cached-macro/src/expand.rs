@@ -260,12 +260,16 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         None => {}
     }
     if let Some(codec) = plan.args.codec {
-        let variant = match codec {
+        // A trait per codec, implemented only with the codec's feature: with it off, the
+        // error names the feature.
+        let codec = match codec {
             CodecName::Bincode => quote!(Bincode),
             CodecName::MsgPack => quote!(MsgPack),
             CodecName::Json => quote!(Json),
         };
-        chain = quote!(#chain.codec(::redis_cached::__private::Codec::#variant));
+        chain = quote!(#chain.codec(
+            <::redis_cached::__private::codec::Enabled as ::redis_cached::__private::codec::#codec>::CODEC
+        ));
     }
     if let Some(version) = plan.args.version {
         chain = quote!(#chain.version(#version));

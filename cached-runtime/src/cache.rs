@@ -1,5 +1,6 @@
 //! The [`Cache`] handle: a store, and what the read path keeps beside it.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +10,14 @@ use crate::backoff::Backoff;
 use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
+#[cfg(feature = "memory")]
 use crate::policy::TAG_TTL;
 use crate::read_path::{Context, read_through};
 use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
-use crate::store::{Listener, MemoryStore, RedisStore, Standalone, Store, StoreError};
+#[cfg(feature = "memory")]
+use crate::store::MemoryStore;
+use crate::store::{Listener, RedisStore, Standalone, Store, StoreError};
 use crate::wake::{FillWaiters, Wake};
 use crate::{Cacheable, Error, Policy, Stats};
 
@@ -21,6 +25,10 @@ use crate::{Cacheable, Error, Policy, Stats};
 ///
 /// Cheap to clone: clones share one connection, one set of counters and one
 /// coalescing table. See the crate docs for what a call does and how it fails open.
+///
+/// Its `Debug` says what a log line needs: the prefix, the topology and whether the
+/// cache is talking to its store now, e.g.
+/// `Cache { prefix: "shop:", topology: "standalone", connected: true }`.
 ///
 /// # Examples
 ///
@@ -50,9 +58,24 @@ use crate::{Cacheable, Error, Policy, Stats};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (topology, connected) = match &self.inner.store {
+            AnyStore::Standalone(store) => ("standalone", store.reachable()),
+            #[cfg(feature = "memory")]
+            AnyStore::Memory(_) => ("in-memory", true),
+        };
+        f.debug_struct("Cache")
+            .field("prefix", &self.inner.context.prefix)
+            .field("topology", &topology)
+            .field("connected", &connected)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +91,7 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub(crate) enum AnyStore {
     Standalone(RedisStore<Standalone>),
+    #[cfg(feature = "memory")]
     Memory(MemoryStore),
 }
 
@@ -125,7 +149,9 @@ impl Cache {
 
     /// A cache in this process's memory, with the same semantics as Redis (TTL, lock,
     /// negative entries, the stored format), for tests and for running with no server.
-    /// Holds at most 100,000 entries, evicting the least recently used.
+    /// Holds at most 100,000 entries, evicting the least recently used. Needs the `memory`
+    /// feature.
+    #[cfg(feature = "memory")]
     #[must_use]
     pub fn in_memory() -> Cache {
         let wiring = Wiring::new();
@@ -151,6 +177,7 @@ impl Cache {
         let cx = &self.inner.context;
         match &self.inner.store {
             AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+            #[cfg(feature = "memory")]
             AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
         }
     }
@@ -234,6 +261,7 @@ impl Cache {
         let flights = &self.inner.context.flights;
         match &self.inner.store {
             AnyStore::Standalone(store) => target.invalidate(flights, store).await,
+            #[cfg(feature = "memory")]
             AnyStore::Memory(store) => target.invalidate(flights, store).await,
         }
     }
@@ -322,7 +350,7 @@ async fn retry_invalidation(cache: Cache, target: Target) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
 

@@ -77,33 +77,40 @@ impl fmt::Debug for CacheBuilder {
     }
 }
 
-/// The URL with its password hidden: the part between `:` and `@` after the scheme, and
-/// a `pass=`/`password=` query parameter (`redis+unix://` URLs).
+/// The URL with its password hidden: whatever stands before the last `@` but the user
+/// name (all of it when the URL is malformed), and a `pass=`/`password=` query parameter
+/// (`redis+unix://` URLs).
 fn redact(url: &str) -> String {
-    if let Some((path, query)) = url.split_once('?') {
-        let query: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name @ ("pass" | "password"), _)) => format!("{name}=<redacted>"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        return format!("{}?{}", redact(path), query.join("&"));
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => match userinfo.split_once(':') {
+            Some((user, _)) if !user.contains(['/', '?', '#']) => (format!("{user}:<redacted>@"), rest),
+            _ => ("<redacted>@".to_owned(), rest),
+        },
+        None => (String::new(), rest),
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => format!("{scheme}://<redacted>@{host}"),
-    }
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name @ ("pass" | "password"), _)) => format!("{name}=<redacted>"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => rest.to_owned(),
+    };
+    format!("{scheme}{userinfo}{rest}")
 }
 
 impl CacheBuilder {
-    /// The Redis URL (`redis://[user:password@]host:port[/db]`).
+    /// The Redis URL (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS
+    /// with the `tls` feature, verified against the system's root certificates).
     /// Defaults to `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
@@ -156,7 +163,8 @@ impl CacheBuilder {
     /// does. Must be called inside a Tokio runtime with the time driver enabled.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse; [`Error::InvalidConfig`]
+    /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse, or a `rediss://` URL while
+    /// the `tls` feature is off; [`Error::InvalidConfig`]
     /// for a prefix with `{` or `}`, a zero timeout, or a `call_budget` shorter than
     /// `op_timeout`.
     ///
@@ -226,5 +234,22 @@ mod tests {
             redact("redis+unix:///run/redis.sock?db=1&pass=s3cr3t"),
             "redis+unix:///run/redis.sock?db=1&pass=<redacted>"
         );
+    }
+
+    /// A malformed URL is what the Debug of a builder that failed to build shows: its
+    /// password is hidden too.
+    #[test]
+    fn passwords_in_malformed_urls_are_redacted() {
+        assert_eq!(redact("redis:/app:s3cr3t@db"), "redis:<redacted>@db");
+        assert_eq!(redact("redis://app:s3?cr3t@db"), "redis://app:<redacted>@db");
+        assert_eq!(redact("redis://app:s3@cr3t@db"), "redis://app:<redacted>@db");
+        assert_eq!(redact("app:s3cr3t@db:6379"), "app:<redacted>@db:6379");
+        for url in [
+            "redis:/app:s3cr3t@db",
+            "redis://a/b:s3cr3t@db",
+            "redis://app:s3?cr3t@db#x",
+        ] {
+            assert!(!redact(url).contains("s3"), "{url}: {}", redact(url));
+        }
     }
 }

@@ -25,6 +25,7 @@ pub const DEFAULT_REFRESH_BETA: f64 = 1.0;
 /// use std::time::Duration;
 /// use redis_cached_runtime::{Codec, Policy};
 ///
+/// # #[cfg(feature = "msgpack")]
 /// static PRODUCT: Policy = Policy::new("get_product", Duration::from_secs(300))
 ///     .lock(Duration::from_secs(10))
 ///     .negative(Duration::from_secs(60))

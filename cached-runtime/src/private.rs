@@ -8,6 +8,59 @@ pub use core::time::Duration;
 use crate::install::{installed, warn_not_installed};
 use crate::shape::{CachedValue, Fallible, Optional, Plain, ResultOption, Shape};
 
+/// The codecs `codec = "..."` names, looked up as `<Enabled as MsgPack>::CODEC`: with the
+/// codec's feature off the trait is not implemented, and the user's crate fails to compile
+/// with a message that names the feature (a `const` that panics would fail this crate).
+pub mod codec {
+    use crate::Codec;
+
+    /// What the codec traits are implemented for, each with its feature.
+    #[derive(Debug)]
+    pub struct Enabled;
+
+    /// bincode, always there.
+    pub trait Bincode {
+        /// The codec.
+        const CODEC: Codec;
+    }
+
+    impl Bincode for Enabled {
+        const CODEC: Codec = Codec::Bincode;
+    }
+
+    /// MessagePack, with the `msgpack` feature.
+    #[diagnostic::on_unimplemented(
+        message = "`codec = \"msgpack\"` needs the `msgpack` feature of redis-cached",
+        label = "the `msgpack` feature is off",
+        note = "enable it in Cargo.toml: `redis-cached = {{ version = \"...\", features = [\"msgpack\"] }}`"
+    )]
+    pub trait MsgPack {
+        /// The codec.
+        const CODEC: Codec;
+    }
+
+    #[cfg(feature = "msgpack")]
+    impl MsgPack for Enabled {
+        const CODEC: Codec = Codec::MsgPack;
+    }
+
+    /// JSON, with the `json` feature.
+    #[diagnostic::on_unimplemented(
+        message = "`codec = \"json\"` needs the `json` feature of redis-cached",
+        label = "the `json` feature is off",
+        note = "enable it in Cargo.toml: `redis-cached = {{ version = \"...\", features = [\"json\"] }}`"
+    )]
+    pub trait Json {
+        /// The codec.
+        const CODEC: Codec;
+    }
+
+    #[cfg(feature = "json")]
+    impl Json for Enabled {
+        const CODEC: Codec = Codec::Json;
+    }
+}
+
 /// Where the expansion gets its cache when the attribute names none.
 #[must_use]
 pub fn default_cache() -> Option<Cache> {

@@ -2,11 +2,15 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use serde::Serialize;
+
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
 /// Every call of a cached function counts once as a hit, a negative hit, a stale hit, a
 /// refresh or a miss.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Serializes as a map of the counters by field name, e.g. for a JSON status endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Calls answered from the cache with a stored value.
@@ -163,6 +167,22 @@ mod tests {
         let stats = counters.snapshot();
         assert_eq!((stats.refreshes, stats.hits), (0, 1));
         assert!((0.0..=1.0).contains(&stats.hit_rate()));
+    }
+
+    #[test]
+    fn stats_serialize_as_counters_by_name() {
+        let counters = Counters::default();
+        counters.bump(Count::Hits);
+        counters.bump(Count::Hits);
+        counters.bump(Count::Misses);
+        counters.bump(Count::TypeMismatches);
+        let json = serde_json::to_value(counters.snapshot()).unwrap();
+        let fields = json.as_object().expect("a map");
+        assert_eq!(fields.len(), COUNTS, "one field per counter: {json}");
+        assert_eq!(json["hits"], 2);
+        assert_eq!(json["misses"], 1);
+        assert_eq!(json["type_mismatches"], 1);
+        assert_eq!(json["negative_hits"], 0);
     }
 
     #[test]

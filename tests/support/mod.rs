@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use redis_cached::Cache;
 
+pub mod child;
 pub mod delay_proxy;
 pub mod logs;
 pub mod proxy;

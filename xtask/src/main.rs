@@ -1,7 +1,7 @@
 //! The project's tasks, run with `cargo xtask <task>` (an alias in `.cargo/config.toml`).
 //!
 //! - `cargo xtask test [args]`: makes sure the programs the tests start are installed
-//!   (`redis-server` and `redis-cli` of at least [`MIN_REDIS`], and `python3`),
+//!   (`redis-server` and `redis-cli` of at least [`MIN_REDIS`], `python3` and `openssl`),
 //!   installing missing ones with the system's package manager when it may, then runs
 //!   `cargo test --workspace [args]`.
 //! - `cargo xtask ci`: what CI runs on a fresh clone: the same preparation, formatting,
@@ -181,20 +181,24 @@ impl Version {
 /// A program the tests start, the version they need, and where it comes from.
 struct Tool {
     program: &'static str,
+    /// The argument that makes it print its version.
+    version_arg: &'static str,
     min: Option<Version>,
     apt: &'static str,
     brew: &'static str,
 }
 
-const TOOLS: [Tool; 3] = [
+const TOOLS: [Tool; 4] = [
     Tool {
         program: "redis-server",
+        version_arg: "--version",
         min: Some(MIN_REDIS),
         apt: "redis-server",
         brew: "redis",
     },
     Tool {
         program: "redis-cli",
+        version_arg: "--version",
         min: Some(MIN_REDIS),
         apt: "redis-tools",
         brew: "redis",
@@ -202,9 +206,18 @@ const TOOLS: [Tool; 3] = [
     // The format test's reader (tests/format/read_value.py): Python's standard library only.
     Tool {
         program: "python3",
+        version_arg: "--version",
         min: None,
         apt: "python3",
         brew: "python",
+    },
+    // The TLS tests make their CA and certificates at test time.
+    Tool {
+        program: "openssl",
+        version_arg: "version",
+        min: None,
+        apt: "openssl",
+        brew: "openssl",
     },
 ];
 
@@ -217,7 +230,7 @@ enum Found {
 
 fn find(tool: &Tool) -> Found {
     let Ok(out) = Command::new(tool.program)
-        .arg("--version")
+        .arg(tool.version_arg)
         .stdin(Stdio::null())
         .output()
     else {
@@ -288,7 +301,7 @@ fn install(tools: &[&Tool]) -> Result<(), Failure> {
         return Err(Failure::new(
             1,
             format!(
-                "install Redis {MIN_REDIS} or later (redis-server, redis-cli) and python3 with \
+                "install Redis {MIN_REDIS} or later (redis-server, redis-cli) python3 and openssl with \
                  your package manager (on Debian or Ubuntu: {manual}), then run `cargo xtask test` again"
             ),
         ));

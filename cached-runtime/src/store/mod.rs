@@ -4,11 +4,11 @@
 //! The Redis operations are written once ([`RedisStore`]) over a [`Topology`]
 //! that only connects and supervises (standalone today); the in-memory store implements
 //! the same contract. Every store tells the cache what happened elsewhere through the
-//! same [`Listener`] of typed [`Announcement`]s. This module (with `error.rs`, which
-//! wraps redis-rs's error type in the public `Error`) is the only code that names
-//! `redis::`.
+//! same [`Listener`] of typed [`Announcement`]s. This module is the only code that names
+//! `redis::` (the public `Error` holds redis-rs's errors boxed, as causes).
 
 pub(crate) mod announce;
+#[cfg(feature = "memory")]
 pub(crate) mod memory;
 pub(crate) mod redis_store;
 #[cfg(test)]
@@ -20,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub(crate) use announce::{Announcement, Listener};
+#[cfg(feature = "memory")]
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis_store::RedisStore;
 pub(crate) use standalone::Standalone;

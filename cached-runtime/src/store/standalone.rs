@@ -29,9 +29,34 @@ use crate::sync::{read, write};
 /// firewall dropped silently delivers nothing and reports nothing.
 const SUBSCRIPTION_KEEPALIVE: Duration = Duration::from_secs(1);
 
-/// The client of a Redis URL; an error for a URL redis-rs cannot parse.
-pub(crate) fn client(url: &str) -> Result<Client, RedisError> {
-    Client::open(url)
+/// The client of a Redis URL; an error for a URL redis-rs cannot parse, or for a TLS
+/// URL (`rediss://`) while the `tls` feature is off.
+pub(crate) fn client(url: &str) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+    if uses_tls(url) {
+        #[cfg(not(feature = "tls"))]
+        return Err("a `rediss` url needs the `tls` feature of redis-cached, which is off".into());
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
+    }
+    Ok(Client::open(url)?)
+}
+
+/// Whether the URL's scheme asks for TLS.
+fn uses_tls(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys"))
+}
+
+/// Makes ring the process's rustls crypto provider, unless the application chose one:
+/// redis-rs builds each TLS connection with the process's provider and panics when there
+/// is none (rustls cannot pick one when the build has both of its providers, or none).
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // An error means a provider is installed already: the application's stands.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 #[derive(Debug)]
