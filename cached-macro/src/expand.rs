@@ -88,17 +88,7 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
     let name = function.sig.ident.to_string();
     let renders = keys.iter().map(|(key, template)| render(template, key, sig));
     let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
-    // Resolved (and cloned: an `Arc` clone) before the body, which may consume `self`
-    // or the argument the cache comes from.
-    let cache_let = match &args.common.cache {
-        Some(expr) => quote_spanned! {expr.span()=>
-            let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
-                ::redis_cached::__private::AsCache::as_cache(&(#expr)),
-            ));
-        },
-        None => quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
-    };
-    let cache_ref = quote!(::core::option::Option::as_ref(&__redis_cached_cache));
+    let (cache_let, cache_ref) = cache(args.common.cache.as_ref());
     let output = &sig.output;
     let succeeded = match &sig.returns {
         Returns::Result(_) | Returns::ResultOption(_) => {
@@ -338,20 +328,19 @@ fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signatur
     quote_spanned!(span=> &#root #(#fields)*)
 }
 
-/// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.
+/// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass. A
+/// named cache is cloned (an `Arc` clone), so the local borrows nothing: the body, which
+/// runs after it, may consume `self` or the argument the cache comes from.
 fn cache(expr: Option<&syn::Expr>) -> (TokenStream, TokenStream) {
-    match expr {
-        Some(expr) => (
-            quote_spanned! {expr.span()=>
-                let __redis_cached_cache = ::redis_cached::__private::AsCache::as_cache(&(#expr));
-            },
-            quote!(::core::option::Option::Some(__redis_cached_cache)),
-        ),
-        None => (
-            quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
-            quote!(::core::option::Option::as_ref(&__redis_cached_cache)),
-        ),
-    }
+    let cache_let = match expr {
+        Some(expr) => quote_spanned! {expr.span()=>
+            let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
+                ::redis_cached::__private::AsCache::as_cache(&(#expr)),
+            ));
+        },
+        None => quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
+    };
+    (cache_let, quote!(::core::option::Option::as_ref(&__redis_cached_cache)))
 }
 
 #[cfg(test)]
