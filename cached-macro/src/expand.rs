@@ -455,6 +455,34 @@ mod tests {
     }
 
     #[test]
+    fn generics_only_the_trait_names_go_on_the_companions() {
+        let out = expand(
+            TokenStream::new(),
+            quote!(
+                impl<'r, S: Sync, T: Display> Find<T> for Repo<'r, S>
+                where
+                    S: Send,
+                    T: Sync,
+                {
+                    #[redis_cached(key = "find:<id>", ttl = 60, cache = self.cache)]
+                    async fn find<'a>(&'a self, id: &'a T) -> Option<String> {
+                        None
+                    }
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        let (_, inherent) = out
+            .split_once("impl < 'r , S : Sync > Repo < 'r , S > where S : Send {")
+            .expect(&out);
+        assert!(
+            inherent.contains("fn find_key < 'a , T : Display > (& self , id : & 'a T ,)"),
+            "{out}"
+        );
+        assert!(inherent.contains("where T : Sync"), "{out}");
+    }
+
+    #[test]
     fn an_inherent_impl_block_is_left_to_its_methods_attributes() {
         let block = quote!(
             impl PgRepo {
