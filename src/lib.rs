@@ -97,9 +97,10 @@
 /// - **A method of a trait impl**: a trait impl holds only the trait's members, so put
 ///   `#[redis_cached]`, with no arguments, on the `impl` block too. It caches each method
 ///   marked `#[redis_cached(...)]` in place and puts their `f_key` and `f_invalidate` in
-///   an inherent `impl Type` beside the trait impl (same generics and `where` clause),
-///   `pub(crate)`: usable across the crate, never new public API (wrap them in a `pub fn`
-///   to export them). The type must be one of the crate's own. Without the attribute on
+///   an inherent `impl Type` beside the trait impl (same generics and `where` clause; a
+///   parameter only the trait names goes on the companions that use it), `pub(crate)`:
+///   usable across the crate, never new public API (wrap them in a `pub fn` to export
+///   them). The type must be one of the crate's own. Without the attribute on
 ///   the block, rustc reports E0407 (method `f_key` is not a member of trait) under the
 ///   method's attribute: the fix is `#[redis_cached]` on the `impl` block.
 /// - **`#[async_trait]`**: on the `impl` block, before or after `#[redis_cached]`. When

@@ -88,17 +88,7 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
     let name = function.sig.ident.to_string();
     let renders = keys.iter().map(|(key, template)| render(template, key, sig));
     let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
-    // Resolved (and cloned: an `Arc` clone) before the body, which may consume `self`
-    // or the argument the cache comes from.
-    let cache_let = match &args.common.cache {
-        Some(expr) => quote_spanned! {expr.span()=>
-            let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
-                ::redis_cached::__private::AsCache::as_cache(&(#expr)),
-            ));
-        },
-        None => quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
-    };
-    let cache_ref = quote!(::core::option::Option::as_ref(&__redis_cached_cache));
+    let (cache_let, cache_ref) = cache(args.common.cache.as_ref());
     let output = &sig.output;
     let succeeded = match &sig.returns {
         Returns::Result(_) | Returns::ResultOption(_) => {
@@ -338,20 +328,19 @@ fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signatur
     quote_spanned!(span=> &#root #(#fields)*)
 }
 
-/// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass.
+/// The `let` that resolves the cache, and the `Option<&Cache>` expression to pass. A
+/// named cache is cloned (an `Arc` clone), so the local borrows nothing: the body, which
+/// runs after it, may consume `self` or the argument the cache comes from.
 fn cache(expr: Option<&syn::Expr>) -> (TokenStream, TokenStream) {
-    match expr {
-        Some(expr) => (
-            quote_spanned! {expr.span()=>
-                let __redis_cached_cache = ::redis_cached::__private::AsCache::as_cache(&(#expr));
-            },
-            quote!(::core::option::Option::Some(__redis_cached_cache)),
-        ),
-        None => (
-            quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
-            quote!(::core::option::Option::as_ref(&__redis_cached_cache)),
-        ),
-    }
+    let cache_let = match expr {
+        Some(expr) => quote_spanned! {expr.span()=>
+            let __redis_cached_cache = ::core::option::Option::Some(::core::clone::Clone::clone(
+                ::redis_cached::__private::AsCache::as_cache(&(#expr)),
+            ));
+        },
+        None => quote!(let __redis_cached_cache = ::redis_cached::__private::default_cache();),
+    };
+    (cache_let, quote!(::core::option::Option::as_ref(&__redis_cached_cache)))
 }
 
 #[cfg(test)]
@@ -463,6 +452,34 @@ mod tests {
             "{out}"
         );
         assert!(inherent.contains("pub (crate) async fn get_invalidate"), "{out}");
+    }
+
+    #[test]
+    fn generics_only_the_trait_names_go_on_the_companions() {
+        let out = expand(
+            TokenStream::new(),
+            quote!(
+                impl<'r, S: Sync, T: Display> Find<T> for Repo<'r, S>
+                where
+                    S: Send,
+                    T: Sync,
+                {
+                    #[redis_cached(key = "find:<id>", ttl = 60, cache = self.cache)]
+                    async fn find<'a>(&'a self, id: &'a T) -> Option<String> {
+                        None
+                    }
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        let (_, inherent) = out
+            .split_once("impl < 'r , S : Sync > Repo < 'r , S > where S : Send {")
+            .expect(&out);
+        assert!(
+            inherent.contains("fn find_key < 'a , T : Display > (& self , id : & 'a T ,)"),
+            "{out}"
+        );
+        assert!(inherent.contains("where T : Sync"), "{out}");
     }
 
     #[test]

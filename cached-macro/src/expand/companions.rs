@@ -58,7 +58,7 @@ pub(super) fn follows(attr: &syn::Attribute) -> bool {
 }
 
 /// Every identifier and lifetime name in `tokens`.
-fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
+pub(super) fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
     let mut after_quote = false;
     for tt in tokens {
         match tt {

@@ -1,15 +1,16 @@
 //! `#[redis_cached]` on an `impl` block. A trait impl may hold only the trait's members,
 //! so on `impl Trait for Type` it expands each method marked `#[redis_cached(...)]` in
 //! place and puts their companions in an inherent `impl Type` beside it (same generics
-//! and `where` clause), `pub(crate)`: visible across the crate, never new public API. An
+//! and `where` clause, less what only the trait names), `pub(crate)`: visible across the crate, never new public API. An
 //! inherent `impl` comes back as written: its methods' own attributes expand them.
 
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 use quote::quote;
-use syn::{ImplItem, ItemFn, ItemImpl, Meta, Visibility};
+use syn::{GenericParam, Generics, ImplItem, ItemFn, ItemImpl, Meta, Visibility};
 
 use super::cached_fn;
-use super::companions::{self, follows};
+use super::companions::{self, follows, names_in};
 use crate::check;
 
 /// Expands `#[redis_cached] impl ...`. Arguments are an error, reported beside what the
@@ -28,6 +29,7 @@ pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         return quote!(#errors #block);
     }
     let vis: Visibility = syn::parse_quote!(pub(crate));
+    let (inherent, moved) = split_generics(&block);
     let mut companions = TokenStream::new();
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
@@ -55,7 +57,9 @@ pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         };
         match check::plan(args, &function, Some(&attribute)) {
             Ok(plan) => {
-                companions.extend(companions::companions(&function, &plan, &vis));
+                let mut own = function.clone();
+                prepend(&mut own.sig.generics, &moved);
+                companions.extend(companions::companions(&own, &plan, &vis));
                 *item = ImplItem::Verbatim(cached_fn(&function, &plan));
             }
             Err(error) => errors.push(error),
@@ -66,7 +70,7 @@ pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         return quote!(#errors #block);
     }
     let attrs = block.attrs.iter().filter(|a| follows(a));
-    let (impl_generics, _, where_clause) = block.generics.split_for_impl();
+    let (impl_generics, _, where_clause) = inherent.split_for_impl();
     let self_ty = &block.self_ty;
     quote! {
         #errors
@@ -75,6 +79,68 @@ pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         impl #impl_generics #self_ty #where_clause {
             #companions
         }
+    }
+}
+
+/// The trait impl's generics split in two: those of the inherent impl (the lifetimes, the
+/// type and const parameters its self type names, the `where` predicates on those), and
+/// the rest, which only the trait names (`impl<T> Repo<T> for PgRepo`): an inherent impl
+/// cannot have them (E0207), so they go on each companion that uses them.
+fn split_generics(block: &ItemImpl) -> (Generics, Generics) {
+    let mut in_self = Vec::new();
+    names_in(block.self_ty.to_token_stream(), &mut in_self);
+    let (mut inherent, mut moved) = (block.generics.clone(), block.generics.clone());
+    let stays = |param: &GenericParam| match param {
+        GenericParam::Lifetime(_) => true,
+        GenericParam::Type(t) => in_self.contains(&t.ident.to_string()),
+        GenericParam::Const(c) => in_self.contains(&c.ident.to_string()),
+    };
+    let moved_names: Vec<String> = block
+        .generics
+        .params
+        .iter()
+        .filter(|p| !stays(p))
+        .map(|p| match p {
+            GenericParam::Type(t) => t.ident.to_string(),
+            GenericParam::Const(c) => c.ident.to_string(),
+            GenericParam::Lifetime(l) => l.lifetime.to_string(),
+        })
+        .collect();
+    inherent.params = block.generics.params.iter().filter(|p| stays(p)).cloned().collect();
+    moved.params = block.generics.params.iter().filter(|p| !stays(p)).cloned().collect();
+    let mentions_moved = |predicate: &syn::WherePredicate| {
+        let mut names = Vec::new();
+        names_in(predicate.to_token_stream(), &mut names);
+        names.iter().any(|n| moved_names.contains(n))
+    };
+    if let (Some(keep), Some(go)) = (&mut inherent.where_clause, &mut moved.where_clause) {
+        keep.predicates = keep.predicates.iter().filter(|p| !mentions_moved(p)).cloned().collect();
+        go.predicates = go.predicates.iter().filter(|p| mentions_moved(p)).cloned().collect();
+    }
+    (inherent, moved)
+}
+
+/// `extra`'s parameters (types and consts) after `generics`' own lifetimes and before
+/// its other parameters, and its `where` predicates with theirs.
+fn prepend(generics: &mut Generics, extra: &Generics) {
+    if extra.params.is_empty() {
+        return;
+    }
+    let (lifetimes, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut generics.params)
+        .into_iter()
+        .partition(|param| matches!(param, GenericParam::Lifetime(_)));
+    generics.params = lifetimes
+        .into_iter()
+        .chain(extra.params.iter().cloned())
+        .chain(rest)
+        .collect();
+    generics.lt_token.get_or_insert_with(Default::default);
+    generics.gt_token.get_or_insert_with(Default::default);
+    if let Some(extra_where) = &extra.where_clause {
+        generics
+            .make_where_clause()
+            .predicates
+            .extend(extra_where.predicates.iter().cloned());
     }
 }
 
