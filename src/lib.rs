@@ -100,9 +100,13 @@
 ///   an inherent `impl Type` beside the trait impl (same generics and `where` clause; a
 ///   parameter only the trait names goes on the companions that use it), `pub(crate)`:
 ///   usable across the crate, never new public API (wrap them in a `pub fn` to export
-///   them). The type must be one of the crate's own. Without the attribute on
-///   the block, rustc reports E0407 (method `f_key` is not a member of trait) under the
-///   method's attribute: the fix is `#[redis_cached]` on the `impl` block.
+///   them). Without the attribute on the block, rustc reports E0407 (method `f_key` is
+///   not a member of trait) under the method's attribute: the fix is `#[redis_cached]`
+///   on the `impl` block. `#[redis_cached(companions = false)]` on the block caches the
+///   methods without companions: for a type of another crate (`impl Repo for
+///   Arc<PgRepo>`), which cannot have an inherent `impl` here (E0116), or for a second
+///   trait impl caching a method of the same name (E0592). Reach those keys with
+///   `Cache::key` and `Cache::invalidate`, or evict on write with `#[redis_invalidate]`.
 /// - **`#[async_trait]`**: on the `impl` block, before or after `#[redis_cached]`. When
 ///   `#[async_trait]` expands first, the attribute finds the async block it boxed and
 ///   caches that block's `Output`. With the attribute on the method only, under

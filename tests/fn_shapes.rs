@@ -110,9 +110,60 @@ async fn a_trait_impl_method_caches_and_its_companions_are_beside_the_impl() {
         !stored(&redis, &repo.get_key(7)),
         "`#[redis_invalidate]` on a trait impl method"
     );
-    assert_eq!(repo.get(7).await.map(|row| row.load), Some(2));
+    assert_eq!(Repo::get(&repo, 7).await.map(|row| row.load), Some(2));
     repo.get_invalidate(7).await.unwrap();
-    assert_eq!(repo.get(7).await.map(|row| row.load), Some(3));
+    assert_eq!(Repo::get(&repo, 7).await.map(|row| row.load), Some(3));
+}
+
+/// A second trait with a method of the same name: companions for both would clash.
+trait Lookup {
+    async fn get(&self, id: u64) -> Option<Row>;
+}
+
+#[redis_cached(companions = false)]
+impl Lookup for PgRepo {
+    #[redis_cached(key = "lookup:<id>", ttl = 60, cache = self.cache)]
+    async fn get(&self, id: u64) -> Option<Row> {
+        (id > 0).then(|| load(&self.loads, id))
+    }
+}
+
+/// A type of another crate (`Arc<_>`) cannot have an inherent `impl` here.
+#[redis_cached(companions = false)]
+impl Repo for std::sync::Arc<PgRepo> {
+    #[redis_cached(key = "shared:<id>", ttl = 60, cache = self.cache)]
+    async fn get(&self, id: u64) -> Option<Row> {
+        (id > 0).then(|| load(&self.loads, id))
+    }
+
+    #[redis_invalidate(key = "shared:<id>", cache = self.cache)]
+    async fn save(&self, id: u64) -> Result<(), String> {
+        let _ = id;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn trait_impls_without_companions_cache_a_foreign_type_and_a_second_method_of_one_name() {
+    let redis = RedisServer::start();
+    let repo = std::sync::Arc::new(PgRepo {
+        cache: redis.cache("shapes:").await,
+        loads: AtomicUsize::new(0),
+    });
+    let first = Lookup::get(&*repo, 7).await;
+    assert_eq!(Lookup::get(&*repo, 7).await, first, "the second call is a hit");
+    assert_eq!(repo.loads.load(Ordering::SeqCst), 1);
+    assert!(stored(&redis, &repo.cache.key("lookup:7")));
+    repo.cache.invalidate("lookup:7").await.unwrap();
+    assert_eq!(Lookup::get(&*repo, 7).await.map(|row| row.load), Some(2), "loads again");
+
+    let shared = get_through_the_trait(&repo, 8).await;
+    assert_eq!(get_through_the_trait(&repo, 8).await, shared, "the Arc's method hits");
+    assert_eq!(repo.loads.load(Ordering::SeqCst), 3);
+    assert!(stored(&redis, &repo.cache.key("shared:8")));
+    Repo::save(&repo, 8).await.unwrap();
+    assert!(!stored(&redis, &repo.cache.key("shared:8")), "evicted on write");
+    assert_eq!(get_through_the_trait(&repo, 8).await.map(|row| row.load), Some(4));
 }
 
 #[async_trait]

@@ -222,6 +222,46 @@ fn cache<A: Attribute>(args: &mut A, arg: &mut Arg<'_, '_>) -> syn::Result<()> {
 }
 
 /// Parses an attribute's arguments by its table; every error found is returned at once.
+/// The arguments of `#[redis_cached]` on an `impl` block: only `companions = false`,
+/// which leaves out the inherent `impl` of `f_key` and `f_invalidate` (for a type of
+/// another crate, or when two trait impls cache methods of one name).
+pub(crate) struct ImplArgs {
+    pub(crate) companions: bool,
+}
+
+/// Parses the arguments of `#[redis_cached]` on an `impl` block.
+pub(crate) fn parse_impl(tokens: TokenStream) -> Result<ImplArgs, syn::Error> {
+    let mut companions: Option<bool> = None;
+    let parser = syn::meta::parser(|meta| {
+        if !meta.path.is_ident("companions") {
+            return Err(meta.error(
+                "`#[redis_cached]` on an `impl` block takes only `companions = false`; give the \
+                 caching arguments to each method, e.g. `#[redis_cached(key = \"...\", ttl = 300)]`",
+            ));
+        }
+        let value = match meta.value()?.parse::<syn::Expr>()? {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Bool(value),
+                ..
+            }) => value.value,
+            other => {
+                return Err(syn::Error::new_spanned(
+                    other,
+                    "`companions` is `true` or `false`; write `companions = false`",
+                ));
+            }
+        };
+        if companions.replace(value).is_some() {
+            return Err(meta.error("duplicate `companions`"));
+        }
+        Ok(())
+    });
+    parser.parse2(tokens)?;
+    Ok(ImplArgs {
+        companions: companions.unwrap_or(true),
+    })
+}
+
 pub(crate) fn parse<A: Attribute>(tokens: TokenStream) -> Result<A, syn::Error> {
     let mut args = A::default();
     let mut errors: Vec<syn::Error> = Vec::new();

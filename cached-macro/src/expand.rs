@@ -496,9 +496,32 @@ mod tests {
     }
 
     #[test]
-    fn an_impl_block_takes_no_arguments() {
+    fn an_impl_block_takes_only_companions() {
         let out = expand(quote!(ttl = 60), quote!(impl Repo for PgRepo {}));
-        assert!(out.contains("on an `impl` block takes no arguments"), "{out}");
+        assert!(
+            out.contains("on an `impl` block takes only `companions = false`"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_impl_block_without_companions_has_no_inherent_impl() {
+        let block = quote!(
+            impl Repo for PgRepo {
+                #[redis_cached(key = "repo:<id>", ttl = 60)]
+                async fn get(&self, id: u64) -> u8 {
+                    1
+                }
+            }
+        );
+        let with = expand(TokenStream::new(), block.clone());
+        assert!(with.contains("fn get_key"), "{with}");
+        let without = expand(quote!(companions = false), block);
+        assert!(
+            !without.contains("get_key") && !without.contains("get_invalidate"),
+            "{without}"
+        );
+        assert!(!without.contains("compile_error"), "{without}");
     }
 
     #[test]

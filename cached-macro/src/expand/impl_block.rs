@@ -3,6 +3,8 @@
 //! place and puts their companions in an inherent `impl Type` beside it (same generics
 //! and `where` clause, less what only the trait names), `pub(crate)`: visible across the crate, never new public API. An
 //! inherent `impl` comes back as written: its methods' own attributes expand them.
+//! `companions = false` leaves the companions out: a type of another crate cannot have
+//! an inherent `impl` here, and two trait impls may cache methods of one name.
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
@@ -13,17 +15,17 @@ use super::cached_fn;
 use super::companions::{self, follows, names_in};
 use crate::check;
 
-/// Expands `#[redis_cached] impl ...`. Arguments are an error, reported beside what the
-/// methods' own attributes report.
+/// Expands `#[redis_cached] impl ...` (or `#[redis_cached(companions = false)]`). A
+/// wrong argument is an error, reported beside what the methods' own attributes report.
 pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Vec::new();
-    if !args.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &args,
-            "`#[redis_cached]` on an `impl` block takes no arguments; give them to each method, \
-             e.g. `#[redis_cached(key = \"...\", ttl = 300)]`",
-        ));
-    }
+    let with_companions = match crate::args::parse_impl(args) {
+        Ok(args) => args.companions,
+        Err(error) => {
+            errors.push(error);
+            true
+        }
+    };
     if block.trait_.is_none() {
         let errors = crate::args::combine(errors).map(|error| error.to_compile_error());
         return quote!(#errors #block);
@@ -59,7 +61,9 @@ pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
             Ok(plan) => {
                 let mut own = function.clone();
                 prepend(&mut own.sig.generics, &moved);
-                companions.extend(companions::companions(&own, &plan, &vis));
+                if with_companions {
+                    companions.extend(companions::companions(&own, &plan, &vis));
+                }
                 *item = ImplItem::Verbatim(cached_fn(&function, &plan));
             }
             Err(error) => errors.push(error),
