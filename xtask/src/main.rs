@@ -4,9 +4,10 @@
 //!   (`redis-server` and `redis-cli` of at least [`MIN_REDIS`], `python3` and `openssl`),
 //!   installing missing ones with the system's package manager when it may, then runs
 //!   `cargo test --workspace [args]`.
-//! - `cargo xtask ci`: what CI runs on a fresh clone: the same preparation, formatting,
-//!   clippy, the feature combinations (`.ci/features`, if present) and the tests, each
-//!   step timed.
+//! - `cargo xtask check`: the same preparation, then formatting, clippy and the feature
+//!   combinations (`.ci/features`, if present), each step timed. CI runs it, then
+//!   `cargo xtask test`.
+//! - `cargo xtask ci`: both, in one command.
 
 use std::env;
 use std::ffi::OsString;
@@ -21,14 +22,16 @@ use std::time::Instant;
 const MIN_REDIS: Version = Version { major: 6, minor: 2 };
 
 const USAGE: &str = "usage: cargo xtask test [cargo test arguments]   prepare this machine, then run the tests
-       cargo xtask ci                             formatting, clippy, feature combinations, tests";
+       cargo xtask check                          formatting, clippy, feature combinations
+       cargo xtask ci                             check, then test";
 
 fn main() -> ExitCode {
     let mut args = env::args_os().skip(1);
     let task = args.next();
     let result = match task.as_ref().and_then(|t| t.to_str()) {
         Some("test") => prepare().and_then(|()| cargo_test(args.collect())),
-        Some("ci") if args.next().is_none() => ci(),
+        Some("check") if args.next().is_none() => check(),
+        Some("ci") if args.next().is_none() => check().and_then(|()| step("test", || cargo_test(Vec::new()))),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -103,7 +106,8 @@ fn cargo_test(args: Vec<OsString>) -> Result<(), Failure> {
 }
 
 /// What CI runs: each step timed, the first failure ends the run.
-fn ci() -> Result<(), Failure> {
+/// Everything CI checks besides the tests: the tools, formatting, clippy, features.
+fn check() -> Result<(), Failure> {
     let started = Instant::now();
     step("prepare", prepare)?;
     step("fmt", || {
@@ -122,8 +126,7 @@ fn ci() -> Result<(), Failure> {
     } else {
         println!("==> features: skipped (no executable .ci/features)");
     }
-    step("test", || cargo_test(Vec::new()))?;
-    println!("==> ci: passed in {:.1?}", started.elapsed());
+    println!("==> check: passed in {:.1?}", started.elapsed());
     Ok(())
 }
 
