@@ -1,14 +1,18 @@
 //! `rediss://` with the `tls` feature: the cache builds whether or not the server is up,
-//! and talks TLS to a server only when the system's root certificates trust it. Each
-//! child process gets its "system roots" from `SSL_CERT_FILE`, set before it starts.
+//! and talks TLS to a server only when the system's root certificates trust it (each
+//! child process gets its "system roots" from `SSL_CERT_FILE`, set before it starts), or
+//! the CA given with `tls_root_ca`; with `tls_client_auth` it presents a client
+//! certificate. A server it cannot trust, or that wants a certificate it does not have,
+//! fails open, and the log says which.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis_cached::{Cache, Policy};
+use redis_cached::{Cache, Error, Policy};
 use support::child::{is_child, run_child};
 use support::logs::Logs;
 use support::{RedisServer, eventually};
@@ -91,8 +95,198 @@ async fn refuses_an_unknown_issuer(url: &str) {
     assert!(format!("{cache:?}").contains("connected: false"), "{cache:?}");
 }
 
+/// A cache for the TLS server at `port` with this builder's TLS settings; short
+/// timeouts, so a refused connection is retried (and logged) soon.
+async fn cache_with(port: u16, tls: impl FnOnce(redis_cached::CacheBuilder) -> redis_cached::CacheBuilder) -> Cache {
+    tls(Cache::builder()
+        .url(format!("rediss://127.0.0.1:{port}"))
+        .prefix("tls:")
+        .connect_timeout(Duration::from_millis(200)))
+    .build()
+    .await
+    .expect("the TLS settings are valid")
+}
+
+/// Calls `cache` twice for the same key; returns how many times the loader ran.
+async fn call_twice(cache: &Cache) -> usize {
+    let loads = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let loaded = cache
+            .get_or_load(&POLICY, "k", async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>(Some(7u32))
+            })
+            .await;
+        assert_eq!(loaded, Ok(Some(7)));
+    }
+    loads.load(Ordering::SeqCst)
+}
+
+/// Waits until a captured line says the cache cannot connect, for `reason`.
+async fn logged_connect_failure(logs: &Logs, reason: &str) {
+    eventually(&format!("the log says {reason:?}"), async || {
+        logs.lines()
+            .iter()
+            .any(|l| l.contains("cannot connect") && l.contains(reason))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_private_ca_given_with_tls_root_ca_is_trusted_and_values_are_stored() {
+    let server = TlsRedis::start_with(Clients::Anonymous, "server");
+    let cache = cache_with(server.port, |b| b.tls_root_ca(server.read("ca.pem"))).await;
+    support::wait_connected(&cache).await;
+    assert_eq!(call_twice(&cache).await, 1, "the second call is a hit");
+    assert_eq!(server.cli(&["EXISTS", "tls:{k}"]), "1", "the value is in Redis");
+}
+
+#[tokio::test]
+async fn mutual_tls_with_tls_client_auth_hits_and_the_key_is_never_logged() {
+    let server = TlsRedis::start_with(Clients::Authenticated, "server");
+    let (logs, _guard) = Logs::capture();
+    let cache = cache_with(server.port, |b| {
+        b.tls_root_ca(server.read("ca.pem"))
+            .tls_client_auth(server.read("client.pem"), server.read("client.key"))
+    })
+    .await;
+    support::wait_connected(&cache).await;
+    assert_eq!(call_twice(&cache).await, 1, "the second call is a hit");
+    assert_eq!(server.cli(&["EXISTS", "tls:{k}"]), "1", "the value is in Redis");
+    let key = String::from_utf8(server.read("client.key")).unwrap();
+    assert!(!format!("{cache:?}").contains(key_body(&key)), "{cache:?}");
+    for line in logs.lines() {
+        assert!(!line.contains(key_body(&key)), "a log line carries the key: {line}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_client_certificate_a_server_that_wants_one_fails_open_and_the_log_says_so() {
+    let server = TlsRedis::start_with(Clients::Authenticated, "server");
+    let (logs, _guard) = Logs::capture();
+    let cache = cache_with(server.port, |b| b.tls_root_ca(server.read("ca.pem"))).await;
+    logged_connect_failure(&logs, "the server requires a client certificate (CertificateRequired)").await;
+    assert_eq!(call_twice(&cache).await, 2, "every call runs its loader");
+    assert_eq!(server.cli(&["EXISTS", "tls:{k}"]), "0", "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_server_certificate_of_another_ca_fails_open_and_the_log_says_the_issuer_is_unknown() {
+    let server = TlsRedis::start_with(Clients::Anonymous, "server");
+    let (logs, _guard) = Logs::capture();
+    let cache = cache_with(server.port, |b| b.tls_root_ca(server.read("other-ca.pem"))).await;
+    logged_connect_failure(
+        &logs,
+        "the server's certificate is not signed by a trusted CA (UnknownIssuer)",
+    )
+    .await;
+    assert_eq!(call_twice(&cache).await, 2, "every call runs its loader");
+    assert_eq!(server.cli(&["EXISTS", "tls:{k}"]), "0", "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_expired_server_certificate_fails_open_and_the_log_says_it_has_expired() {
+    let server = TlsRedis::start_with(Clients::Anonymous, "expired");
+    let (logs, _guard) = Logs::capture();
+    let cache = cache_with(server.port, |b| b.tls_root_ca(server.read("ca.pem"))).await;
+    logged_connect_failure(&logs, "the server's certificate has expired").await;
+    assert_eq!(call_twice(&cache).await, 2, "every call runs its loader");
+}
+
+#[test]
+fn the_builders_debug_never_shows_the_client_key() {
+    let dir = Certificates::make();
+    let key = String::from_utf8(dir.read("client.key")).unwrap();
+    let builder = Cache::builder()
+        .url("rediss://127.0.0.1:6380")
+        .tls_root_ca(dir.read("ca.pem"))
+        .tls_client_auth(dir.read("client.pem"), key.clone());
+    let debug = format!("{builder:?}");
+    assert!(debug.contains("tls_client_auth: Some(<redacted>)"), "{debug}");
+    assert!(
+        !debug.contains(key_body(&key)) && !debug.contains("PRIVATE KEY"),
+        "{debug}"
+    );
+}
+
+#[tokio::test]
+async fn tls_settings_that_cannot_work_are_configuration_errors_when_built() {
+    let dir = Certificates::make();
+    let down = format!("rediss://127.0.0.1:{}", RedisServer::not_started().port);
+    let invalid = async |builder: redis_cached::CacheBuilder| match builder.build().await {
+        Err(Error::InvalidConfig(why)) => why,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    };
+    let why = invalid(
+        Cache::builder()
+            .url("redis://127.0.0.1:6379")
+            .tls_root_ca(dir.read("ca.pem")),
+    )
+    .await;
+    assert!(why.contains("`rediss` url"), "{why}");
+    let why = invalid(Cache::builder().url(&down).tls_root_ca("not a certificate")).await;
+    assert!(why.contains("tls_root_ca"), "{why}");
+    let why = invalid(
+        Cache::builder()
+            .url(&down)
+            .tls_client_auth(dir.read("client.pem"), "not a key"),
+    )
+    .await;
+    assert!(why.contains("tls_client_auth"), "{why}");
+    // A key, but not the certificate's.
+    let other_key = String::from_utf8(dir.read("other-ca.key")).unwrap();
+    let why = invalid(
+        Cache::builder()
+            .url(&down)
+            .tls_client_auth(dir.read("client.pem"), other_key.clone()),
+    )
+    .await;
+    assert!(why.contains("tls_client_auth"), "{why}");
+    assert!(!why.contains(key_body(&other_key)), "{why}");
+}
+
+/// The base64 of a PEM: what must never be printed of a key.
+fn key_body(pem: &str) -> &str {
+    pem.lines()
+        .find(|line| !line.starts_with("-----") && line.len() > 16)
+        .expect("a PEM with a body")
+}
+
+/// Whether the server asks clients for a certificate (`--tls-auth-clients`).
+#[derive(Clone, Copy)]
+enum Clients {
+    Anonymous,
+    Authenticated,
+}
+
+/// A directory of certificates made by [`make_certificates`]; removed when dropped.
+struct Certificates {
+    dir: PathBuf,
+}
+
+impl Certificates {
+    fn make() -> Certificates {
+        let port = RedisServer::not_started().port;
+        let dir = std::env::temp_dir().join(format!("redis-cached-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        make_certificates(&dir);
+        Certificates { dir }
+    }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join(file)).expect("read a certificate")
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A redis-server listening for TLS only, with a certificate for 127.0.0.1 from a CA of
-/// its own (`ca.pem`; `other-ca.pem` is another CA); killed when dropped.
+/// its own (`ca.pem`; `other-ca.pem` is another CA, `client.pem` a client certificate
+/// of the first); killed when dropped.
 struct TlsRedis {
     port: u16,
     dir: PathBuf,
@@ -101,15 +295,24 @@ struct TlsRedis {
 
 impl TlsRedis {
     fn start() -> TlsRedis {
+        TlsRedis::start_with(Clients::Anonymous, "server")
+    }
+
+    /// A server with the certificate `<cert>.pem` (`server`, or `expired`).
+    fn start_with(clients: Clients, cert: &str) -> TlsRedis {
         let port = RedisServer::not_started().port;
         let dir = std::env::temp_dir().join(format!("redis-cached-tls-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         make_certificates(&dir);
+        let auth_clients = match clients {
+            Clients::Anonymous => "no",
+            Clients::Authenticated => "yes",
+        };
         let child = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+            .args(["--tls-auth-clients", auth_clients, "--save", "", "--appendonly", "no"])
             .arg("--tls-cert-file")
-            .arg(dir.join("server.pem"))
+            .arg(dir.join(format!("{cert}.pem")))
             .arg("--tls-key-file")
             .arg(dir.join("server.key"))
             .arg("--tls-ca-cert-file")
@@ -122,6 +325,27 @@ impl TlsRedis {
             .expect("start redis-server");
         TlsRedis { port, dir, child }
     }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join(file)).expect("read a certificate")
+    }
+
+    /// Runs `redis-cli` over TLS with the client certificate; its trimmed output.
+    fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--tls"])
+            .arg("--cacert")
+            .arg(self.dir.join("ca.pem"))
+            .arg("--cert")
+            .arg(self.dir.join("client.pem"))
+            .arg("--key")
+            .arg(self.dir.join("client.key"))
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
 }
 
 impl Drop for TlsRedis {
@@ -132,7 +356,9 @@ impl Drop for TlsRedis {
     }
 }
 
-/// Two CAs and a server certificate for 127.0.0.1 signed by the first, with `openssl`.
+/// Two CAs; a server certificate for 127.0.0.1 (`server.pem`), the same expired since
+/// yesterday (`expired.pem`) and a client certificate (`client.pem`), each signed by the
+/// first CA, with `openssl`.
 fn make_certificates(dir: &Path) {
     let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     for (ca, name) in [("ca", "redis-cached test CA"), ("other-ca", "another CA")] {
@@ -161,26 +387,54 @@ fn make_certificates(dir: &Path) {
         ]
         .concat(),
     );
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write client.ext");
     openssl(
         dir,
         &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "server.ext",
-        ],
+            &["req"],
+            &new_key[..],
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=redis-cached client",
+            ],
+        ]
+        .concat(),
     );
+    // `-days -1`: not valid after yesterday.
+    for (csr, pem, days, ext) in [
+        ("server.csr", "server.pem", "1", "server.ext"),
+        ("server.csr", "expired.pem", "-1", "server.ext"),
+        ("client.csr", "client.pem", "1", "client.ext"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                pem,
+                "-days",
+                days,
+                "-extfile",
+                ext,
+            ],
+        );
+    }
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use crate::cache::{AnyStore, Wiring};
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::policy::TAG_TTL;
+#[cfg(feature = "tls")]
+use crate::store::tls::{ClientAuth, TlsSettings};
 use crate::store::{Limits, RedisStore, Standalone, standalone};
 use crate::{Cache, Error};
 
@@ -51,6 +53,8 @@ pub struct CacheBuilder {
     op_timeout: Duration,
     connect_timeout: Duration,
     call_budget: Option<Duration>,
+    #[cfg(feature = "tls")]
+    tls: TlsSettings,
 }
 
 impl Default for CacheBuilder {
@@ -61,19 +65,24 @@ impl Default for CacheBuilder {
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
             call_budget: None,
+            #[cfg(feature = "tls")]
+            tls: TlsSettings::default(),
         }
     }
 }
 
 impl fmt::Debug for CacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheBuilder")
+        let mut debug = f.debug_struct("CacheBuilder");
+        debug
             .field("url", &redact(&self.url))
             .field("prefix", &self.prefix)
             .field("op_timeout", &self.op_timeout)
             .field("connect_timeout", &self.connect_timeout)
-            .field("call_budget", &self.effective_call_budget())
-            .finish()
+            .field("call_budget", &self.effective_call_budget());
+        #[cfg(feature = "tls")]
+        self.tls.debug_fields(&mut debug);
+        debug.finish()
     }
 }
 
@@ -110,7 +119,8 @@ fn redact(url: &str) -> String {
 
 impl CacheBuilder {
     /// The Redis URL (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS
-    /// with the `tls` feature, verified against the system's root certificates).
+    /// with the `tls` feature, the server verified against the system's root
+    /// certificates, or the CAs of [`tls_root_ca`](Self::tls_root_ca)).
     /// Defaults to `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
@@ -156,6 +166,35 @@ impl CacheBuilder {
         self
     }
 
+    /// The CAs (PEM, one or more certificates) that a `rediss://` server's certificate
+    /// must chain to, for a server with a certificate of a private CA. They **replace**
+    /// the system's root certificates: a server those trust but these do not is refused.
+    /// `build` fails if the PEM holds no certificate or one that does not parse, or if
+    /// the URL is not `rediss://`. Defaults to the system's root certificates.
+    ///
+    /// The system's certificates are still read at each connection (redis-rs does), so
+    /// a file there that cannot be read fails the connection all the same.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_ca = Some(ca_pem.into());
+        self
+    }
+
+    /// Mutual TLS: the client certificate (PEM, the chain leaf first) and its private
+    /// key (PEM: PKCS#8, PKCS#1 or SEC1) that the cache presents to a `rediss://` server
+    /// that asks for one (`tls-auth-clients yes`). `build` fails if either does not
+    /// parse, if the key does not match the certificate, or if the URL is not
+    /// `rediss://`. The key is never printed: the builder's `Debug` shows
+    /// `tls_client_auth: Some(<redacted>)`. Defaults to no client certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_auth(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.client_auth = Some(ClientAuth {
+            cert: cert_pem.into(),
+            key: key_pem.into(),
+        });
+        self
+    }
+
     /// Builds the cache and connects, waiting at most `connect_timeout` for Redis.
     ///
     /// An unreachable Redis is not an error: the cache is returned after that wait,
@@ -165,8 +204,10 @@ impl CacheBuilder {
     /// # Errors
     /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse, or a `rediss://` URL while
     /// the `tls` feature is off; [`Error::InvalidConfig`]
-    /// for a prefix with `{` or `}`, a zero timeout, or a `call_budget` shorter than
-    /// `op_timeout`.
+    /// for a prefix with `{` or `}`, a zero timeout, a `call_budget` shorter than
+    /// `op_timeout`, or TLS settings that do not parse or that a URL other than
+    /// `rediss://` cannot use. A server whose certificate is not trusted (or that wants
+    /// a client certificate) is not an error: calls fail open and the log says why.
     ///
     /// # Panics
     /// Outside a Tokio runtime, or in one without the time driver.
@@ -187,7 +228,13 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
+        #[cfg(not(feature = "tls"))]
         let client = standalone::client(&self.url).map_err(Error::InvalidUrl)?;
+        #[cfg(feature = "tls")]
+        let client = standalone::client_with_tls(&self.url, &self.tls).map_err(|e| match e {
+            standalone::TlsClientError::Config(why) => Error::InvalidConfig(why),
+            standalone::TlsClientError::Url(cause) => Error::InvalidUrl(cause),
+        })?;
         let call_budget = self.effective_call_budget();
         let limits = Limits {
             op_timeout: self.op_timeout,

@@ -15,6 +15,8 @@ pub(crate) mod redis_store;
 pub(crate) mod scripted;
 mod scripts;
 pub(crate) mod standalone;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -24,6 +26,8 @@ pub(crate) use announce::{Announcement, Listener};
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis_store::RedisStore;
 pub(crate) use standalone::Standalone;
+#[cfg(feature = "tls")]
+use tls::reason as tls_reason;
 
 use crate::key::{fence_key, lease_key};
 use crate::random::new_token;
@@ -131,10 +135,18 @@ impl StoreError {
     }
 }
 
-/// What the user can do about `e`, where the error says.
+/// What the user can do about `e` (or why a TLS connection failed), where the error says.
 pub(crate) fn hint(e: &::redis::RedisError) -> Option<&'static str> {
-    (e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoPerm))
-        .then_some("the Redis user lacks a permission the cache needs; grant the README's ACL line")
+    if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoPerm) {
+        return Some("the Redis user lacks a permission the cache needs; grant the README's ACL line");
+    }
+    tls_reason(e)
+}
+
+/// Without the `tls` feature no connection is TLS.
+#[cfg(not(feature = "tls"))]
+fn tls_reason(_: &::redis::RedisError) -> Option<&'static str> {
+    None
 }
 
 /// What a store is told when it is built: its limits, and whom it announces to.

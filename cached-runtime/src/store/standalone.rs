@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 use super::announce::{Announcement, Listener};
 use super::redis_store::{Topology, Verdict};
+#[cfg(feature = "tls")]
+use super::tls::TlsSettings;
 use super::{Limits, hint};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
@@ -39,6 +41,32 @@ pub(crate) fn client(url: &str) -> Result<Client, Box<dyn std::error::Error + Se
         install_crypto_provider();
     }
     Ok(Client::open(url)?)
+}
+
+/// Why a client of `url` with these TLS settings cannot be made: the settings need a
+/// `rediss://` URL, and each PEM must parse (see [`TlsSettings::certificates`]).
+#[cfg(feature = "tls")]
+pub(crate) enum TlsClientError {
+    /// A setting is wrong; the message says which.
+    Config(String),
+    /// The URL cannot be parsed.
+    Url(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The client of a Redis URL with TLS settings; with none, the same as [`client`].
+#[cfg(feature = "tls")]
+pub(crate) fn client_with_tls(url: &str, tls: &TlsSettings) -> Result<Client, TlsClientError> {
+    if !tls.is_set() {
+        return client(url).map_err(TlsClientError::Url);
+    }
+    if !uses_tls(url) {
+        return Err(TlsClientError::Config(
+            "`tls_root_ca` and `tls_client_auth` need a `rediss` url".to_owned(),
+        ));
+    }
+    let certificates = tls.certificates().map_err(TlsClientError::Config)?;
+    install_crypto_provider();
+    Client::build_with_tls(url, certificates).map_err(|e| TlsClientError::Url(e.into()))
 }
 
 /// Whether the URL's scheme asks for TLS.
