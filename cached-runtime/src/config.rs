@@ -120,7 +120,7 @@ fn redact(url: &str) -> String {
 impl CacheBuilder {
     /// The Redis URL (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS
     /// with the `tls` feature, the server verified against the system's root
-    /// certificates, or the CAs of [`tls_root_ca`](Self::tls_root_ca)).
+    /// certificates, or the CAs of `tls_root_ca`).
     /// Defaults to `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
