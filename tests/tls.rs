@@ -3,21 +3,42 @@
 //! child process gets its "system roots" from `SSL_CERT_FILE`, set before it starts), or
 //! the CA given with `tls_root_ca`; with `tls_client_auth` it presents a client
 //! certificate. A server it cannot trust, or that wants a certificate it does not have,
-//! fails open, and the log says which.
+//! fails open, and the log says which. The behaviour suite runs over mutual TLS too.
 
+mod behaviour;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use behaviour::{Db, behaviour_tests};
 use redis_cached::{Cache, Error, Policy};
 use support::child::{is_child, run_child};
 use support::logs::Logs;
-use support::{RedisServer, eventually};
+use support::{RedisServer, eventually, wait_connected};
 
 static POLICY: Policy = Policy::new("tls", Duration::from_secs(60));
+
+/// The behaviour suite's database over mutual TLS: a server of a private CA that asks
+/// for a client certificate, and a cache that trusts that CA and presents one.
+async fn mutual_tls_db() -> (TlsRedis, Arc<Db>) {
+    let server = TlsRedis::start_with(Clients::Authenticated, "server");
+    let cache = Cache::builder()
+        .url(format!("rediss://127.0.0.1:{}", server.port))
+        .prefix("shop:")
+        .tls_root_ca(server.read("ca.pem"))
+        .tls_client_auth(server.read("client.pem"), server.read("client.key"))
+        .build()
+        .await
+        .expect("the TLS settings are valid");
+    wait_connected(&cache).await;
+    (server, Arc::new(Db::new(cache)))
+}
+
+behaviour_tests!(mutual_tls_db());
 
 #[tokio::test]
 async fn a_rediss_url_builds_while_nothing_listens_and_the_cache_fails_open() {
