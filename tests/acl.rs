@@ -1,5 +1,5 @@
 //! Least privilege: the whole behaviour suite runs as a Redis ACL user that has only the
-//! rules the README gives; without a needed command the cache fails open and says which.
+//! rules the guide gives; without a needed command the cache fails open and says which.
 
 mod behaviour;
 mod support;
@@ -11,7 +11,7 @@ use redis_cached::Cache;
 use support::RedisServer;
 use support::logs::Logs;
 
-/// The README's ACL line for the prefix `shop:`, after `ACL SETUSER <user> on >password`.
+/// The guide's ACL line for the prefix `shop:`, after `ACL SETUSER <user> on >password`.
 const RULES: &str = "resetkeys ~shop:* resetchannels &shop:fills -@all \
     +get +evalsha +script|load +subscribe +ping \
     +mget +set +del +strlen +pexpire +pttl +sadd +srem +sismember +publish";

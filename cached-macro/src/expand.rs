@@ -11,6 +11,7 @@ use syn::spanned::Spanned;
 use syn::{AttrStyle, Block, Ident, ItemFn, ItemImpl, TraitItemFn};
 
 use crate::args::CodecName;
+use crate::async_trait::Boxed;
 use crate::check::{self, InvalidatePlan, Plan};
 use crate::key::{Placeholder, Segment, Template};
 use crate::sig::{self, Returns, Signature};
@@ -96,9 +97,11 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
         }
         Returns::Plain(_) | Returns::Option(_) => quote!(true),
     };
-    let body = body(function, output);
+    let boxed = crate::async_trait::recognise(function);
+    let body = body(function, boxed.as_ref(), output);
     in_place(
         function,
+        boxed.as_ref(),
         quote! {
             // Rendered first: the body may consume the arguments the keys use.
             let __redis_cached_keys: [::redis_cached::__private::String; #key_count] = [#(#renders),*];
@@ -141,7 +144,8 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
         Returns::Result(_) => quote_spanned!(first=> ::redis_cached::__private::result::<#value_ty, _>),
         Returns::ResultOption(_) => quote_spanned!(first=> ::redis_cached::__private::result_option::<#value_ty, _>),
     };
-    let body = body(function, &plan.sig.output);
+    let boxed = crate::async_trait::recognise(function);
+    let body = body(function, boxed.as_ref(), &plan.sig.output);
     let mut arguments = proc_macro2::Group::new(
         proc_macro2::Delimiter::Parenthesis,
         quote_spanned! {first=>
@@ -162,6 +166,7 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
         .map(|(tag, template)| self::render(template, tag, &plan.sig));
     in_place(
         function,
+        boxed.as_ref(),
         quote! {
             #policy
             let __redis_cached_key = #render;
@@ -175,8 +180,8 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
 /// The fn's own body as a future: an `async move` block in the same fn (so `self`,
 /// generics and `where` just work), its type pinned to `output` (tracing's "fake return
 /// edge"), so `?` and `return` in the body work.
-fn body(function: &ItemFn, output: &syn::Type) -> TokenStream {
-    let block: &Block = crate::async_trait::recognise(function).map_or(&function.block, |boxed| &boxed.future.block);
+fn body(function: &ItemFn, boxed: Option<&Boxed<'_>>, output: &syn::Type) -> TokenStream {
+    let block: &Block = boxed.map_or(&function.block, |boxed| &boxed.future.block);
     // At the return type, so a body of the wrong type is reported against it.
     let span = match &function.sig.output {
         syn::ReturnType::Default => function.sig.ident.span(),
@@ -205,11 +210,11 @@ fn body(function: &ItemFn, output: &syn::Type) -> TokenStream {
 
 /// The fn as written with `body` in place of its block: of an `async fn`, the whole
 /// block; of a fn `#[async_trait]` expanded, the async block it boxes.
-fn in_place(function: &ItemFn, body: TokenStream) -> TokenStream {
+fn in_place(function: &ItemFn, boxed: Option<&Boxed<'_>>, body: TokenStream) -> TokenStream {
     let outer = function.attrs.iter().filter(|a| matches!(a.style, AttrStyle::Outer));
     let inner = function.attrs.iter().filter(|a| matches!(a.style, AttrStyle::Inner(_)));
     let (vis, defaultness, sig) = (&function.vis, &function.modifiers.defaultness, &function.sig);
-    let body = match crate::async_trait::recognise(function) {
+    let body = match boxed {
         None => body,
         Some(boxed) => {
             let (before, pin) = (boxed.before, boxed.pin);

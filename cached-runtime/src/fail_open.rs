@@ -44,12 +44,11 @@ impl FailOpen {
                 self.counters.bump(Count::Errors);
                 if let Some(suppressed) = self.logged.admit() {
                     let hint = error.hint();
+                    // The error's message carries its cause; a hint with nothing to say
+                    // is left out (`None` records nothing).
                     let error = crate::Error::from(error);
-                    // A field without content is left out (`None` records nothing).
-                    let cause = std::error::Error::source(&error).map(tracing::field::display);
                     tracing::warn!(
                         error = %error,
-                        cause,
                         hint,
                         suppressed,
                         "redis-cached: redis operation failed; calls fail open to their loader"

@@ -4,7 +4,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::{FnArg, GenericParam, ItemFn, Pat, Visibility, WherePredicate};
+use syn::{FnArg, GenericParam, Generics, ItemFn, Pat, Visibility, WherePredicate};
 
 use super::{cache, render};
 use crate::check::Plan;
@@ -79,7 +79,7 @@ pub(super) fn names_in(tokens: TokenStream, out: &mut Vec<String>) {
 
 /// The companions' parameters (those the key and `cache` use, in signature order) and
 /// the fn's generics cut down to the ones those parameters mention.
-fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, syn::Generics) {
+fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, Generics) {
     let mut used: Vec<String> = plan.template.placeholders().map(|p| p.root.clone()).collect();
     if let Some(expr) = &plan.args.common.cache {
         names_in(expr.to_token_stream(), &mut used);
@@ -97,38 +97,44 @@ fn companion_signature(function: &ItemFn, plan: &Plan) -> (TokenStream, syn::Gen
         names_in(ty.to_token_stream(), &mut mentioned);
         inputs.extend(quote!(#ident: #ty,));
     }
-    let mut generics = function.sig.generics.clone();
-    let keep = |param: &GenericParam| match param {
-        GenericParam::Type(t) => mentioned.contains(&t.ident.to_string()),
-        GenericParam::Const(c) => mentioned.contains(&c.ident.to_string()),
-        GenericParam::Lifetime(l) => mentioned.contains(&l.lifetime.to_string()),
-    };
-    let dropped: Vec<String> = generics
-        .params
-        .iter()
-        .filter(|p| !keep(p))
-        .map(|p| match p {
-            GenericParam::Type(t) => t.ident.to_string(),
-            GenericParam::Const(c) => c.ident.to_string(),
-            GenericParam::Lifetime(l) => l.lifetime.to_string(),
-        })
-        .collect();
-    generics.params = generics.params.into_iter().filter(|p| keep(p)).collect();
-    if let Some(where_clause) = &mut generics.where_clause {
-        where_clause.predicates = where_clause
-            .predicates
-            .iter()
-            .filter(|predicate: &&WherePredicate| {
-                let mut names = Vec::new();
-                names_in(predicate.to_token_stream(), &mut names);
-                !names.iter().any(|n| dropped.contains(n))
-            })
-            .cloned()
-            .collect();
-    }
-    if generics.params.is_empty() {
-        generics.lt_token = None;
-        generics.gt_token = None;
-    }
+    let (generics, _) = split_generics(&function.sig.generics, |param| mentioned.contains(&param_name(param)));
     (inputs, generics)
+}
+
+/// The name a generic parameter goes by: `T`, `N`, `'a`.
+pub(super) fn param_name(param: &GenericParam) -> String {
+    match param {
+        GenericParam::Type(t) => t.ident.to_string(),
+        GenericParam::Const(c) => c.ident.to_string(),
+        GenericParam::Lifetime(l) => l.lifetime.to_string(),
+    }
+}
+
+/// `generics` in two: the parameters `keep` keeps, with the `where` predicates that name
+/// none of the others; and the others, with the predicates that name one of them.
+pub(super) fn split_generics(generics: &Generics, keep: impl Fn(&GenericParam) -> bool) -> (Generics, Generics) {
+    let others: Vec<String> = generics.params.iter().filter(|p| !keep(p)).map(param_name).collect();
+    let names_another = |predicate: &WherePredicate| {
+        let mut names = Vec::new();
+        names_in(predicate.to_token_stream(), &mut names);
+        names.iter().any(|n| others.contains(n))
+    };
+    let part = |kept: bool| {
+        let mut part = generics.clone();
+        part.params = generics.params.iter().filter(|p| keep(p) == kept).cloned().collect();
+        if let Some(where_clause) = &mut part.where_clause {
+            where_clause.predicates = where_clause
+                .predicates
+                .iter()
+                .filter(|p| names_another(p) != kept)
+                .cloned()
+                .collect();
+        }
+        if part.params.is_empty() {
+            part.lt_token = None;
+            part.gt_token = None;
+        }
+        part
+    };
+    (part(true), part(false))
 }

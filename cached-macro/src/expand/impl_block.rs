@@ -93,35 +93,9 @@ pub(super) fn expand(args: TokenStream, mut block: ItemImpl) -> TokenStream {
 fn split_generics(block: &ItemImpl) -> (Generics, Generics) {
     let mut in_self = Vec::new();
     names_in(block.self_ty.to_token_stream(), &mut in_self);
-    let (mut inherent, mut moved) = (block.generics.clone(), block.generics.clone());
-    let stays = |param: &GenericParam| match param {
-        GenericParam::Lifetime(_) => true,
-        GenericParam::Type(t) => in_self.contains(&t.ident.to_string()),
-        GenericParam::Const(c) => in_self.contains(&c.ident.to_string()),
-    };
-    let moved_names: Vec<String> = block
-        .generics
-        .params
-        .iter()
-        .filter(|p| !stays(p))
-        .map(|p| match p {
-            GenericParam::Type(t) => t.ident.to_string(),
-            GenericParam::Const(c) => c.ident.to_string(),
-            GenericParam::Lifetime(l) => l.lifetime.to_string(),
-        })
-        .collect();
-    inherent.params = block.generics.params.iter().filter(|p| stays(p)).cloned().collect();
-    moved.params = block.generics.params.iter().filter(|p| !stays(p)).cloned().collect();
-    let mentions_moved = |predicate: &syn::WherePredicate| {
-        let mut names = Vec::new();
-        names_in(predicate.to_token_stream(), &mut names);
-        names.iter().any(|n| moved_names.contains(n))
-    };
-    if let (Some(keep), Some(go)) = (&mut inherent.where_clause, &mut moved.where_clause) {
-        keep.predicates = keep.predicates.iter().filter(|p| !mentions_moved(p)).cloned().collect();
-        go.predicates = go.predicates.iter().filter(|p| mentions_moved(p)).cloned().collect();
-    }
-    (inherent, moved)
+    companions::split_generics(&block.generics, |param| {
+        matches!(param, GenericParam::Lifetime(_)) || in_self.contains(&companions::param_name(param))
+    })
 }
 
 /// `extra`'s parameters (types and consts) after `generics`' own lifetimes and before

@@ -6,7 +6,7 @@
 //! die, breakers that open, and a store that fails requests and delays, loses or
 //! reorders announcements. One seed is one schedule: every choice is drawn from it, on
 //! one thread and a paused clock, so a failing seed replays exactly. Each run's trace is
-//! then checked against what the README promises (`check`).
+//! then checked against what the guide promises (`check`).
 //!
 //! `SIM_SEED=<seed>` plays one seed and prints its trace; `SIM_SEEDS=<n>` plays `n`
 //! seeds from `SIM_FROM` (0).

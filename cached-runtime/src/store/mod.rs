@@ -138,7 +138,9 @@ impl StoreError {
 /// What the user can do about `e` (or why a TLS connection failed), where the error says.
 pub(crate) fn hint(e: &::redis::RedisError) -> Option<&'static str> {
     if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoPerm) {
-        return Some("the Redis user lacks a permission the cache needs; grant the README's ACL line");
+        return Some(
+            "the Redis user lacks a permission the cache needs; grant the ACL line of the guide's Least privilege section",
+        );
     }
     tls_reason(e)
 }

@@ -1,5 +1,5 @@
 //! What a caller is served. No caller gets a row older than an invalidation that
-//! returned before its call began, beyond the windows the README documents; every row
+//! returned before its call began, beyond the windows the guide documents; every row
 //! has a source (the caller's own load, a load it shared in its process, or the store)
 //! and one read from the store was read within its ttl plus stale window; a refresh
 //! whose loader failed serves the value it replaces only if no invalidation reached

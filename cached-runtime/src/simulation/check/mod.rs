@@ -1,4 +1,4 @@
-//! The invariants the README promises, checked over a run's trace.
+//! The invariants the guide promises, checked over a run's trace.
 
 mod facts;
 mod freshness;
