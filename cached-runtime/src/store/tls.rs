@@ -130,39 +130,39 @@ pub(crate) fn reason(e: &RedisError) -> Option<&'static str> {
     // redis-rs keeps rustls's error only as text (behind an I/O error it holds as a
     // trait object), so the text is what can be read.
     let text = e.to_string();
-    let reasons = [
-        (
-            "UnknownIssuer",
-            "the server's certificate is not signed by a trusted CA (UnknownIssuer); trust its CA with `tls_root_ca`",
-        ),
-        (
-            "CertificateRequired",
-            "the server requires a client certificate (CertificateRequired); give one with `tls_client_auth`",
-        ),
-        ("certificate expired", "the server's certificate has expired"),
-        ("peer certificate: Expired", "the server's certificate has expired"),
-        (
-            "CertificateExpired",
-            "the server says the client certificate has expired (CertificateExpired)",
-        ),
-        (
-            "not valid for name",
-            "the server's certificate is not valid for the URL's host name",
-        ),
-        (
-            "NotValidForName",
-            "the server's certificate is not valid for the URL's host name",
-        ),
-        (
-            "UnknownCA",
-            "the server does not trust the CA of the client certificate (UnknownCA)",
-        ),
-    ];
-    reasons
+    REASONS
         .iter()
-        .find(|(needle, _)| text.contains(needle))
+        .find(|(needles, _)| needles.iter().any(|needle| text.contains(needle)))
         .map(|&(_, reason)| reason)
 }
+
+/// What rustls's error text says, and the reason in words; the first that matches wins.
+const REASONS: [(&[&str], &str); 6] = [
+    (
+        &["UnknownIssuer"],
+        "the server's certificate is not signed by a trusted CA (UnknownIssuer); trust its CA with `tls_root_ca`",
+    ),
+    (
+        &["CertificateRequired"],
+        "the server requires a client certificate (CertificateRequired); give one with `tls_client_auth`",
+    ),
+    (
+        &["certificate expired", "peer certificate: Expired"],
+        "the server's certificate has expired",
+    ),
+    (
+        &["CertificateExpired"],
+        "the server says the client certificate has expired (CertificateExpired)",
+    ),
+    (
+        &["not valid for name", "NotValidForName"],
+        "the server's certificate is not valid for the URL's host name",
+    ),
+    (
+        &["UnknownCA"],
+        "the server does not trust the CA of the client certificate (UnknownCA)",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
