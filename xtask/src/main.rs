@@ -5,7 +5,7 @@
 //!   installing missing ones with the system's package manager when it may, then runs
 //!   `cargo test --workspace [args]`.
 //! - `cargo xtask check`: the same preparation, then formatting, clippy and the feature
-//!   combinations (`.ci/features`, if present), each step timed. CI runs it, then
+//!   combinations (`.ci/features`), each step timed. CI runs it, then
 //!   `cargo xtask test`.
 //! - `cargo xtask ci`: both, in one command.
 
@@ -105,8 +105,8 @@ fn cargo_test(args: Vec<OsString>) -> Result<(), Failure> {
     run(command)
 }
 
-/// What CI runs: each step timed, the first failure ends the run.
-/// Everything CI checks besides the tests: the tools, formatting, clippy, features.
+/// Everything CI checks besides the tests: the tools, formatting, clippy and the feature
+/// combinations (`.ci/features`), each step timed; the first failure ends the run.
 fn check() -> Result<(), Failure> {
     let started = Instant::now();
     step("prepare", prepare)?;
@@ -120,12 +120,7 @@ fn check() -> Result<(), Failure> {
         command.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
         run(command)
     })?;
-    let features = root().join(".ci/features");
-    if is_executable(&features) {
-        step("features", || run(Command::new(&features)))?;
-    } else {
-        println!("==> features: skipped (no executable .ci/features)");
-    }
+    step("features", || run(Command::new(root().join(".ci/features"))))?;
     println!("==> check: passed in {:.1?}", started.elapsed());
     Ok(())
 }
@@ -141,18 +136,6 @@ fn step(name: &str, task: impl FnOnce() -> Result<(), Failure>) -> Result<(), Fa
         Err(_) => println!("==> {name}: failed after {took:.1?}"),
     }
     result
-}
-
-#[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
-    path.is_file()
 }
 
 /// A `major.minor` version; patch levels do not matter here.
