@@ -11,7 +11,7 @@ use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::policy::TAG_TTL;
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
-use crate::store::{Limits, RedisStore, Standalone, standalone};
+use crate::store::{Limits, RedisStore, Standalone, connect};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -229,11 +229,11 @@ impl CacheBuilder {
             )));
         }
         #[cfg(not(feature = "tls"))]
-        let client = standalone::client(&self.url).map_err(Error::InvalidUrl)?;
+        let client = connect::client(&self.url).map_err(Error::InvalidUrl)?;
         #[cfg(feature = "tls")]
-        let client = standalone::client_with_tls(&self.url, &self.tls).map_err(|e| match e {
-            standalone::TlsClientError::Config(why) => Error::InvalidConfig(why),
-            standalone::TlsClientError::Url(cause) => Error::InvalidUrl(cause),
+        let client = connect::client_with_tls(&self.url, &self.tls).map_err(|e| match e {
+            connect::TlsClientError::Config(why) => Error::InvalidConfig(why),
+            connect::TlsClientError::Url(cause) => Error::InvalidUrl(cause),
         })?;
         let call_budget = self.effective_call_budget();
         let limits = Limits {

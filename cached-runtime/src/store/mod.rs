@@ -8,6 +8,7 @@
 //! `redis::` (the public `Error` holds redis-rs's errors boxed, as causes).
 
 pub(crate) mod announce;
+pub(crate) mod connect;
 #[cfg(feature = "memory")]
 pub(crate) mod memory;
 pub(crate) mod redis_store;
@@ -15,6 +16,8 @@ pub(crate) mod redis_store;
 pub(crate) mod scripted;
 mod scripts;
 pub(crate) mod standalone;
+mod subscription;
+mod supervise;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 

@@ -8,84 +8,23 @@
 //! afresh and `PING`s with a growing backoff, and closes the breaker when Redis answers.
 //! A second task keeps the announcement subscription.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
 use tokio::sync::watch;
 
-use super::announce::{Announcement, Listener};
+use super::Limits;
+use super::announce::Listener;
 use super::redis_store::{Topology, Verdict};
-#[cfg(feature = "tls")]
-use super::tls::TlsSettings;
-use super::{Limits, hint};
+use super::subscription::{Subscribe, Subscription, keep_subscribed};
+use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
 use crate::log::RateLimited;
 use crate::sync::{read, write};
-
-/// How often the subscription is checked with a `PING`: a connection that a NAT or a
-/// firewall dropped silently delivers nothing and reports nothing.
-const SUBSCRIPTION_KEEPALIVE: Duration = Duration::from_secs(1);
-
-/// The client of a Redis URL; an error for a URL redis-rs cannot parse, or for a TLS
-/// URL (`rediss://`) while the `tls` feature is off.
-pub(crate) fn client(url: &str) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
-    if uses_tls(url) {
-        #[cfg(not(feature = "tls"))]
-        return Err("a `rediss` url needs the `tls` feature of redis-cached, which is off".into());
-        #[cfg(feature = "tls")]
-        install_crypto_provider();
-    }
-    Ok(Client::open(url)?)
-}
-
-/// Why a client of `url` with these TLS settings cannot be made: the settings need a
-/// `rediss://` URL, and each PEM must parse (see [`TlsSettings::certificates`]).
-#[cfg(feature = "tls")]
-pub(crate) enum TlsClientError {
-    /// A setting is wrong; the message says which.
-    Config(String),
-    /// The URL cannot be parsed.
-    Url(Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// The client of a Redis URL with TLS settings; with none, the same as [`client`].
-#[cfg(feature = "tls")]
-pub(crate) fn client_with_tls(url: &str, tls: &TlsSettings) -> Result<Client, TlsClientError> {
-    if !tls.is_set() {
-        return client(url).map_err(TlsClientError::Url);
-    }
-    if !uses_tls(url) {
-        return Err(TlsClientError::Config(
-            "`tls_root_ca` and `tls_client_auth` need a `rediss` url".to_owned(),
-        ));
-    }
-    let certificates = tls.certificates().map_err(TlsClientError::Config)?;
-    install_crypto_provider();
-    Client::build_with_tls(url, certificates).map_err(|e| TlsClientError::Url(e.into()))
-}
-
-/// Whether the URL's scheme asks for TLS.
-fn uses_tls(url: &str) -> bool {
-    url.split_once("://")
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys"))
-}
-
-/// Makes ring the process's rustls crypto provider, unless the application chose one:
-/// redis-rs builds each TLS connection with the process's provider and panics when there
-/// is none (rustls cannot pick one when the build has both of its providers, or none).
-#[cfg(feature = "tls")]
-fn install_crypto_provider() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        // An error means a provider is installed already: the application's stands.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
 
 #[derive(Debug)]
 pub(crate) struct Standalone {
@@ -99,10 +38,7 @@ pub(crate) struct Standalone {
     /// not torn down by it.
     reconnects: watch::Sender<u64>,
     limits: Limits,
-    channel: String,
-    subscribed: AtomicBool,
-    /// Counts subscriptions made: a message can only have been missed across a change.
-    subscriptions: AtomicU64,
+    subscription: Arc<Subscription>,
 }
 
 impl Standalone {
@@ -122,12 +58,22 @@ impl Standalone {
             breaker: Breaker::new_open(),
             reconnects: watch::Sender::new(0),
             limits,
-            channel,
-            subscribed: AtomicBool::new(false),
-            subscriptions: AtomicU64::new(0),
+            subscription: Arc::default(),
         });
         tokio::spawn(keep_connected(standalone.clone(), shutdown.subscribe()));
-        tokio::spawn(keep_subscribed(standalone.clone(), listener, shutdown.subscribe()));
+        let client = standalone.client.clone();
+        let subscribe = Subscribe {
+            connect: move || {
+                let client = client.clone();
+                async move { client.get_async_pubsub().await }
+            },
+            channel,
+            state: standalone.subscription.clone(),
+            reconnects: standalone.reconnects.subscribe(),
+            timeout: standalone.limits.connect_timeout,
+            listener,
+        };
+        tokio::spawn(keep_subscribed(subscribe, shutdown.subscribe()));
         standalone
     }
 
@@ -188,40 +134,11 @@ impl Topology for Standalone {
     }
 
     fn announcements(&self) -> Option<u64> {
-        // The number is written before `subscribed` is set, and read after it.
-        let subscribed = self.subscribed.load(Ordering::Acquire);
-        let number = self.subscriptions.load(Ordering::Acquire);
-        subscribed.then_some(number)
+        self.subscription.current()
     }
 
     fn reachable(&self) -> bool {
         !self.breaker.is_open()
-    }
-}
-
-/// Says why a connection or subscription attempt failed, at most once per interval.
-fn log_failed_attempt<T>(
-    limit: &RateLimited,
-    failed: &Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
-    timeout: Duration,
-    what: &str,
-) {
-    if let Some(suppressed) = limit.admit() {
-        let (error, hint) = match failed {
-            Ok(Err(e)) => (e.to_string(), hint(e)),
-            _ => (format!("no answer within {timeout:?}"), None),
-        };
-        // No hint, no field (`None` records nothing).
-        tracing::warn!(%error, hint, suppressed, "redis-cached: {what}");
-    }
-}
-
-/// Sleeps for the backoff's next pause, unless the cache is dropped first (then
-/// returns false).
-async fn pause(backoff: &mut Backoff, shutdown: &mut watch::Receiver<()>) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(backoff.next_pause()) => true,
-        _ = shutdown.changed() => false,
     }
 }
 
@@ -270,76 +187,5 @@ async fn keep_connected(store: Arc<Standalone>, mut shutdown: watch::Receiver<()
                 }
             }
         }
-    }
-}
-
-/// Keeps one subscription to the announcement channel and hands what it hears to the
-/// listener. A subscription that stops answering its keepalive `PING`, or that predates
-/// a reconnect of the command connection, is replaced; while there is none, waiters
-/// poll.
-async fn keep_subscribed(store: Arc<Standalone>, listener: Arc<dyn Listener>, mut shutdown: watch::Receiver<()>) {
-    let mut backoff = Backoff::new();
-    let failures_logged = RateLimited::new();
-    let silences_logged = RateLimited::new();
-    let mut reconnects = store.reconnects.subscribe();
-    let timeout = store.limits.connect_timeout;
-    loop {
-        // Reconnects before this subscription is made do not concern it.
-        reconnects.borrow_and_update();
-        let subscribe = async {
-            let mut pubsub = store.client.get_async_pubsub().await?;
-            pubsub.subscribe(store.channel.as_str()).await?;
-            Ok::<_, RedisError>(pubsub.split())
-        };
-        let (mut sink, mut messages) = match tokio::time::timeout(timeout, subscribe).await {
-            Ok(Ok(subscription)) => subscription,
-            failed => {
-                log_failed_attempt(
-                    &failures_logged,
-                    &failed,
-                    timeout,
-                    "cannot subscribe to fill messages; waiters poll instead",
-                );
-                if !pause(&mut backoff, &mut shutdown).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        backoff.reset();
-        store.subscriptions.fetch_add(1, Ordering::AcqRel);
-        store.subscribed.store(true, Ordering::Release);
-        let mut keepalive = tokio::time::interval(SUBSCRIPTION_KEEPALIVE);
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                message = messages.next() => match message {
-                    Some(message) => {
-                        if let Some(announcement) = Announcement::decode(message.get_payload_bytes()) {
-                            listener.heard(announcement);
-                        }
-                    }
-                    None => break,
-                },
-                _ = keepalive.tick() => {
-                    let ping = tokio::time::timeout(timeout, sink.ping::<Value>()).await;
-                    if !matches!(ping, Ok(Ok(_))) {
-                        log_failed_attempt(
-                            &silences_logged,
-                            &ping,
-                            timeout,
-                            "the announcement subscription stopped answering; subscribing again",
-                        );
-                        break;
-                    }
-                }
-                _ = reconnects.changed() => break,
-                _ = shutdown.changed() => {
-                    store.subscribed.store(false, Ordering::Release);
-                    return;
-                }
-            }
-        }
-        store.subscribed.store(false, Ordering::Release);
     }
 }
