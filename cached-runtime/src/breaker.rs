@@ -39,19 +39,19 @@ impl Breaker {
         }
     }
 
-    /// Counts a failure; the third in a row opens the breaker.
-    pub(crate) fn record_failure(&self) {
+    /// Counts a failure; the third in a row opens the breaker. True if this one did.
+    pub(crate) fn record_failure(&self) -> bool {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= FAILURES_TO_OPEN {
-            self.trip();
-        }
+        failures >= FAILURES_TO_OPEN && self.trip()
     }
 
-    /// Opens at once (a connection the cache knows is broken).
-    pub(crate) fn trip(&self) {
-        if !self.open.swap(true, Ordering::AcqRel) {
+    /// Opens at once (a connection the cache knows is broken). True if it was closed.
+    pub(crate) fn trip(&self) -> bool {
+        let opened = !self.open.swap(true, Ordering::AcqRel);
+        if opened {
             self.opened.notify_one();
         }
+        opened
     }
 
     pub(crate) fn close(&self) {

@@ -1,7 +1,6 @@
 //! Building a [`Cache`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -9,9 +8,10 @@ use tokio::sync::watch;
 use crate::cache::{AnyStore, Wiring};
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::policy::TAG_TTL;
+use crate::store::connect::{self, ClientError};
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
-use crate::store::{Limits, RedisStore, Standalone, connect};
+use crate::store::{Cluster, Limits, RedisStore, Standalone};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -49,6 +49,8 @@ impl Cache {
 #[must_use]
 pub struct CacheBuilder {
     url: String,
+    /// Set by `cluster`: its seed nodes, used instead of `url`.
+    cluster: Option<Vec<String>>,
     prefix: String,
     op_timeout: Duration,
     connect_timeout: Duration,
@@ -61,6 +63,7 @@ impl Default for CacheBuilder {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".to_owned(),
+            cluster: None,
             prefix: String::new(),
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
@@ -76,6 +79,13 @@ impl fmt::Debug for CacheBuilder {
         let mut debug = f.debug_struct("CacheBuilder");
         debug
             .field("url", &redact(&self.url))
+            .field(
+                "cluster",
+                &self
+                    .cluster
+                    .as_ref()
+                    .map(|seeds| seeds.iter().map(|seed| redact(seed)).collect::<Vec<_>>()),
+            )
             .field("prefix", &self.prefix)
             .field("op_timeout", &self.op_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -124,6 +134,31 @@ impl CacheBuilder {
     /// Defaults to `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// A Redis Cluster instead of one server: the URLs of some of its nodes
+    /// (`redis://[user:password@]host:port`, or `rediss://` for TLS), from which the
+    /// cache learns the others. Give several: the cache needs one of them to answer when
+    /// it connects, and the announcement subscription listens on whichever answers.
+    /// The `url` is then not used. Defaults to no cluster.
+    ///
+    /// Keys of one template value share a hash slot (the `{…}` the cache adds), so each
+    /// operation is one round trip to one master. Each master has its own circuit
+    /// breaker: a failing shard's keys fail open while the others keep serving hits.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), redis_cached::Error> {
+    /// let cache = redis_cached::Cache::builder()
+    ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"])
+    ///     .prefix("shop:")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster(mut self, seeds: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cluster = Some(seeds.into_iter().map(Into::into).collect());
         self
     }
 
@@ -202,9 +237,9 @@ impl CacheBuilder {
     /// does. Must be called inside a Tokio runtime with the time driver enabled.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for a URL redis-rs cannot parse, or a `rediss://` URL while
-    /// the `tls` feature is off; [`Error::InvalidConfig`]
-    /// for a prefix with `{` or `}`, a zero timeout, a `call_budget` shorter than
+    /// [`Error::InvalidUrl`] for a URL (or a cluster seed) redis-rs cannot parse, or a
+    /// `rediss://` URL while the `tls` feature is off; [`Error::InvalidConfig`]
+    /// for a cluster without seeds, a prefix with `{` or `}`, a zero timeout, a `call_budget` shorter than
     /// `op_timeout`, or TLS settings that do not parse or that a URL other than
     /// `rediss://` cannot use. A server whose certificate is not trusted (or that wants
     /// a client certificate) is not an error: calls fail open and the log says why.
@@ -228,14 +263,6 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
-        #[cfg(not(feature = "tls"))]
-        let client = connect::client(&self.url).map_err(Error::InvalidUrl)?;
-        #[cfg(feature = "tls")]
-        let client = connect::client_with_tls(&self.url, &self.tls).map_err(|e| match e {
-            connect::TlsClientError::Config(why) => Error::InvalidConfig(why),
-            connect::TlsClientError::Url(cause) => Error::InvalidUrl(cause),
-        })?;
-        let call_budget = self.effective_call_budget();
         let limits = Limits {
             op_timeout: self.op_timeout,
             connect_timeout: self.connect_timeout,
@@ -245,22 +272,60 @@ impl CacheBuilder {
         let wiring = Wiring::new();
         let shutdown = watch::Sender::new(());
         let channel = format!("{}fills", self.prefix);
-        let topology = Standalone::start(
-            client,
-            limits.clone(),
-            channel.clone(),
-            wiring.listener.clone(),
-            &shutdown,
-        );
-        topology.first_connection().await;
-        let store = RedisStore::new(Arc::clone(&topology), limits, channel, wiring.origin);
-        Ok(Cache::new(
-            self.prefix,
-            AnyStore::Standalone(store),
-            call_budget,
-            wiring,
-            shutdown,
-        ))
+        let store = match &self.cluster {
+            None => {
+                let client = self.client(&self.url)?;
+                let topology = Standalone::start(
+                    client,
+                    limits.clone(),
+                    channel.clone(),
+                    wiring.listener.clone(),
+                    &shutdown,
+                );
+                topology.first_connection().await;
+                AnyStore::Standalone(RedisStore::new(topology, limits, channel, wiring.origin))
+            }
+            Some(seeds) => {
+                let seed_clients = seeds.iter().map(|seed| self.client(seed)).collect::<Result<_, _>>()?;
+                let client = connect::cluster_client(
+                    seeds,
+                    #[cfg(feature = "tls")]
+                    &self.tls,
+                    self.op_timeout,
+                    self.connect_timeout,
+                )
+                .map_err(Error::from)?;
+                let topology = Cluster::start(
+                    client,
+                    seed_clients,
+                    limits.clone(),
+                    channel.clone(),
+                    wiring.listener.clone(),
+                    &shutdown,
+                );
+                topology.first_connection().await;
+                AnyStore::Cluster(RedisStore::new(topology, limits, channel, wiring.origin))
+            }
+        };
+        let call_budget = self.effective_call_budget();
+        Ok(Cache::new(self.prefix, store, call_budget, wiring, shutdown))
+    }
+
+    /// The client of one server's URL, with the TLS settings.
+    fn client(&self, url: &str) -> Result<redis::Client, Error> {
+        #[cfg(not(feature = "tls"))]
+        return connect::client(url).map_err(Error::InvalidUrl);
+        #[cfg(feature = "tls")]
+        connect::client_with_tls(url, &self.tls).map_err(Error::from)
+    }
+}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Config(why) => Error::InvalidConfig(why),
+            ClientError::Url(cause) => Error::InvalidUrl(cause),
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! Clients from URLs: the URL's scheme, TLS settings and the crypto provider redis-rs
 //! needs for them. Every topology makes its clients here.
 
+use std::time::Duration;
+
 use redis::Client;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 
 #[cfg(feature = "tls")]
 use super::tls::TlsSettings;
@@ -18,30 +21,30 @@ pub(crate) fn client(url: &str) -> Result<Client, Box<dyn std::error::Error + Se
     Ok(Client::open(url)?)
 }
 
-/// Why a client of `url` with these TLS settings cannot be made: the settings need a
-/// `rediss://` URL, and each PEM must parse (see [`TlsSettings::certificates`]).
-#[cfg(feature = "tls")]
-pub(crate) enum TlsClientError {
-    /// A setting is wrong; the message says which.
+/// Why a client cannot be made.
+#[derive(Debug)]
+pub(crate) enum ClientError {
+    /// A setting is wrong; the message says which. TLS settings need `rediss://` URLs,
+    /// and each PEM must parse (see [`TlsSettings::certificates`]).
     Config(String),
-    /// The URL cannot be parsed.
+    /// A URL cannot be parsed (or needs the `tls` feature).
     Url(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The client of a Redis URL with TLS settings; with none, the same as [`client`].
 #[cfg(feature = "tls")]
-pub(crate) fn client_with_tls(url: &str, tls: &TlsSettings) -> Result<Client, TlsClientError> {
+pub(crate) fn client_with_tls(url: &str, tls: &TlsSettings) -> Result<Client, ClientError> {
     if !tls.is_set() {
-        return client(url).map_err(TlsClientError::Url);
+        return client(url).map_err(ClientError::Url);
     }
     if !uses_tls(url) {
-        return Err(TlsClientError::Config(
+        return Err(ClientError::Config(
             "`tls_root_ca` and `tls_client_auth` need a `rediss` url".to_owned(),
         ));
     }
-    let certificates = tls.certificates().map_err(TlsClientError::Config)?;
+    let certificates = tls.certificates().map_err(ClientError::Config)?;
     install_crypto_provider();
-    Client::build_with_tls(url, certificates).map_err(|e| TlsClientError::Url(e.into()))
+    Client::build_with_tls(url, certificates).map_err(|e| ClientError::Url(e.into()))
 }
 
 /// Whether the URL's scheme asks for TLS.
@@ -60,4 +63,41 @@ pub(crate) fn install_crypto_provider() {
         // An error means a provider is installed already: the application's stands.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The cluster client of seed URLs (`rediss://` with TLS settings as for [`client_with_tls`]),
+/// with every deadline explicit: redis-rs's cluster client has no response timeout by
+/// default, and waits 1.28 s or more before retrying a `TRYAGAIN` or `CLUSTERDOWN`.
+/// `op_timeout` bounds one request with its redirections and retries; the cache's own
+/// deadline on top of it is the same, so redis-rs gives up on a request no later than
+/// the cache does and keeps nothing pending for a node that never answers.
+pub(crate) fn cluster_client(
+    seeds: &[String],
+    #[cfg(feature = "tls")] tls: &TlsSettings,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<ClusterClient, ClientError> {
+    if seeds.is_empty() {
+        return Err(ClientError::Config("`cluster` needs at least one seed node".to_owned()));
+    }
+    for seed in seeds {
+        // The same checks, and messages, as for one server.
+        #[cfg(not(feature = "tls"))]
+        client(seed).map_err(ClientError::Url)?;
+        #[cfg(feature = "tls")]
+        client_with_tls(seed, tls)?;
+    }
+    let retry_wait = u64::try_from(op_timeout.as_millis() / 4).unwrap_or(u64::MAX).max(1);
+    #[allow(unused_mut, reason = "set only with the `tls` feature")]
+    let mut builder = ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(connect_timeout)
+        .response_timeout(op_timeout)
+        .overall_response_timeout(Some(op_timeout))
+        .min_retry_wait(1)
+        .max_retry_wait(retry_wait);
+    #[cfg(feature = "tls")]
+    if tls.is_set() {
+        builder = builder.certs(tls.certificates().map_err(ClientError::Config)?);
+    }
+    builder.build().map_err(|e| ClientError::Url(e.into()))
 }

@@ -2,12 +2,13 @@
 //!
 //! [`Store`] is every operation the read path and invalidation need, each one atomic.
 //! The Redis operations are written once ([`RedisStore`]) over a [`Topology`]
-//! that only connects and supervises (standalone today); the in-memory store implements
+//! that only connects and supervises (standalone, cluster); the in-memory store implements
 //! the same contract. Every store tells the cache what happened elsewhere through the
 //! same [`Listener`] of typed [`Announcement`]s. This module is the only code that names
 //! `redis::` (the public `Error` holds redis-rs's errors boxed, as causes).
 
 pub(crate) mod announce;
+pub(crate) mod cluster;
 pub(crate) mod connect;
 #[cfg(feature = "memory")]
 pub(crate) mod memory;
@@ -25,6 +26,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub(crate) use announce::{Announcement, Listener};
+pub(crate) use cluster::Cluster;
 #[cfg(feature = "memory")]
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis_store::RedisStore;

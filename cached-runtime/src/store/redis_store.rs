@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::try_join_all;
 use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
@@ -21,13 +22,18 @@ use crate::time::millis;
 /// what the operation's outcome says about it.
 pub(crate) trait Topology: fmt::Debug + Send + Sync + 'static {
     type Connection: ConnectionLike + Send + 'static;
+    /// What `record` needs to know which connection (and node) an outcome is about.
+    type Ticket: Send;
 
-    /// A connection for one operation, with its generation; `None` while the cache
-    /// fails open (not connected, or the breaker is open).
-    fn connection(&self) -> Option<(Self::Connection, u64)>;
+    /// Whether one command may name keys of different hash slots (not on a cluster).
+    const CROSS_SLOT: bool;
 
-    /// How one operation sent on the connection of `generation` went.
-    fn record(&self, generation: u64, verdict: Verdict);
+    /// A connection for one operation on `key` (a full key), with its ticket; `None`
+    /// while the cache fails open for that key (not connected, or its breaker is open).
+    fn connection(&self, key: &str) -> Option<(Self::Connection, Self::Ticket)>;
+
+    /// How one operation sent with `ticket` went.
+    fn record(&self, ticket: &Self::Ticket, verdict: Verdict);
 
     /// See [`Store::announcements`].
     fn announcements(&self) -> Option<u64>;
@@ -96,12 +102,13 @@ impl<T: Topology> RedisStore<T> {
         }
     }
 
-    /// Runs one operation under the cache's deadline and tells the topology how it went.
-    async fn run<R, F>(&self, op: impl FnOnce(T::Connection) -> F) -> Result<R, StoreError>
+    /// Runs one operation on `key` (its first key, which names the node on a cluster)
+    /// under the cache's deadline and tells the topology how it went.
+    async fn run<R, F>(&self, key: &str, op: impl FnOnce(T::Connection) -> F) -> Result<R, StoreError>
     where
         F: Future<Output = Result<R, RedisError>>,
     {
-        let Some((connection, generation)) = self.topology.connection() else {
+        let Some((connection, ticket)) = self.topology.connection(key) else {
             return Err(StoreError::Skipped);
         };
         let deadline = self.settings.limits.op_timeout;
@@ -114,13 +121,13 @@ impl<T: Topology> RedisStore<T> {
             Ok(Err(e)) => (verdict(&e), Err(StoreError::Redis(e))),
             Err(_elapsed) => (Verdict::Failing, Err(StoreError::Timeout(deadline))),
         };
-        self.topology.record(generation, verdict);
+        self.topology.record(&ticket, verdict);
         result
     }
 
     /// `read`, and the `PTTL` of `key`, in one round trip (a pipeline).
     async fn with_pttl<R: redis::FromRedisValue>(&self, read: redis::Cmd, key: &str) -> Result<(R, i64), StoreError> {
-        self.run(move |mut c| async move {
+        self.run(key, move |mut c| async move {
             let mut pipe = redis::pipe();
             pipe.add_command(read).cmd("PTTL").arg(key);
             pipe.query_async(&mut c).await
@@ -129,12 +136,33 @@ impl<T: Topology> RedisStore<T> {
     }
 
     /// The versions of `tag_keys`, kept alive for `life`; missing ones created if `create`.
+    /// One script for all of them; on a cluster, where tags live in different slots, one
+    /// per tag, sent at once (each tag's version is independent of the others').
     async fn tag_versions(
         &self,
         tag_keys: &[String],
         life: Duration,
         create: bool,
     ) -> Result<Vec<Option<u64>>, StoreError> {
+        if T::CROSS_SLOT || tag_keys.len() <= 1 {
+            return self.tag_versions_together(tag_keys, life, create).await;
+        }
+        let each = tag_keys
+            .iter()
+            .map(|tag_key| self.tag_versions_together(std::slice::from_ref(tag_key), life, create));
+        Ok(try_join_all(each).await?.into_iter().flatten().collect())
+    }
+
+    /// [`tag_versions`](Self::tag_versions) in one script, for tags a command may name together.
+    async fn tag_versions_together(
+        &self,
+        tag_keys: &[String],
+        life: Duration,
+        create: bool,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let Some(first) = tag_keys.first() else {
+            return Ok(Vec::new());
+        };
         let candidates: Vec<String> = if create {
             tag_keys.iter().map(|_| random_u64().to_string()).collect()
         } else {
@@ -142,7 +170,7 @@ impl<T: Topology> RedisStore<T> {
         };
         let candidates = candidates.as_slice();
         let replies: Vec<Option<Vec<u8>>> = self
-            .run(|mut c| async move {
+            .run(first, |mut c| async move {
                 let mut invocation = TAG_VERSIONS.prepare_invoke();
                 invocation.key(tag_keys).arg(millis(life)).arg(candidates);
                 invocation.invoke_async(&mut c).await
@@ -168,7 +196,7 @@ impl<T: Topology> RedisStore<T> {
         let token = claim.token();
         let args = &args;
         let held: i64 = self
-            .run(|mut c| async move {
+            .run(&token.key, |mut c| async move {
                 let mut invocation = script.key(&token.key);
                 invocation.key(&token.claim_key).arg(&token.token);
                 args(&mut invocation);
@@ -195,6 +223,37 @@ impl<T: Topology> RedisStore<T> {
     }
 }
 
+impl<T: Topology> RedisStore<T> {
+    /// `get_tagged` where the value and its tags live in different slots (a cluster):
+    /// the value and each tag's version are read at once, each from its own node, so
+    /// the read is not atomic. It never serves a value older than a tag bump that
+    /// completed before the call: such a bump is on the tag's master before this read is
+    /// sent, so the version read is the new one and differs from the one the value
+    /// carries (a miss). A bump racing the read is concurrent with the call, which may
+    /// then see either side of it, as on one server.
+    async fn get_tagged_across_slots(
+        &self,
+        key: &str,
+        tag_keys: &[String],
+        timed: bool,
+    ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
+        let versions = tag_keys.iter().map(|tag_key| {
+            self.run(tag_key, move |mut c| async move {
+                redis::cmd("GET")
+                    .arg(tag_key)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+        });
+        let (entry, versions) = tokio::try_join!(self.get(key, timed), try_join_all(versions))?;
+        let versions = versions
+            .into_iter()
+            .map(|v| v.as_deref().and_then(parse_version))
+            .collect();
+        Ok((entry, versions))
+    }
+}
+
 fn scripts(claim: &Claim) -> &'static ClaimScripts {
     match claim {
         Claim::Lease(_) => &LEASE_SCRIPTS,
@@ -206,7 +265,9 @@ impl<T: Topology> Store for RedisStore<T> {
     async fn get(&self, key: &str, timed: bool) -> Result<Option<Entry>, StoreError> {
         if !timed {
             let bytes: Option<Vec<u8>> = self
-                .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+                .run(key, |mut c| async move {
+                    redis::cmd("GET").arg(key).query_async(&mut c).await
+                })
                 .await?;
             return Ok(bytes.map(|bytes| Entry { bytes, remaining: None }));
         }
@@ -222,13 +283,18 @@ impl<T: Topology> Store for RedisStore<T> {
         tag_keys: &[String],
         timed: bool,
     ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
+        if !T::CROSS_SLOT {
+            return self.get_tagged_across_slots(key, tag_keys, timed).await;
+        }
         let mut read = redis::cmd("MGET");
         read.arg(key).arg(tag_keys);
         let (replies, pttl): (Vec<Option<Vec<u8>>>, Option<i64>) = if timed {
             let (replies, pttl) = self.with_pttl(read, key).await?;
             (replies, Some(pttl))
         } else {
-            let replies = self.run(|mut c| async move { read.query_async(&mut c).await }).await?;
+            let replies = self
+                .run(key, |mut c| async move { read.query_async(&mut c).await })
+                .await?;
             (replies, None)
         };
         let mut replies = replies.into_iter();
@@ -263,7 +329,7 @@ impl<T: Topology> Store for RedisStore<T> {
         .encode();
         let (version, announcement) = (version.as_str(), announcement.as_slice());
         let _: i64 = self
-            .run(|mut c| async move {
+            .run(tag_key, |mut c| async move {
                 BUMP_TAG
                     .key(tag_key)
                     .arg(version)
@@ -286,7 +352,7 @@ impl<T: Topology> Store for RedisStore<T> {
             Expected::Bytes(bytes) => (1, bytes),
         };
         let reply: Value = self
-            .run(|mut c| async move {
+            .run(&token.key, |mut c| async move {
                 script
                     .key(&token.key)
                     .key(&token.claim_key)
@@ -349,7 +415,7 @@ impl<T: Topology> Store for RedisStore<T> {
         .encode();
         let announcement = announcement.as_slice();
         let _deleted: i64 = self
-            .run(|mut c| async move {
+            .run(key, |mut c| async move {
                 DELETE
                     .key(key)
                     .key(&lease_key)

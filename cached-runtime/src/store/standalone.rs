@@ -112,8 +112,12 @@ impl Standalone {
 
 impl Topology for Standalone {
     type Connection = MultiplexedConnection;
+    /// The connection's generation.
+    type Ticket = u64;
 
-    fn connection(&self) -> Option<(MultiplexedConnection, u64)> {
+    const CROSS_SLOT: bool = true;
+
+    fn connection(&self, _key: &str) -> Option<(MultiplexedConnection, u64)> {
         if self.breaker.is_open() {
             return None;
         }
@@ -121,14 +125,18 @@ impl Topology for Standalone {
         Some((connection, self.generation.load(Ordering::Acquire)))
     }
 
-    fn record(&self, generation: u64, verdict: Verdict) {
+    fn record(&self, generation: &u64, verdict: Verdict) {
         // A late failure on a connection that was already replaced says nothing about
         // Redis now.
-        let current = self.generation.load(Ordering::Acquire) == generation;
+        let current = self.generation.load(Ordering::Acquire) == *generation;
         match verdict {
             Verdict::Healthy => self.breaker.record_success(),
-            Verdict::Failing if current => self.breaker.record_failure(),
-            Verdict::Broken if current => self.breaker.trip(),
+            Verdict::Failing if current => {
+                self.breaker.record_failure();
+            }
+            Verdict::Broken if current => {
+                self.breaker.trip();
+            }
             Verdict::Failing | Verdict::Broken | Verdict::Neutral => {}
         }
     }

@@ -1,0 +1,474 @@
+//! A Redis Cluster: how the cache connects to it and keeps each shard's connection
+//! healthy. The operations themselves are in `redis_store`.
+//!
+//! One redis-rs cluster connection serves every call; it routes each operation to the
+//! master of its key's slot and follows `MOVED` and `ASK`. The cache also keeps its own
+//! map of which master serves each slot, for one reason: a breaker per shard. A dead or
+//! hung shard opens only its own breaker, so its keys fail open at once while the other
+//! shards keep serving hits (a breaker for the whole cluster would turn every key into
+//! a miss when one shard of several failed).
+//!
+//! When a shard's breaker opens, the background task builds a fresh cluster connection
+//! and reads the slots anew. redis-rs's own connection never learns new slots from a
+//! timeout, and a hung master never answers `MOVED`: after its replica is promoted, the
+//! old connection would keep timing out against it. The task retries (with backoff)
+//! until every shard that serves slots answers, so hits resume once the cluster has
+//! promoted a replica. Announcements travel by classic `PUBLISH`, which a cluster
+//! forwards to every node: the subscription listens on any seed node that answers.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Client, ErrorKind, RedisError, Value};
+use tokio::sync::{Notify, watch};
+
+use super::Limits;
+use super::announce::Listener;
+use super::redis_store::{Topology, Verdict};
+use super::subscription::{Subscribe, Subscription, keep_subscribed};
+use super::supervise::{log_failed_attempt, pause};
+use crate::backoff::Backoff;
+use crate::breaker::Breaker;
+use crate::log::RateLimited;
+use crate::sync::{read, write};
+
+/// The number of hash slots of a Redis Cluster.
+const SLOTS: usize = 16384;
+
+/// How often the slot map is read again while all is well, so breakers follow a
+/// resharding or a failover that the cache did not notice by failing.
+const SLOT_REFRESH: Duration = Duration::from_secs(5);
+
+pub(crate) struct Cluster {
+    client: ClusterClient,
+    /// One client per seed node, for the subscription.
+    seeds: Vec<Client>,
+    state: RwLock<Option<Arc<Connected>>>,
+    /// Wakes the background task when a shard's breaker opens.
+    trouble: Notify,
+    /// True once the cache has been connected.
+    connected: watch::Sender<bool>,
+    limits: Limits,
+    subscription: Arc<Subscription>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = read(&self.state).clone();
+        f.debug_struct("Cluster")
+            .field("seeds", &self.seeds.len())
+            .field("shards", &state.as_ref().map(|state| state.slots.shards.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cluster connection and the slot map read with it.
+struct Connected {
+    connection: ClusterConnection,
+    slots: SlotMap,
+    /// Bumped with every new connection: failures on an older one do not count.
+    generation: u64,
+}
+
+/// Which master serves each slot.
+#[derive(Default)]
+struct SlotMap {
+    /// For each slot, its shard's index in `shards`; empty before the first read.
+    owners: Vec<u16>,
+    shards: Vec<Arc<Shard>>,
+}
+
+/// A master and its breaker.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    host: String,
+    port: u16,
+    breaker: Breaker,
+}
+
+/// What an operation's outcome is recorded against.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    generation: u64,
+    shard: Arc<Shard>,
+}
+
+impl Cluster {
+    /// Starts supervising the cluster behind `client`; `seeds` (clients of the seed
+    /// nodes) serve the subscription, whose announcements go to `listener`. The
+    /// background tasks end when `shutdown`'s sender drops.
+    pub(crate) fn start(
+        client: ClusterClient,
+        seeds: Vec<Client>,
+        limits: Limits,
+        channel: String,
+        listener: Arc<dyn Listener>,
+        shutdown: &watch::Sender<()>,
+    ) -> Arc<Self> {
+        let cluster = Arc::new(Self {
+            client,
+            seeds,
+            state: RwLock::new(None),
+            trouble: Notify::new(),
+            connected: watch::Sender::new(false),
+            limits,
+            subscription: Arc::default(),
+        });
+        tokio::spawn(keep_connected(cluster.clone(), shutdown.subscribe()));
+        let seeds = cluster.seeds.clone();
+        let next = AtomicUsize::new(0);
+        let subscribe = Subscribe {
+            // A seed that fails is passed over for the next at the next attempt.
+            connect: move || {
+                let seed = seeds[next.fetch_add(1, Ordering::Relaxed) % seeds.len()].clone();
+                async move { seed.get_async_pubsub().await }
+            },
+            channel,
+            state: cluster.subscription.clone(),
+            // Nothing renews it: it has its own node and keepalive.
+            reconnects: watch::Sender::new(0).subscribe(),
+            timeout: cluster.limits.connect_timeout,
+            listener,
+        };
+        tokio::spawn(keep_subscribed(subscribe, shutdown.subscribe()));
+        cluster
+    }
+
+    /// Waits (at most the connect timeout) for the first connection, so a cache built
+    /// while the cluster is up starts with hits.
+    pub(crate) async fn first_connection(&self) {
+        let mut connected = self.connected.subscribe();
+        let _ = tokio::time::timeout(self.limits.connect_timeout, connected.wait_for(|up| *up)).await;
+    }
+
+    fn current(&self) -> Option<Arc<Connected>> {
+        read(&self.state).clone()
+    }
+
+    /// A fresh cluster connection and its slot map; shards already known keep their
+    /// breakers, and those open are probed.
+    /// Each step has its deadline: building a connection can hang (redis-rs issue 1953).
+    async fn rebuild(&self) -> Result<(), RedisError> {
+        let connection = tokio::time::timeout(self.limits.connect_timeout, self.client.get_async_connection())
+            .await
+            .map_err(|_| timed_out("connecting to the cluster"))??;
+        let previous = self.current();
+        let generation = previous.as_ref().map_or(0, |state| state.generation + 1);
+        self.install(connection, generation, previous.as_deref()).await
+    }
+
+    /// Reads the slots with `connection` and makes it the one calls use.
+    async fn install(
+        &self,
+        mut connection: ClusterConnection,
+        generation: u64,
+        previous: Option<&Connected>,
+    ) -> Result<(), RedisError> {
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let reply: Value = tokio::time::timeout(self.limits.connect_timeout, slots.query_async(&mut connection))
+            .await
+            .map_err(|_| timed_out("reading the cluster's slots"))??;
+        let slots = SlotMap::read(&reply, previous.map(|state| &state.slots))?;
+        for shard in slots.shards.iter().filter(|shard| shard.breaker.is_open()) {
+            if self.answers(&mut connection, shard).await {
+                shard.breaker.close();
+            }
+        }
+        *write(&self.state) = Some(Arc::new(Connected {
+            connection,
+            slots,
+            generation,
+        }));
+        Ok(())
+    }
+
+    /// Whether `shard` answers a `PING` in good time.
+    async fn answers(&self, connection: &mut ClusterConnection, shard: &Shard) -> bool {
+        let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: shard.host.clone(),
+            port: shard.port,
+        });
+        let ping = connection.route_command(redis::cmd("PING"), node);
+        // The breaker counts replies slower than half the deadline as failures.
+        let within = self.limits.op_timeout / 2;
+        matches!(
+            tokio::time::timeout(within, ping).await,
+            Ok(Ok(Value::SimpleString(_) | Value::Okay))
+        )
+    }
+
+    /// Reads the slot map again on the current connection (a resharding moves slots
+    /// without any failure).
+    async fn refresh(&self) -> Result<(), RedisError> {
+        let Some(state) = self.current() else {
+            return Ok(());
+        };
+        self.install(state.connection.clone(), state.generation, Some(&state))
+            .await
+    }
+
+    /// Whether a shard that serves slots has its breaker open.
+    fn any_shard_open(&self) -> bool {
+        self.current()
+            .is_none_or(|state| state.slots.shards.iter().any(|shard| shard.breaker.is_open()))
+    }
+}
+
+impl Topology for Cluster {
+    type Connection = ClusterConnection;
+    type Ticket = Ticket;
+
+    const CROSS_SLOT: bool = false;
+
+    fn connection(&self, key: &str) -> Option<(ClusterConnection, Ticket)> {
+        let state = read(&self.state).clone()?;
+        let shard = state.slots.shard_of(key)?;
+        if shard.breaker.is_open() {
+            return None;
+        }
+        let ticket = Ticket {
+            generation: state.generation,
+            shard: shard.clone(),
+        };
+        Some((state.connection.clone(), ticket))
+    }
+
+    fn record(&self, ticket: &Ticket, verdict: Verdict) {
+        // A late failure on a connection that was already replaced says nothing about
+        // the shard now.
+        let current = self
+            .current()
+            .is_some_and(|state| state.generation == ticket.generation);
+        let breaker = &ticket.shard.breaker;
+        let opened = match verdict {
+            Verdict::Healthy => {
+                breaker.record_success();
+                false
+            }
+            Verdict::Failing if current => breaker.record_failure(),
+            Verdict::Broken if current => breaker.trip(),
+            Verdict::Failing | Verdict::Broken | Verdict::Neutral => false,
+        };
+        if opened {
+            self.trouble.notify_one();
+        }
+    }
+
+    fn announcements(&self) -> Option<u64> {
+        self.subscription.current()
+    }
+
+    fn reachable(&self) -> bool {
+        self.current()
+            .is_some_and(|state| state.slots.shards.iter().any(|shard| !shard.breaker.is_open()))
+    }
+}
+
+impl SlotMap {
+    /// The map a `CLUSTER SLOTS` reply describes. Shards of `previous` that still serve
+    /// slots keep their breakers; new ones start closed.
+    fn read(reply: &Value, previous: Option<&SlotMap>) -> Result<SlotMap, RedisError> {
+        let Value::Array(ranges) = reply else {
+            return Err(unexpected_slots(reply));
+        };
+        let mut map = SlotMap {
+            owners: vec![u16::MAX; SLOTS],
+            shards: Vec::new(),
+        };
+        for range in ranges {
+            let (first, last, host, port) = slot_range(range).ok_or_else(|| unexpected_slots(range))?;
+            let index = map.shard_index(host, port, previous);
+            for owner in &mut map.owners[first..=last] {
+                *owner = index;
+            }
+        }
+        Ok(map)
+    }
+
+    /// The index of the shard at `host:port`, added (from `previous`, or new) if needed.
+    fn shard_index(&mut self, host: &str, port: u16, previous: Option<&SlotMap>) -> u16 {
+        let known = |shard: &&Arc<Shard>| shard.host == host && shard.port == port;
+        if let Some(index) = self.shards.iter().position(|shard| known(&shard)) {
+            return index_u16(index);
+        }
+        let shard = previous
+            .and_then(|previous| previous.shards.iter().find(known).cloned())
+            .unwrap_or_else(|| {
+                let breaker = Breaker::new_open();
+                breaker.close();
+                Arc::new(Shard {
+                    host: host.to_owned(),
+                    port,
+                    breaker,
+                })
+            });
+        self.shards.push(shard);
+        index_u16(self.shards.len() - 1)
+    }
+
+    /// The shard serving `key`'s slot; `None` for a slot no master serves.
+    fn shard_of(&self, key: &str) -> Option<&Arc<Shard>> {
+        let owner = *self.owners.get(usize::from(slot(key)))?;
+        self.shards.get(usize::from(owner))
+    }
+}
+
+/// A shard's index: there are at most as many shards as slots (16384 < 65535).
+fn index_u16(index: usize) -> u16 {
+    u16::try_from(index).unwrap_or(u16::MAX)
+}
+
+/// One entry of a `CLUSTER SLOTS` reply: first slot, last slot, then the master's host
+/// and port first among its nodes.
+fn slot_range(range: &Value) -> Option<(usize, usize, &str, u16)> {
+    let Value::Array(fields) = range else { return None };
+    let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
+        (fields.first(), fields.get(1), fields.get(2))
+    else {
+        return None;
+    };
+    let host = match master.first()? {
+        Value::BulkString(host) => std::str::from_utf8(host).ok()?,
+        Value::SimpleString(host) => host.as_str(),
+        _ => return None,
+    };
+    let Value::Int(port) = master.get(1)? else { return None };
+    let (first, last) = (usize::try_from(*first).ok()?, usize::try_from(*last).ok()?);
+    (first <= last && last < SLOTS).then_some((first, last, host, u16::try_from(*port).ok()?))
+}
+
+fn timed_out(what: &str) -> RedisError {
+    RedisError::from((ErrorKind::Io, "no answer in time", what.to_owned()))
+}
+
+fn unexpected_slots(reply: &Value) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "unexpected CLUSTER SLOTS reply",
+        format!("{reply:?}"),
+    ))
+}
+
+/// The hash slot of `key`: CRC16 of its hash tag (the text between the first `{` and
+/// the next `}`, if not empty), else of the whole key, modulo 16384.
+fn slot(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % 16384
+}
+
+/// Owns the connection: builds it, and builds it afresh whenever a shard's breaker
+/// opens, until every shard that serves slots answers.
+async fn keep_connected(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<()>) {
+    let mut backoff = Backoff::new();
+    let failures_logged = RateLimited::new();
+    // Says "connected" the first time, and after trouble.
+    let mut was_failing = true;
+    loop {
+        let rebuilt = cluster.rebuild().await;
+        if rebuilt.is_err() || cluster.any_shard_open() {
+            if rebuilt.is_err() {
+                // The same message shape as a timed-out attempt: the error says which step.
+                let rebuilt = Ok::<_, tokio::time::error::Elapsed>(rebuilt);
+                log_failed_attempt(
+                    &failures_logged,
+                    &rebuilt,
+                    cluster.limits.connect_timeout,
+                    "cannot connect to the redis cluster; calls fail open and the cache keeps trying",
+                );
+            }
+            was_failing = true;
+            if !pause(&mut backoff, &mut shutdown).await {
+                return;
+            }
+            continue;
+        }
+        backoff.reset();
+        cluster.connected.send_replace(true);
+        if was_failing {
+            tracing::info!("redis-cached: connected to the redis cluster");
+            was_failing = false;
+        }
+        // Healthy: read the slots now and then, until a shard fails.
+        loop {
+            tokio::select! {
+                () = cluster.trouble.notified() => {
+                    tracing::warn!("redis-cached: a redis cluster shard is failing; its keys fail open while the cache reconnects");
+                    break;
+                }
+                () = tokio::time::sleep(SLOT_REFRESH) => {
+                    if cluster.refresh().await.is_err() || cluster.any_shard_open() {
+                        break;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_those_redis_computes() {
+        // `CLUSTER KEYSLOT` on Redis 7.0 gives these.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("shop:{product:42}"), slot("product:42"));
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(
+            slot("foo{}{bar}"),
+            slot("foo{}{bar}"),
+            "an empty tag hashes the whole key"
+        );
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+    }
+
+    fn range(first: i64, last: i64, port: i64) -> Value {
+        Value::Array(vec![
+            Value::Int(first),
+            Value::Int(last),
+            Value::Array(vec![
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ]),
+        ])
+    }
+
+    #[test]
+    fn the_slot_map_names_each_slots_master_and_keeps_known_breakers() {
+        let reply = Value::Array(vec![range(0, 5460, 7000), range(5461, 16383, 7001)]);
+        let map = SlotMap::read(&reply, None).unwrap();
+        assert_eq!(map.shards.len(), 2);
+        let shard = |map: &SlotMap, key: &str| map.shard_of(key).map(|shard| shard.port);
+        assert_eq!(shard(&map, "foo"), Some(7001), "slot 12182");
+        map.shards[1].breaker.trip();
+        // The shard of 7001 fails over to 7002; 7000 keeps its (closed) breaker.
+        let reply = Value::Array(vec![range(0, 5460, 7000), range(5461, 16383, 7002)]);
+        let moved = SlotMap::read(&reply, Some(&map)).unwrap();
+        assert!(Arc::ptr_eq(&moved.shards[0], &map.shards[0]));
+        assert_eq!(shard(&moved, "foo"), Some(7002));
+        assert!(!moved.shard_of("foo").unwrap().breaker.is_open());
+    }
+
+    #[test]
+    fn a_slot_no_master_serves_has_no_shard() {
+        let reply = Value::Array(vec![range(0, 100, 7000)]);
+        let map = SlotMap::read(&reply, None).unwrap();
+        assert!(map.shard_of("foo").is_none());
+        assert!(SlotMap::read(&Value::Array(vec![range(5, 16384, 7000)]), None).is_err());
+    }
+}
