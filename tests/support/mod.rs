@@ -12,6 +12,7 @@ pub mod child;
 pub mod delay_proxy;
 pub mod logs;
 pub mod proxy;
+pub mod tls;
 
 /// A redis-server process; killed when dropped.
 pub struct RedisServer {
