@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use redis_cached::Cache;
 
 pub mod child;
+pub mod cluster;
 pub mod delay_proxy;
 pub mod logs;
 pub mod proxy;
+pub mod tls;
 
 /// A redis-server process; killed when dropped.
 pub struct RedisServer {
@@ -54,12 +56,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `redis-server` ({e}). The tests need Redis 6.2 or later on the PATH: \
-                     run them with `cargo xtask test`, which installs it (or says how) first"
-                )
-            });
+            .unwrap_or_else(|e| missing_redis("redis-server", &e));
         self.child = Some(child);
         self.wait_until_up();
     }
@@ -88,12 +85,9 @@ impl RedisServer {
     /// Creates an ACL user from the rules of an `ACL SETUSER` line (everything after the
     /// user name) and returns its URL.
     pub fn acl_user(&self, name: &str, password: &str, rules: &str) -> String {
-        let mut command = redis::cmd("ACL");
-        command.arg("SETUSER").arg(name).arg("on").arg(format!(">{password}"));
-        for rule in rules.split_whitespace() {
-            command.arg(rule);
-        }
-        let _: () = command.query(&mut self.conn()).expect("ACL SETUSER");
+        let _: () = acl_setuser(name, password, rules)
+            .query(&mut self.conn())
+            .expect("ACL SETUSER");
         format!("redis://{name}:{password}@127.0.0.1:{}", self.port)
     }
 
@@ -130,11 +124,7 @@ impl RedisServer {
 
     fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .expect("run kill");
-            assert!(status.success());
+            send_signal(child.id(), signal);
         }
     }
 
@@ -154,6 +144,33 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Panics with what to do when a Redis program (`redis-server`, `redis-cli`) cannot be run.
+pub fn missing_redis(program: &str, error: &std::io::Error) -> ! {
+    panic!(
+        "cannot start `{program}` ({error}). The tests need Redis 6.2 or later on the PATH: \
+         run them with `cargo xtask test`, which installs it (or says how) first"
+    )
+}
+
+/// `ACL SETUSER <name> on ><password> <rules...>`, the rules as in an `ACL SETUSER` line.
+pub fn acl_setuser(name: &str, password: &str, rules: &str) -> redis::Cmd {
+    let mut command = redis::cmd("ACL");
+    command.arg("SETUSER").arg(name).arg("on").arg(format!(">{password}"));
+    for rule in rules.split_whitespace() {
+        command.arg(rule);
+    }
+    command
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the process `pid` with `kill`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}: {status}");
 }
 
 pub fn free_port() -> u16 {
@@ -191,6 +208,25 @@ pub async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How long [`wait_for`] waits: forming a cluster or a failover takes a few seconds here,
+/// but CI machines are slower and busier.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it succeeds and returns its value; panics with `what` and the
+/// last reason `check` gave when [`PATIENCE`] runs out. For threads without a runtime.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(why) if Instant::now() >= deadline => {
+                panic!("timed out after {PATIENCE:?} waiting until {what}; last: {why}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 
