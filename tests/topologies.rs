@@ -119,7 +119,25 @@ fn a_killed_or_paused_master_is_replaced_by_its_replica_and_keys_stay_readable()
     assert_eq!(cluster.wait_promoted(other), other_replica);
     assert!(!cluster.masters().contains(&other), "{:?}", cluster.masters());
     assert_eq!(cluster.conn().get::<_, String>(key).unwrap(), "v");
+
+    cluster.resume(other);
+    let port = cluster.port(other_replica);
+    wait_for("the resumed master comes back as a replica of its replacement", || {
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut cluster.node_conn(other))
+            .map_err(|e| e.to_string())?;
+        match &role[..] {
+            [
+                redis::Value::BulkString(role),
+                redis::Value::BulkString(_host),
+                redis::Value::Int(p),
+                ..,
+            ] if role == b"slave" && *p == i64::from(port) => Ok(()),
+            _ => Err(format!("ROLE says {role:?}")),
+        }
+    });
     // Dropped while a node is paused.
+    cluster.pause(other);
     assert_gone_once_dropped(cluster);
 }
 

@@ -114,6 +114,7 @@ impl Cluster {
     /// masters each with a connected replica, and every master has its replica in sync.
     fn wait_ready(&self) {
         wait_for("the cluster is formed and every replica is in sync", || {
+            let mut masters = Vec::new();
             for node in self.nodes() {
                 let mut conn = self.try_node_conn(node)?;
                 let info: String = query(&mut conn, redis::cmd("CLUSTER").arg("INFO"))?;
@@ -128,17 +129,17 @@ impl Cluster {
                     }
                 }
                 let view = self.view_from(node)?;
-                let masters: Vec<_> = view.iter().filter(|e| e.serves_slots()).collect();
+                masters = view.iter().filter(|e| e.serves_slots()).map(|e| e.node).collect();
                 if masters.len() != MASTERS {
                     return Err(format!("{node:?} sees {} masters serving slots", masters.len()));
                 }
-                for master in masters {
-                    if !view.iter().any(|e| e.master == Some(master.node) && e.connected) {
-                        return Err(format!("{node:?} sees no connected replica of {:?}", master.node));
+                for &master in &masters {
+                    if !view.iter().any(|e| e.master == Some(master) && e.connected) {
+                        return Err(format!("{node:?} sees no connected replica of {master:?}"));
                     }
                 }
             }
-            for master in self.masters() {
+            for master in masters {
                 let mut conn = self.try_node_conn(master)?;
                 let info: String = query(&mut conn, redis::cmd("INFO").arg("replication"))?;
                 if !info
@@ -665,7 +666,8 @@ impl Drop for Process {
     fn drop(&mut self) {
         let mut child = self.child();
         if matches!(self.state(), State::Paused(_)) {
-            send_signal(self.pid, "-CONT");
+            // Not `send_signal`: a panic in a drop while unwinding would abort.
+            let _ = Command::new("kill").args(["-CONT", &self.pid.to_string()]).status();
         }
         let _ = child.kill();
         let _ = child.wait();
