@@ -24,7 +24,7 @@ use std::time::Duration;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Client, ErrorKind, RedisError, Value};
+use redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::sync::{Notify, watch};
 
 use super::Limits;
@@ -154,7 +154,7 @@ impl Cluster {
     /// breakers, and those open are probed.
     /// Each step has its deadline: building a connection can hang (redis-rs issue 1953).
     async fn rebuild(&self) -> Result<(), RedisError> {
-        let connection = tokio::time::timeout(self.limits.connect_timeout, self.client.get_async_connection())
+        let connection = tokio::time::timeout(self.limits.connect_timeout * 2, self.client.get_async_connection())
             .await
             .map_err(|_| timed_out("connecting to the cluster"))??;
         let previous = self.current();
@@ -268,6 +268,57 @@ impl Topology for Cluster {
         self.current()
             .is_some_and(|state| state.slots.shards.iter().any(|shard| !shard.breaker.is_open()))
     }
+
+    async fn follow(
+        &self,
+        mut connection: ClusterConnection,
+        redirect: &RedisError,
+        command: redis::Cmd,
+    ) -> Result<Value, RedisError> {
+        // A `MOVED` to a slot's source may meet an `ASK` to its target in turn.
+        let mut reply = Err(redirect_error(redirect));
+        for _hop in 0..3 {
+            let redirect = match &reply {
+                Err(e) if e.redirect_node().is_some() => e,
+                _ => break,
+            };
+            reply = send_to(&mut connection, redirect, command.clone()).await;
+        }
+        reply
+    }
+}
+
+/// Sends `command` to the node `redirect` names, after `ASKING` in the same write for
+/// an `ASK`.
+async fn send_to(
+    connection: &mut ClusterConnection,
+    redirect: &RedisError,
+    command: redis::Cmd,
+) -> Result<Value, RedisError> {
+    let node = redirect
+        .redirect_node()
+        .and_then(|(address, _slot)| address.rsplit_once(':'))
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)));
+    let Some((host, port)) = node else {
+        return Err(redirect_error(redirect));
+    };
+    let asking = redirect.kind() == ErrorKind::Server(ServerErrorKind::Ask);
+    let mut pipeline = redis::pipe();
+    if asking {
+        pipeline.cmd("ASKING");
+    }
+    pipeline.add_command(command);
+    let node = SingleNodeRoutingInfo::ByAddress { host, port };
+    let mut replies = connection
+        .route_pipeline(pipeline, usize::from(asking), 1, node)
+        .await?;
+    replies.pop().unwrap_or(Value::Nil).extract_error()
+}
+
+/// A redirection as an error of its own (`RedisError` is not `Clone`).
+fn redirect_error(redirect: &RedisError) -> RedisError {
+    let detail = redirect.detail().unwrap_or_default().to_owned();
+    RedisError::from((redirect.kind(), "redirected", detail))
 }
 
 impl SlotMap {

@@ -87,12 +87,18 @@ pub(crate) fn cluster_client(
         #[cfg(feature = "tls")]
         client_with_tls(seed, tls)?;
     }
-    let retry_wait = u64::try_from(op_timeout.as_millis() / 4).unwrap_or(u64::MAX).max(1);
+    // Short waits, and few retries: enough for a `MOVED` then an `ASK`, while a
+    // `TRYAGAIN` (keys of a slot split by a resharding) comes back well within the
+    // deadline, so the cache can act on it.
+    let retry_wait = u64::try_from(op_timeout.as_millis() / 10).unwrap_or(u64::MAX).max(1);
     #[allow(unused_mut, reason = "set only with the `tls` feature")]
     let mut builder = ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout(connect_timeout)
+        // Half: a new cluster connection connects to the seeds, then to every node the
+        // slot map names, and a hung node may cost this at each step.
+        .connection_timeout(connect_timeout / 2)
         .response_timeout(op_timeout)
         .overall_response_timeout(Some(op_timeout))
+        .retries(3)
         .min_retry_wait(1)
         .max_retry_wait(retry_wait);
     #[cfg(feature = "tls")]

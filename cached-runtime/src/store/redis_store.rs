@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
+use migrating::migrating;
 use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+
+mod migrating;
 
 use super::announce::Announcement;
 use super::scripts::{BUMP_TAG, ClaimScripts, DELETE, FENCE_SCRIPTS, LEASE_SCRIPTS, TAG_VERSIONS};
@@ -40,6 +43,15 @@ pub(crate) trait Topology: fmt::Debug + Send + Sync + 'static {
 
     /// See [`Store::reachable`].
     fn reachable(&self) -> bool;
+
+    /// Sends `command` where the redirection `redirect` (`ASK` or `MOVED`) says, with its
+    /// `ASKING` in the same write; an error where there are no redirections.
+    fn follow(
+        &self,
+        connection: Self::Connection,
+        redirect: &RedisError,
+        command: redis::Cmd,
+    ) -> impl Future<Output = Result<Value, RedisError>> + Send;
 }
 
 /// What one operation's outcome says about its connection.
@@ -52,7 +64,8 @@ pub(crate) enum Verdict {
     Failing,
     /// Replace the connection now: it is gone, or it talks to a demoted primary.
     Broken,
-    /// About this one command (a script error, `NOPERM`): the connection is fine.
+    /// About this one command (a script error, `NOPERM`, `TRYAGAIN` on keys of a slot
+    /// a resharding has split): the connection is fine.
     Neutral,
 }
 
@@ -328,7 +341,7 @@ impl<T: Topology> Store for RedisStore<T> {
         }
         .encode();
         let (version, announcement) = (version.as_str(), announcement.as_slice());
-        let _: i64 = self
+        let bumped = self
             .run(tag_key, |mut c| async move {
                 BUMP_TAG
                     .key(tag_key)
@@ -336,11 +349,16 @@ impl<T: Topology> Store for RedisStore<T> {
                     .arg(millis(settings.limits.tag_ttl))
                     .arg(&settings.channel)
                     .arg(announcement)
-                    .invoke_async(&mut c)
+                    .invoke_async::<i64>(&mut c)
                     .await
             })
-            .await?;
-        Ok(())
+            .await;
+        match bumped {
+            Err(StoreError::Redis(e)) if migrating(&e) => {
+                self.bump_tag_while_migrating(tag_key, version, announcement).await
+            }
+            bumped => bumped.map(|_| ()),
+        }
     }
 
     async fn acquire(&self, claim: &Claim, duration: Duration, expected: Expected<'_>) -> Result<Acquire, StoreError> {
@@ -414,7 +432,7 @@ impl<T: Topology> Store for RedisStore<T> {
         }
         .encode();
         let announcement = announcement.as_slice();
-        let _deleted: i64 = self
+        let deleted = self
             .run(key, |mut c| async move {
                 DELETE
                     .key(key)
@@ -422,11 +440,14 @@ impl<T: Topology> Store for RedisStore<T> {
                     .key(&fence_key)
                     .arg(&settings.channel)
                     .arg(announcement)
-                    .invoke_async(&mut c)
+                    .invoke_async::<i64>(&mut c)
                     .await
             })
-            .await?;
-        Ok(())
+            .await;
+        match deleted {
+            Err(StoreError::Redis(e)) if migrating(&e) => self.delete_while_migrating(key, announcement).await,
+            deleted => deleted.map(|_| ()),
+        }
     }
 
     fn announcements(&self) -> Option<u64> {
@@ -466,10 +487,7 @@ pub(crate) fn verdict(e: &RedisError) -> Verdict {
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::ReadOnly) => Verdict::Broken,
         ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::ClusterDown,
+            ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown | ServerErrorKind::ClusterDown,
         ) => Verdict::Failing,
         _ if e.is_connection_dropped() || e.is_unrecoverable_error() => Verdict::Broken,
         _ if e.is_io_error() || e.is_timeout() => Verdict::Failing,

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
 use tokio::sync::watch;
 
 use super::Limits;
@@ -147,6 +147,19 @@ impl Topology for Standalone {
 
     fn reachable(&self) -> bool {
         !self.breaker.is_open()
+    }
+
+    async fn follow(
+        &self,
+        _: MultiplexedConnection,
+        redirect: &RedisError,
+        _: redis::Cmd,
+    ) -> Result<Value, RedisError> {
+        Err(RedisError::from((
+            ErrorKind::Client,
+            "a redirection from a server that is not a cluster node",
+            redirect.to_string(),
+        )))
     }
 }
 

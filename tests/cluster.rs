@@ -1,0 +1,310 @@
+//! Behaviour on a Redis Cluster of three masters and three replicas started by the
+//! tests: the whole behaviour suite on one shared cluster, then a cluster of its own for
+//! each test that kills, hangs or reshards a node.
+
+mod behaviour;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use behaviour::{Db, behaviour_tests, product};
+use redis_cached::Cache;
+use support::cluster::{Cluster, Node};
+use support::eventually;
+
+static PREFIXES: AtomicUsize = AtomicUsize::new(0);
+
+/// A prefix no other test of this binary uses, so tests can share one cluster.
+fn fresh_prefix() -> String {
+    format!("t{}:", PREFIXES.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn cluster_cache(cluster: &Cluster, prefix: &str) -> Cache {
+    let cache = Cache::builder()
+        .cluster(cluster.seeds())
+        .prefix(prefix)
+        .build()
+        .await
+        .expect("build the cache");
+    wait_every_shard(&cache).await;
+    cache
+}
+
+/// Waits (bounded) until `cache` can write to every shard: keys of many slots are
+/// invalidated, which needs their masters.
+async fn wait_every_shard(cache: &Cache) {
+    eventually("the cache reaches every shard", async || {
+        for probe in 0..16 {
+            if cache.invalidate(&format!("probe:{probe}")).await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+async fn shared_cluster_db() -> ((), Arc<Db>) {
+    let cluster = tokio::task::spawn_blocking(Cluster::shared)
+        .await
+        .expect("start the cluster");
+    ((), Arc::new(Db::new(cluster_cache(cluster, &fresh_prefix()).await)))
+}
+
+behaviour_tests!(shared_cluster_db());
+
+/// A fill runs on the master of its key, and its announcement reaches waiters subscribed
+/// on any node: classic `PUBLISH` is forwarded to every node of a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_is_announced_on_every_node() {
+    let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
+    let prefix = fresh_prefix();
+    let db = Db::new(cluster_cache(cluster, &prefix).await);
+    let channel = format!("{prefix}fills");
+    let listeners: Vec<_> = cluster
+        .nodes()
+        .into_iter()
+        .map(|node| {
+            let mut conn = cluster.node_conn(node);
+            conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let channel = channel.clone();
+            let (subscribed, ready) = std::sync::mpsc::channel();
+            let heard = std::thread::spawn(move || {
+                let mut pubsub = conn.as_pubsub();
+                pubsub.subscribe(&channel).unwrap();
+                subscribed.send(()).unwrap();
+                pubsub.get_message().is_ok()
+            });
+            (node, ready, heard)
+        })
+        .collect();
+    for (_, ready, _) in &listeners {
+        ready.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    }
+    assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
+    assert_eq!(db.loads(), 1);
+    for (node, _, heard) in listeners {
+        assert!(heard.join().unwrap(), "{node:?} did not hear the fill");
+    }
+}
+
+/// 200 concurrent calls on a cold key, split over two caches, run the loader once: the
+/// lease is on the key's master, and the fill's announcement wakes the other cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_runs_one_load_across_processes_on_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
+    let prefix = fresh_prefix();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = Arc::new(Db::sharing(cluster_cache(cluster, &prefix).await, loads.clone()));
+    let b = Arc::new(Db::sharing(cluster_cache(cluster, &prefix).await, loads.clone()));
+    for db in [&a, &b] {
+        db.delay_ms.store(200, Ordering::SeqCst);
+    }
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { db.product(77).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(Some(product(77, 0))));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "one load in the whole deployment");
+}
+
+/// The keys the load runs over: enough that every shard holds some.
+const KEYS: u64 = 60;
+
+/// Callers that keep calling a cached fn over [`KEYS`] keys until stopped, counting
+/// every result that is not the loader's (an error surfaced) and the slowest call.
+struct Load {
+    stop: Arc<AtomicBool>,
+    wrong: Arc<AtomicU64>,
+    slowest_micros: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(db: &Arc<Db>, tasks: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let wrong = Arc::new(AtomicU64::new(0));
+        let slowest_micros = Arc::new(AtomicU64::new(0));
+        let tasks = (0..tasks)
+            .map(|task| {
+                let (db, stop, wrong, slowest) = (db.clone(), stop.clone(), wrong.clone(), slowest_micros.clone());
+                tokio::spawn(async move {
+                    let mut id = task;
+                    while !stop.load(Ordering::SeqCst) {
+                        id = id % KEYS + 1;
+                        let start = Instant::now();
+                        let result = db.product(id).await;
+                        let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        slowest.fetch_max(took, Ordering::SeqCst);
+                        // Any generation: the reshard test writes while callers read.
+                        if !matches!(&result, Ok(Some(p)) if p.id == id) {
+                            wrong.fetch_add(1, Ordering::SeqCst);
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            wrong,
+            slowest_micros,
+            tasks,
+        }
+    }
+
+    /// Stops the callers; returns how many results were not the loader's, and the
+    /// slowest call.
+    async fn stop(self) -> (u64, Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.expect("a caller panicked");
+        }
+        let slowest = Duration::from_micros(self.slowest_micros.load(Ordering::SeqCst));
+        (self.wrong.load(Ordering::SeqCst), slowest)
+    }
+}
+
+/// How long until a call of `product(id)` is a hit again.
+async fn until_hits_resume(db: &Db, id: u64) -> Duration {
+    let start = Instant::now();
+    eventually("hits resume", async || {
+        let hits = db.cache.stats().hits;
+        db.product(id).await.unwrap();
+        db.cache.stats().hits > hits
+    })
+    .await;
+    start.elapsed()
+}
+
+/// A cluster of the test's own, with a warm cache on it whose key `product:1` is
+/// served by the returned master.
+async fn warm_cluster() -> (Arc<Cluster>, Arc<Db>, Node) {
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::start).await.unwrap());
+    let db = Arc::new(Db::new(cluster_cache(&cluster, "shop:").await));
+    for id in 1..=KEYS {
+        assert_eq!(db.product(id).await, Ok(Some(product(id, 0))));
+    }
+    let master = cluster.master_of_key(&db.cache.key("product:1"));
+    (cluster, db, master)
+}
+
+/// Kills (`pause: false`) or hangs a master under load, waits for its replica's
+/// promotion, and returns the time from the promotion to hits on its keys, and what
+/// the callers saw.
+async fn fail_a_master_under_load(pause: bool) -> (Duration, u64, Duration) {
+    let (cluster, db, master) = warm_cluster().await;
+    let load = Load::start(&db, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failed = Instant::now();
+    let promoted = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || {
+            if pause {
+                cluster.pause(master);
+            } else {
+                cluster.kill(master);
+            }
+            cluster.wait_promoted(master)
+        }
+    })
+    .await
+    .unwrap();
+    let promotion = failed.elapsed();
+    let resumed = until_hits_resume(&db, 1).await;
+    // The load goes on a little after the promotion too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (wrong, slowest) = load.stop().await;
+    eprintln!(
+        "{} master: {promoted:?} promoted {promotion:?} after; hits resumed {resumed:?} after the promotion; \
+         slowest call {slowest:?}; {:?}",
+        if pause { "hung" } else { "killed" },
+        db.cache.stats()
+    );
+    (resumed, wrong, slowest)
+}
+
+/// A master SIGKILLed mid-load: no caller sees an error (calls on its keys fail open
+/// until its replica is promoted), and hits on its keys resume after the promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_surfaces_no_error_and_hits_resume_after_the_promotion() {
+    let (_resumed, wrong, _slowest) = fail_a_master_under_load(false).await;
+    assert_eq!(wrong, 0, "every caller gets the loader's result");
+}
+
+/// A master SIGSTOPped mid-load (it holds its connections and never answers): no caller
+/// sees an error, each call is bounded by the cache's deadlines, and hits on its keys
+/// resume once its replica is promoted (redis-rs's own connection would keep timing out
+/// against the hung node; the cache builds a fresh one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_surfaces_no_error_calls_stay_bounded_and_hits_resume_after_the_promotion() {
+    let (_resumed, wrong, slowest) = fail_a_master_under_load(true).await;
+    assert_eq!(wrong, 0, "every caller gets the loader's result");
+    // The call budget is 150 ms; this bound only rules out waiting on redis-rs's own
+    // timeouts or reconnects (seconds), with room for a slow machine.
+    assert!(slowest < Duration::from_secs(1), "a call took {slowest:?}");
+}
+
+/// The slot of `product:1` moves to another master, key by key, while callers read and
+/// the test invalidates: no caller sees an error, and after every invalidation that
+/// returned `Ok` the next read has the new value (through `MOVED` and `ASK`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation() {
+    let (cluster, db, master) = warm_cluster().await;
+    let key = db.cache.key("product:1");
+    let mut conn = cluster.node_conn(master);
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query(&mut conn).unwrap();
+    // Live keys in the same slot (same hash tag) besides the cache's, so the slot moves
+    // in several steps.
+    for filler in 0..40 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("shop:{{product:1}}:filler:{filler}"))
+            .arg("x")
+            .query(&mut conn)
+            .unwrap();
+    }
+    let to = cluster.masters().into_iter().find(|&m| m != master).unwrap();
+    let load = Load::start(&db, 3);
+    let migration = cluster.start_migrating(slot, to);
+    let (mut unconfirmed, mut round) = (0, 0);
+    // While the entry's keys (value, lease, fence) are split between the two masters,
+    // the invalidation script gets `TRYAGAIN` or `ASK`, and the cache deletes them key
+    // by key.
+    while round < 5 || !tokio::task::block_in_place(|| cluster.migrate_keys(&migration, 2)).is_empty() {
+        round += 1;
+        // A write to the database, then its invalidation.
+        let generation = db.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        // An invalidation that is not confirmed is retried, as `#[redis_invalidate]`
+        // does; once one is, the next read has the new value.
+        while let Err(e) = db.cache.invalidate("product:1").await {
+            eprintln!("round {round}: not confirmed: {e}");
+            unconfirmed += 1;
+        }
+        assert_eq!(
+            db.product(1).await,
+            Ok(Some(product(1, generation))),
+            "round {round}: a read after a confirmed invalidation has the new value"
+        );
+    }
+    tokio::task::block_in_place(|| cluster.finish_migrating(migration));
+    assert_eq!(cluster.master_of_key(&key), to);
+    let (wrong, _) = load.stop().await;
+    eprintln!(
+        "{round} invalidations mid-migration, {unconfirmed} attempts not confirmed; {:?}",
+        db.cache.stats()
+    );
+    assert_eq!(
+        wrong, 0,
+        "every caller gets the loader's result (or the value it stored)"
+    );
+    // After the move: an invalidation and a read on the new master.
+    let generation = db.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    db.cache.invalidate("product:1").await.unwrap();
+    assert_eq!(db.product(1).await, Ok(Some(product(1, generation))));
+}
