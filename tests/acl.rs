@@ -9,12 +9,8 @@ use std::sync::Arc;
 use behaviour::{Db, behaviour_tests, product};
 use redis_cached::Cache;
 use support::RedisServer;
+use support::acl::guide_rules;
 use support::logs::Logs;
-
-/// The guide's ACL line for the prefix `shop:`, after `ACL SETUSER <user> on >password`.
-const RULES: &str = "resetkeys ~shop:* resetchannels &shop:fills -@all \
-    +get +evalsha +script|load +subscribe +ping \
-    +mget +set +del +strlen +pexpire +pttl +sadd +srem +sismember +publish";
 
 /// Keeps the server up for a test, and checks at its end that the cache never met a
 /// Redis error: a missing permission fails open, so only the counter shows it.
@@ -34,7 +30,7 @@ impl Drop for NoErrors {
 
 async fn acl_db() -> (NoErrors, Arc<Db>) {
     let redis = RedisServer::start();
-    let url = redis.acl_user("cache", "cache-password", RULES);
+    let url = redis.acl_user("cache", "cache-password", &guide_rules("one server"));
     let cache = Cache::builder().url(url).prefix("shop:").build().await.expect("build");
     support::wait_connected(&cache).await;
     let db = Arc::new(Db::new(cache));
@@ -71,7 +67,7 @@ async fn the_acl_user_also_runs_the_lock_across_processes() {
 async fn a_missing_permission_fails_open_with_one_clear_log_line() {
     let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start();
-    let rules = RULES.replace("+evalsha ", "");
+    let rules = guide_rules("one server").replace("+evalsha ", "");
     let url = redis.acl_user("cache", "cache-password", &rules);
     let db = Db::new(Cache::builder().url(url).prefix("shop:").build().await.unwrap());
     for _ in 0..5 {

@@ -13,6 +13,8 @@ use behaviour::{Db, behaviour_tests, product};
 use redis_cached::Cache;
 use support::cluster::{Cluster, Node};
 use support::eventually;
+use support::logs::Logs;
+use support::tls::Certificates;
 
 static PREFIXES: AtomicUsize = AtomicUsize::new(0);
 
@@ -21,13 +23,29 @@ fn fresh_prefix() -> String {
     format!("t{}:", PREFIXES.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A cache on `cluster` with the default deadlines, connected to every shard.
 async fn cluster_cache(cluster: &Cluster, prefix: &str) -> Cache {
-    let cache = Cache::builder()
-        .cluster(cluster.seeds())
-        .prefix(prefix)
-        .build()
+    connected(Cache::builder().cluster(cluster.seeds()).prefix(prefix)).await
+}
+
+/// A cache on the shared cluster, whose tests are about what a call does rather than
+/// about deadlines: a deadline of a second, so that six nodes and two test threads on a
+/// loaded machine do not turn slow replies into failures open.
+async fn shared_cluster_cache(prefix: &str) -> Cache {
+    let cluster = tokio::task::spawn_blocking(Cluster::shared)
         .await
-        .expect("build the cache");
+        .expect("start the cluster");
+    connected(
+        Cache::builder()
+            .cluster(cluster.seeds())
+            .prefix(prefix)
+            .op_timeout(Duration::from_secs(1)),
+    )
+    .await
+}
+
+async fn connected(builder: redis_cached::CacheBuilder) -> Cache {
+    let cache = builder.build().await.expect("build the cache");
     wait_every_shard(&cache).await;
     cache
 }
@@ -47,10 +65,7 @@ async fn wait_every_shard(cache: &Cache) {
 }
 
 async fn shared_cluster_db() -> ((), Arc<Db>) {
-    let cluster = tokio::task::spawn_blocking(Cluster::shared)
-        .await
-        .expect("start the cluster");
-    ((), Arc::new(Db::new(cluster_cache(cluster, &fresh_prefix()).await)))
+    ((), Arc::new(Db::new(shared_cluster_cache(&fresh_prefix()).await)))
 }
 
 behaviour_tests!(shared_cluster_db());
@@ -61,7 +76,7 @@ behaviour_tests!(shared_cluster_db());
 async fn a_fill_is_announced_on_every_node() {
     let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
     let prefix = fresh_prefix();
-    let db = Db::new(cluster_cache(cluster, &prefix).await);
+    let db = Db::new(shared_cluster_cache(&prefix).await);
     let channel = format!("{prefix}fills");
     let listeners: Vec<_> = cluster
         .nodes()
@@ -94,11 +109,10 @@ async fn a_fill_is_announced_on_every_node() {
 /// lease is on the key's master, and the fill's announcement wakes the other cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lock_runs_one_load_across_processes_on_a_cluster() {
-    let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
     let prefix = fresh_prefix();
     let loads = Arc::new(AtomicUsize::new(0));
-    let a = Arc::new(Db::sharing(cluster_cache(cluster, &prefix).await, loads.clone()));
-    let b = Arc::new(Db::sharing(cluster_cache(cluster, &prefix).await, loads.clone()));
+    let a = Arc::new(Db::sharing(shared_cluster_cache(&prefix).await, loads.clone()));
+    let b = Arc::new(Db::sharing(shared_cluster_cache(&prefix).await, loads.clone()));
     for db in [&a, &b] {
         db.delay_ms.store(200, Ordering::SeqCst);
     }
@@ -112,6 +126,34 @@ async fn the_lock_runs_one_load_across_processes_on_a_cluster() {
         assert_eq!(call.await.unwrap(), Ok(Some(product(77, 0))));
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1, "one load in the whole deployment");
+}
+
+/// A cache built while no node of its cluster answers (every one hung): building
+/// succeeds within the connect timeouts, calls fail open, and the cache connects by
+/// itself once the nodes answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_built_while_its_cluster_does_not_answer_connects_later() {
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::start).await.unwrap());
+    for node in cluster.nodes() {
+        cluster.pause(node);
+    }
+    let started = Instant::now();
+    let cache = Cache::builder()
+        .cluster(cluster.seeds())
+        .prefix("shop:")
+        .build()
+        .await
+        .expect("build never needs the cluster");
+    eprintln!("built in {:?} with no node answering", started.elapsed());
+    let db = Db::new(cache);
+    assert_eq!(db.product(3).await, Ok(Some(product(3, 0))));
+    assert!(db.cache.stats().skipped > 0, "{:?}", db.cache.stats());
+
+    for node in cluster.nodes() {
+        cluster.resume(node);
+    }
+    let waited = until_hits_resume(&db, 3).await;
+    eprintln!("hits {waited:?} after the nodes answer again");
 }
 
 /// The keys the load runs over: enough that every shard holds some.
@@ -282,10 +324,7 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
         let generation = db.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // An invalidation that is not confirmed is retried, as `#[redis_invalidate]`
         // does; once one is, the next read has the new value.
-        while let Err(e) = db.cache.invalidate("product:1").await {
-            eprintln!("round {round}: not confirmed: {e}");
-            unconfirmed += 1;
-        }
+        unconfirmed += invalidate_until_confirmed(&db, "product:1").await;
         assert_eq!(
             db.product(1).await,
             Ok(Some(product(1, generation))),
@@ -305,6 +344,94 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
     );
     // After the move: an invalidation and a read on the new master.
     let generation = db.generation.fetch_add(1, Ordering::SeqCst) + 1;
-    db.cache.invalidate("product:1").await.unwrap();
-    assert_eq!(db.product(1).await, Ok(Some(product(1, generation))));
+    let unconfirmed = invalidate_until_confirmed(&db, "product:1").await;
+    assert_eq!(
+        db.product(1).await,
+        Ok(Some(product(1, generation))),
+        "{unconfirmed} attempts not confirmed"
+    );
+}
+
+/// Invalidates `key` until Redis confirms it, as `#[redis_invalidate]` does in the
+/// background; returns how many attempts were not confirmed.
+async fn invalidate_until_confirmed(db: &Db, key: &str) -> usize {
+    let mut unconfirmed = 0;
+    eventually("an invalidation is confirmed", async || {
+        let confirmed = db.cache.invalidate(key).await;
+        if let Err(e) = &confirmed {
+            eprintln!("not confirmed: {e}");
+            unconfirmed += 1;
+        }
+        confirmed.is_ok()
+    })
+    .await;
+    unconfirmed
+}
+
+/// The guide's least-privilege ACL line for a cluster, applied on every node: the whole
+/// behaviour suite passes as that user, and the cache never meets a Redis error.
+mod least_privilege {
+    use super::*;
+
+    /// Checks at the end of a test that the cache never met a Redis error: a missing
+    /// permission fails open, so only the counter shows it.
+    pub(super) struct NoErrors(Arc<Db>);
+
+    impl Drop for NoErrors {
+        fn drop(&mut self) {
+            let stats = self.0.cache.stats();
+            if !std::thread::panicking() {
+                assert_eq!(stats.errors, 0, "the ACL user lacked a permission: {stats:?}");
+            }
+        }
+    }
+
+    async fn acl_cluster_db() -> (NoErrors, Arc<Db>) {
+        let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
+        let prefix = fresh_prefix();
+        let rules = support::acl::guide_rules("Redis Cluster").replace("shop:", &prefix);
+        let user = format!("cache-{}", prefix.trim_end_matches(':'));
+        let seeds = cluster.acl_user_everywhere(&user, "cache-password", &rules);
+        let builder = Cache::builder().cluster(seeds).prefix(&prefix);
+        // As `shared_cluster_cache`: a loaded machine's slow reply is not a missing permission.
+        let db = Arc::new(Db::new(connected(builder.op_timeout(Duration::from_secs(1))).await));
+        (NoErrors(db.clone()), db)
+    }
+
+    behaviour_tests!(acl_cluster_db());
+}
+
+/// A cluster that speaks only TLS (between its nodes too) and asks for a client
+/// certificate: with the private CA and a client certificate the cache hits; with
+/// another CA it fails open and the log says why.
+#[tokio::test]
+async fn a_tls_cluster_with_mutual_tls_hits_and_another_ca_fails_open_and_says_so() {
+    let certificates = Certificates::make();
+    // Nothing else runs on this test's thread yet.
+    let cluster = Cluster::start_tls(&certificates);
+    let tls_cache = |ca: &str| {
+        Cache::builder()
+            .cluster(cluster.seeds())
+            .prefix("shop:")
+            .tls_root_ca(certificates.read(ca))
+            .tls_client_auth(certificates.read("client.pem"), certificates.read("client.key"))
+            .build()
+    };
+    let db = Db::new(tls_cache("ca.pem").await.expect("build"));
+    wait_every_shard(&db.cache).await;
+    assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+    assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+    assert_eq!((db.loads(), db.cache.stats().hits), (1, 1));
+
+    let (logs, _guard) = Logs::capture();
+    let other = Db::new(tls_cache("other-ca.pem").await.expect("build"));
+    eventually("the log says the issuer is unknown", async || {
+        logs.lines()
+            .iter()
+            .any(|l| l.contains("cannot connect") && l.contains("UnknownIssuer"))
+    })
+    .await;
+    assert_eq!(other.product(2).await, Ok(Some(product(2, 0))));
+    assert_eq!(other.product(2).await, Ok(Some(product(2, 0))));
+    assert_eq!(other.loads(), 2, "every call runs its loader");
 }

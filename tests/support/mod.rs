@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use redis_cached::Cache;
 
+pub mod acl;
 pub mod child;
 pub mod cluster;
 pub mod delay_proxy;
