@@ -17,7 +17,7 @@ use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
 #[cfg(feature = "memory")]
 use crate::store::MemoryStore;
-use crate::store::{Listener, RedisStore, Standalone, Store, StoreError};
+use crate::store::{Listener, RedisStore, Sentinel, Standalone, Store, StoreError};
 use crate::wake::{FillWaiters, Wake};
 use crate::{Cacheable, Error, Policy, Stats};
 
@@ -67,6 +67,7 @@ impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (topology, connected) = match &self.inner.store {
             AnyStore::Standalone(store) => ("standalone", store.reachable()),
+            AnyStore::Sentinel(store) => ("sentinel", store.reachable()),
             #[cfg(feature = "memory")]
             AnyStore::Memory(_) => ("in-memory", true),
         };
@@ -91,6 +92,7 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub(crate) enum AnyStore {
     Standalone(RedisStore<Standalone>),
+    Sentinel(RedisStore<Sentinel>),
     #[cfg(feature = "memory")]
     Memory(MemoryStore),
 }
@@ -177,6 +179,7 @@ impl Cache {
         let cx = &self.inner.context;
         match &self.inner.store {
             AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+            AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
             #[cfg(feature = "memory")]
             AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
         }
@@ -261,6 +264,7 @@ impl Cache {
         let flights = &self.inner.context.flights;
         match &self.inner.store {
             AnyStore::Standalone(store) => target.invalidate(flights, store).await,
+            AnyStore::Sentinel(store) => target.invalidate(flights, store).await,
             #[cfg(feature = "memory")]
             AnyStore::Memory(store) => target.invalidate(flights, store).await,
         }

@@ -1,7 +1,6 @@
 //! Building a [`Cache`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -11,7 +10,7 @@ use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::policy::TAG_TTL;
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
-use crate::store::{Limits, RedisStore, Standalone, connect};
+use crate::store::{Limits, RedisStore, Sentinels, Standalone, connect, sentinel};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -53,8 +52,16 @@ pub struct CacheBuilder {
     op_timeout: Duration,
     connect_timeout: Duration,
     call_budget: Option<Duration>,
+    sentinel: Option<SentinelSettings>,
     #[cfg(feature = "tls")]
     tls: TlsSettings,
+}
+
+/// What `sentinel(...)` was given.
+#[derive(Clone, Debug)]
+struct SentinelSettings {
+    master_name: String,
+    urls: Vec<String>,
 }
 
 impl Default for CacheBuilder {
@@ -65,6 +72,7 @@ impl Default for CacheBuilder {
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
             call_budget: None,
+            sentinel: None,
             #[cfg(feature = "tls")]
             tls: TlsSettings::default(),
         }
@@ -80,6 +88,10 @@ impl fmt::Debug for CacheBuilder {
             .field("op_timeout", &self.op_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("call_budget", &self.effective_call_budget());
+        if let Some(sentinel) = &self.sentinel {
+            let urls: Vec<String> = sentinel.urls.iter().map(|url| redact(url)).collect();
+            debug.field("sentinel", &(&sentinel.master_name, urls));
+        }
         #[cfg(feature = "tls")]
         self.tls.debug_fields(&mut debug);
         debug.finish()
@@ -124,6 +136,37 @@ impl CacheBuilder {
     /// Defaults to `redis://127.0.0.1:6379`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// Reach Redis through Sentinel: the master named `master_name` that the sentinels at
+    /// `sentinels` (`redis://[user:password@]host:port`, or `rediss://` with the `tls`
+    /// feature) monitor. A URL's user and password are for that sentinel.
+    ///
+    /// The master is reached at the address the sentinels give, with the scheme, user,
+    /// password and database of [`url`](Self::url) (whose host and port are then
+    /// unused), e.g. `.url("redis://app:secret@master/2")`; the TLS settings apply to the
+    /// sentinels and the master alike. The cache asks the sentinels in turn at each
+    /// (re)connect, uses a server only once it says it is a master, and follows a
+    /// failover: it moves to the new master when the sentinels announce the switch
+    /// (`+switch-master`), when the old master answers `READONLY`, or when the
+    /// connection is lost. Requires Redis 6.2 or later, as the rest of the cache.
+    ///
+    /// Defaults to no Sentinel: the server of [`url`](Self::url).
+    ///
+    /// # Errors
+    /// `build` fails with [`Error::InvalidConfig`] for an empty master name or no
+    /// sentinels, and [`Error::InvalidUrl`] for a sentinel URL it cannot parse; never
+    /// because a sentinel or the master is down.
+    pub fn sentinel(
+        mut self,
+        master_name: impl Into<String>,
+        sentinels: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.sentinel = Some(SentinelSettings {
+            master_name: master_name.into(),
+            urls: sentinels.into_iter().map(Into::into).collect(),
+        });
         self
     }
 
@@ -228,13 +271,11 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
-        #[cfg(not(feature = "tls"))]
-        let client = connect::client(&self.url).map_err(Error::InvalidUrl)?;
-        #[cfg(feature = "tls")]
-        let client = connect::client_with_tls(&self.url, &self.tls).map_err(|e| match e {
-            connect::TlsClientError::Config(why) => Error::InvalidConfig(why),
-            connect::TlsClientError::Url(cause) => Error::InvalidUrl(cause),
-        })?;
+        let client = self.client(&self.url)?;
+        let sentinels = match &self.sentinel {
+            Some(sentinel) => Some(self.sentinels(sentinel, client.clone())?),
+            None => None,
+        };
         let call_budget = self.effective_call_budget();
         let limits = Limits {
             op_timeout: self.op_timeout,
@@ -245,21 +286,50 @@ impl CacheBuilder {
         let wiring = Wiring::new();
         let shutdown = watch::Sender::new(());
         let channel = format!("{}fills", self.prefix);
-        let topology = Standalone::start(
-            client,
-            limits.clone(),
-            channel.clone(),
-            wiring.listener.clone(),
-            &shutdown,
-        );
-        topology.first_connection().await;
-        let store = RedisStore::new(Arc::clone(&topology), limits, channel, wiring.origin);
-        Ok(Cache::new(
-            self.prefix,
-            AnyStore::Standalone(store),
-            call_budget,
-            wiring,
-            shutdown,
+        let listener = wiring.listener.clone();
+        let store = if let Some(sentinels) = sentinels {
+            let topology = sentinel::start(sentinels, limits.clone(), channel.clone(), listener, &shutdown);
+            topology.first_connection().await;
+            AnyStore::Sentinel(RedisStore::new(topology, limits, channel, wiring.origin))
+        } else {
+            let topology = Standalone::start(client, limits.clone(), channel.clone(), listener, &shutdown);
+            topology.first_connection().await;
+            AnyStore::Standalone(RedisStore::new(topology, limits, channel, wiring.origin))
+        };
+        Ok(Cache::new(self.prefix, store, call_budget, wiring, shutdown))
+    }
+}
+
+impl CacheBuilder {
+    /// The client of `url`, with the TLS settings.
+    fn client(&self, url: &str) -> Result<redis::Client, Error> {
+        #[cfg(not(feature = "tls"))]
+        return connect::client(url).map_err(Error::InvalidUrl);
+        #[cfg(feature = "tls")]
+        connect::client_with_tls(url, &self.tls).map_err(|e| match e {
+            connect::TlsClientError::Config(why) => Error::InvalidConfig(why),
+            connect::TlsClientError::Url(cause) => Error::InvalidUrl(cause),
+        })
+    }
+
+    /// The sentinels of `sentinel`, whose master is reached with `master`'s settings.
+    fn sentinels(&self, sentinel: &SentinelSettings, master: redis::Client) -> Result<Sentinels, Error> {
+        if sentinel.master_name.is_empty() {
+            return Err(Error::InvalidConfig("the sentinel master name is empty".to_owned()));
+        }
+        if sentinel.urls.is_empty() {
+            return Err(Error::InvalidConfig("no sentinel urls".to_owned()));
+        }
+        let clients = sentinel
+            .urls
+            .iter()
+            .map(|url| self.client(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sentinels::new(
+            sentinel.master_name.clone(),
+            clients,
+            master,
+            self.connect_timeout,
         ))
     }
 }

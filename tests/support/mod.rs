@@ -12,12 +12,17 @@ pub mod child;
 pub mod delay_proxy;
 pub mod logs;
 pub mod proxy;
+pub mod sentinel;
 
 /// A redis-server process; killed when dropped.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// Given after the usual ones, at every (re)start.
+    args: Vec<String>,
+    /// A sentinel's: started as `redis-server <config> --sentinel`.
+    sentinel_config: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -33,12 +38,90 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
-        RedisServer { port, child: None, dir }
+        RedisServer {
+            port,
+            child: None,
+            dir,
+            args: Vec::new(),
+            sentinel_config: None,
+        }
+    }
+
+    /// Starts a server with `args` after the usual ones (again at each restart).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        let mut server = RedisServer::not_started();
+        server.args = args.iter().map(|a| (*a).to_owned()).collect();
+        server.launch();
+        server
+    }
+
+    /// Starts a replica of `master` and waits until it has synced.
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        let port = master.port.to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port, "--repl-diskless-sync-delay", "0"]);
+        replica.wait_synced();
+        replica
+    }
+
+    /// Waits until this replica's link to its master is up.
+    pub fn wait_synced(&self) {
+        wait_for(&format!("the replica on port {} synced", self.port), || {
+            self.try_info("replication")
+                .is_some_and(|info| info.contains("master_link_status:up"))
+        });
+    }
+
+    /// A sentinel on `port` whose config file (which it rewrites) is `config`'s text.
+    pub fn start_sentinel(port: u16, config: &str) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        let path = dir.join("sentinel.conf");
+        std::fs::write(&path, config).expect("write the sentinel config");
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+            args: Vec::new(),
+            sentinel_config: Some(path),
+        };
+        server.launch();
+        server
+    }
+
+    /// `INFO <section>`, or `None` when the server does not answer.
+    pub fn try_info(&self, section: &str) -> Option<String> {
+        let mut c = redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        redis::cmd("INFO").arg(section).query(&mut c).ok()
+    }
+
+    /// Whether the server says (`ROLE`) it is a master.
+    pub fn is_master(&self) -> bool {
+        let role = || -> Option<String> {
+            let mut c = redis::Client::open(self.url())
+                .ok()?
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok()?;
+            c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+            match role.first() {
+                Some(redis::Value::BulkString(role)) => String::from_utf8(role.clone()).ok(),
+                _ => None,
+            }
+        };
+        role().as_deref() == Some("master")
     }
 
     /// Starts the server (again) and waits until it answers.
     pub fn launch(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel_config {
+            command.arg(config).arg("--sentinel");
+        }
+        let child = command
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -51,6 +134,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -182,6 +266,15 @@ pub async fn wait_connected(cache: &Cache) {
     while cache.invalidate("__probe__").await.is_err() {
         assert!(Instant::now() < deadline, "the cache did not connect");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (bounded, blocking the thread) until `condition` holds.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

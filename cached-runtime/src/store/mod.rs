@@ -15,6 +15,7 @@ pub(crate) mod redis_store;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod scripts;
+pub(crate) mod sentinel;
 pub(crate) mod standalone;
 mod subscription;
 mod supervise;
@@ -28,6 +29,7 @@ pub(crate) use announce::{Announcement, Listener};
 #[cfg(feature = "memory")]
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis_store::RedisStore;
+pub(crate) use sentinel::{Sentinel, Sentinels};
 pub(crate) use standalone::Standalone;
 #[cfg(feature = "tls")]
 use tls::reason as tls_reason;

@@ -7,14 +7,19 @@
 //! (re)connecting: while the breaker is open it drops the suspect connection, connects
 //! afresh and `PING`s with a growing backoff, and closes the breaker when Redis answers.
 //! A second task keeps the announcement subscription.
+//!
+//! Where the server is comes from a [`Locate`]: a fixed client for a plain URL, or a
+//! question to the Sentinels at each (re)connect (`sentinel.rs`).
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::sync::watch;
+use tokio::time::error::Elapsed;
 
 use super::Limits;
 use super::announce::Listener;
@@ -26,9 +31,32 @@ use crate::breaker::Breaker;
 use crate::log::RateLimited;
 use crate::sync::{read, write};
 
+/// Where the server to connect to is, asked again at each (re)connect.
+pub(crate) trait Locate: fmt::Debug + Send + Sync + 'static {
+    /// The client of the server to use now.
+    fn locate(&self) -> impl Future<Output = Result<Client, RedisError>> + Send;
+
+    /// Whether a server must say (`ROLE`) that it is a master before it is used.
+    fn needs_master(&self) -> bool;
+}
+
+/// A plain URL: always the same server, whatever its role (it may be behind a proxy).
+impl Locate for Client {
+    async fn locate(&self) -> Result<Client, RedisError> {
+        Ok(self.clone())
+    }
+
+    fn needs_master(&self) -> bool {
+        false
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Standalone {
-    client: Client,
+pub(crate) struct Standalone<L = Client> {
+    locator: L,
+    /// The client of the server connected to last (`None` before the first connection):
+    /// the announcement subscription follows it.
+    client: RwLock<Option<Client>>,
     connection: RwLock<Option<MultiplexedConnection>>,
     /// Bumped with every new connection: failures of an older one do not count.
     generation: AtomicU64,
@@ -41,18 +69,19 @@ pub(crate) struct Standalone {
     subscription: Arc<Subscription>,
 }
 
-impl Standalone {
-    /// Starts supervising the server behind `client`; announcements heard on `channel`
+impl<L: Locate> Standalone<L> {
+    /// Starts supervising the server `locator` finds; announcements heard on `channel`
     /// go to `listener`. The background tasks end when `shutdown`'s sender drops.
     pub(crate) fn start(
-        client: Client,
+        locator: L,
         limits: Limits,
         channel: String,
         listener: Arc<dyn Listener>,
         shutdown: &watch::Sender<()>,
     ) -> Arc<Self> {
         let standalone = Arc::new(Self {
-            client,
+            locator,
+            client: RwLock::new(None),
             connection: RwLock::new(None),
             generation: AtomicU64::new(0),
             breaker: Breaker::new_open(),
@@ -61,11 +90,18 @@ impl Standalone {
             subscription: Arc::default(),
         });
         tokio::spawn(keep_connected(standalone.clone(), shutdown.subscribe()));
-        let client = standalone.client.clone();
+        let located = standalone.clone();
         let subscribe = Subscribe {
             connect: move || {
-                let client = client.clone();
-                async move { client.get_async_pubsub().await }
+                let located = located.clone();
+                async move {
+                    let current = read(&located.client).clone();
+                    let client = match current {
+                        Some(client) => client,
+                        None => located.locator.locate().await?,
+                    };
+                    client.get_async_pubsub().await
+                }
             },
             channel,
             state: standalone.subscription.clone(),
@@ -88,16 +124,46 @@ impl Standalone {
         took > self.limits.op_timeout / 2
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
+    /// Replaces the connection now, asking the locator again where the server is.
+    pub(crate) fn reconnect(&self) {
+        self.breaker.trip();
+    }
+
+    /// Where the server is found.
+    pub(crate) fn locator(&self) -> &L {
+        &self.locator
+    }
+
+    /// Finds the server, connects and probes it, each step within the connect timeout.
+    async fn connect(&self) -> Result<Result<MultiplexedConnection, RedisError>, Elapsed> {
+        let client = match self.locator.locate().await {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let connection = tokio::time::timeout(self.limits.connect_timeout, self.connect_to(&client)).await;
+        if matches!(connection, Ok(Ok(_))) {
+            *write(&self.client) = Some(client);
+        }
+        connection
+    }
+
+    async fn connect_to(&self, client: &Client) -> Result<MultiplexedConnection, RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.limits.connect_timeout))
             .set_response_timeout(None);
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
         let started = Instant::now();
-        redis::cmd("PING").query_async::<()>(&mut connection).await?;
+        if self.locator.needs_master() {
+            let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut connection).await?;
+            if !matches!(role.first(), Some(Value::BulkString(role)) if role == b"master") {
+                return Err(RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::ReadOnly),
+                    "the server the sentinels named is not a master (yet)",
+                )));
+            }
+        } else {
+            redis::cmd("PING").query_async::<()>(&mut connection).await?;
+        }
         // The breaker counts replies slower than half the deadline as failures: a probe
         // that slow would only open it again.
         if self.slow(started.elapsed()) {
@@ -110,7 +176,7 @@ impl Standalone {
     }
 }
 
-impl Topology for Standalone {
+impl<L: Locate> Topology for Standalone<L> {
     type Connection = MultiplexedConnection;
 
     fn connection(&self) -> Option<(MultiplexedConnection, u64)> {
@@ -143,7 +209,7 @@ impl Topology for Standalone {
 }
 
 /// Owns the connection: while the breaker is open, reconnects and probes with backoff.
-async fn keep_connected(store: Arc<Standalone>, mut shutdown: watch::Receiver<()>) {
+async fn keep_connected<L: Locate>(store: Arc<Standalone<L>>, mut shutdown: watch::Receiver<()>) {
     let mut backoff = Backoff::new();
     let failures_logged = RateLimited::new();
     let mut was_connected = false;
@@ -162,7 +228,7 @@ async fn keep_connected(store: Arc<Standalone>, mut shutdown: watch::Receiver<()
             tracing::warn!("redis-cached: redis is failing; calls fail open while the cache reconnects");
             was_connected = false;
         }
-        match tokio::time::timeout(store.limits.connect_timeout, store.connect()).await {
+        match store.connect().await {
             Ok(Ok(connection)) => {
                 *write(&store.connection) = Some(connection);
                 store.generation.fetch_add(1, Ordering::AcqRel);
