@@ -185,3 +185,99 @@ async fn after_a_graceful_failover_the_cache_moves_to_the_new_master_while_the_o
     let (calls, wrong) = load.stop().await;
     assert_eq!(wrong, 0, "every one of {calls} calls returned the loader's result");
 }
+
+/// Keys the invalidation test fills before the failover, all with the same stale bytes.
+const KEYS: u64 = 20_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_invalidation_that_returned_ok_is_lost_in_a_graceful_failover() {
+    let mut set = SentinelSet::start();
+    let db = Arc::new(Db::new(set.cache("shop:").await));
+    // Every key holds the same stale value (product 1 of generation 0), on both nodes.
+    db.product(1).await.unwrap();
+    let stale: Vec<u8> = set.master().conn().get(db.cache.key("product:1")).unwrap();
+    let mut fill = redis::pipe();
+    for id in 0..KEYS {
+        fill.set(db.cache.key(&format!("product:{}", 10_000 + id)), &stale)
+            .ignore();
+    }
+    let _: () = fill.query(&mut set.master().conn()).unwrap();
+    let mut replica = set.replica().conn();
+    support::wait_for("the replica has every key", || {
+        redis::cmd("DBSIZE").query::<u64>(&mut replica).unwrap() > KEYS
+    });
+    let load = Load::start(&db, 4);
+    // Invalidates each key once, in order, until told to stop; keeps those that were Ok
+    // (`cache.invalidate`) or will be retried (`#[redis_invalidate]`).
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let pass = tokio::spawn({
+        let (db, stop, done) = (db.clone(), stop.clone(), done.clone());
+        async move {
+            let (mut confirmed, mut unconfirmed) = (Vec::new(), 0);
+            for id in (10_000..10_000 + KEYS).take_while(|_| !stop.load(Ordering::SeqCst)) {
+                let ok = if id % 3 == 0 {
+                    db.update_product(id, false).await.is_ok()
+                } else {
+                    db.generation.fetch_add(1, Ordering::SeqCst);
+                    db.cache.invalidate(&format!("product:{id}")).await.is_ok()
+                };
+                if ok {
+                    confirmed.push(id);
+                    done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    unconfirmed += 1;
+                }
+            }
+            (confirmed, unconfirmed)
+        }
+    });
+    eventually("invalidations run", async || done.load(Ordering::SeqCst) > 200).await;
+    set.failover();
+    let new = set.wait_switched();
+    let at_switch = done.load(Ordering::SeqCst);
+    eventually("invalidations go on after the switch", async || {
+        done.load(Ordering::SeqCst) > at_switch + 1000
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let (confirmed, unconfirmed) = pass.await.unwrap();
+    let (calls, wrong) = load.stop().await;
+    assert_eq!(wrong, 0, "every one of {calls} calls returned the loader's result");
+    eprintln!(
+        "graceful failover: {} invalidations returned Ok, {unconfirmed} were not confirmed",
+        confirmed.len()
+    );
+    // The background retries of `#[redis_invalidate]` reach the new master too.
+    let mut new_master = set.nodes[new].conn();
+    let keys: Vec<String> = confirmed
+        .iter()
+        .map(|id| db.cache.key(&format!("product:{id}")))
+        .collect();
+    let still_stale = |new_master: &mut redis::Connection| -> Vec<String> {
+        let values: Vec<Option<Vec<u8>>> = new_master.mget(&keys).unwrap();
+        keys.iter()
+            .zip(values)
+            .filter(|(_, value)| value.as_deref() == Some(stale.as_slice()))
+            .map(|(key, _)| key.clone())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lost = still_stale(&mut new_master);
+        if lost.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} confirmed invalidations were lost in the failover, e.g. {:?}",
+            lost.len(),
+            keys.len(),
+            &lost[..lost.len().min(3)]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = confirmed[confirmed.len() / 2];
+    let read = db.product(id).await.unwrap().unwrap();
+    assert!(read.id == id, "a confirmed key is loaded anew: {read:?}");
+}

@@ -240,10 +240,16 @@ impl Cache {
     /// already waiting for them but not stored. Later callers start a new load: at once
     /// in this process, in others once the invalidation message reaches them.
     ///
+    /// When the master has replicas, `Ok` also means one of them acknowledged the
+    /// delete (`WAIT 1`), so a failover keeps it; the guide's "Invalidation guarantee"
+    /// says exactly what `Ok` means.
+    ///
     /// # Errors
     /// Unlike reads, invalidation does not fail open: if Redis did not confirm the
     /// delete ([`Error::Redis`], [`Error::Timeout`], [`Error::Unavailable`]) the old value
-    /// may still be served until its TTL, and the caller should know.
+    /// may still be served until its TTL, and the caller should know. A master with
+    /// replicas none of which acknowledged the delete within `op_timeout` is
+    /// [`Error::Redis`] ("no replica acknowledged the invalidation in time").
     pub async fn invalidate(&self, key: &str) -> Result<(), Error> {
         self.invalidate_target(&self.key_target(key)).await.map_err(Error::from)
     }

@@ -60,6 +60,12 @@ impl RedisServer {
         let port = master.port.to_string();
         let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port, "--repl-diskless-sync-delay", "0"]);
         replica.wait_synced();
+        // The master counts the replica (`ROLE`, `WAIT`) only once it acknowledged.
+        wait_for(&format!("the master on port {port} has its replica online"), || {
+            master
+                .try_info("replication")
+                .is_some_and(|info| info.contains("state=online"))
+        });
         replica
     }
 

@@ -12,6 +12,7 @@ pub(crate) mod connect;
 #[cfg(feature = "memory")]
 pub(crate) mod memory;
 pub(crate) mod redis_store;
+mod replication;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod scripts;

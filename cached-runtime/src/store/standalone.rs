@@ -5,8 +5,9 @@
 //! One multiplexed connection serves every call. redis-rs's response timeout is off, so
 //! a hit arms one timer (the cache's own deadline), not two. A background task owns
 //! (re)connecting: while the breaker is open it drops the suspect connection, connects
-//! afresh and `PING`s with a growing backoff, and closes the breaker when Redis answers.
-//! A second task keeps the announcement subscription.
+//! afresh and probes it (`ROLE`) with a growing backoff, and closes the breaker when Redis answers.
+//! A second task keeps the announcement subscription. Invalidations go on a second
+//! connection, made with the first: their `WAIT` blocks it (see `redis_store`).
 //!
 //! Where the server is comes from a [`Locate`]: a fixed client for a plain URL, or a
 //! question to the Sentinels at each (re)connect (`sentinel.rs`).
@@ -17,13 +18,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
 
 use super::Limits;
 use super::announce::Listener;
 use super::redis_store::{Topology, Verdict};
+use super::replication::{Replicas, Role};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
@@ -58,6 +60,10 @@ pub(crate) struct Standalone<L = Client> {
     /// the announcement subscription follows it.
     client: RwLock<Option<Client>>,
     connection: RwLock<Option<MultiplexedConnection>>,
+    /// The connection invalidations are sent on (with a `WAIT` that blocks it).
+    invalidations: RwLock<Option<MultiplexedConnection>>,
+    /// Whether the master has replicas that must acknowledge invalidations.
+    replicas: Replicas,
     /// Bumped with every new connection: failures of an older one do not count.
     generation: AtomicU64,
     breaker: Breaker,
@@ -83,6 +89,8 @@ impl<L: Locate> Standalone<L> {
             locator,
             client: RwLock::new(None),
             connection: RwLock::new(None),
+            invalidations: RwLock::new(None),
+            replicas: Replicas::default(),
             generation: AtomicU64::new(0),
             breaker: Breaker::new_open(),
             reconnects: watch::Sender::new(0),
@@ -135,7 +143,7 @@ impl<L: Locate> Standalone<L> {
     }
 
     /// Finds the server, connects and probes it, each step within the connect timeout.
-    async fn connect(&self) -> Result<Result<MultiplexedConnection, RedisError>, Elapsed> {
+    async fn connect(&self) -> Result<Result<Connected, RedisError>, Elapsed> {
         let client = match self.locator.locate().await {
             Ok(client) => client,
             Err(e) => return Ok(Err(e)),
@@ -147,22 +155,20 @@ impl<L: Locate> Standalone<L> {
         connection
     }
 
-    async fn connect_to(&self, client: &Client) -> Result<MultiplexedConnection, RedisError> {
+    /// Connects to `client`'s server and probes it with `ROLE`, which also says how many
+    /// replicas it has.
+    async fn connect_to(&self, client: &Client) -> Result<Connected, RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.limits.connect_timeout))
             .set_response_timeout(None);
         let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
         let started = Instant::now();
-        if self.locator.needs_master() {
-            let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut connection).await?;
-            if !matches!(role.first(), Some(Value::BulkString(role)) if role == b"master") {
-                return Err(RedisError::from((
-                    ErrorKind::Server(ServerErrorKind::ReadOnly),
-                    "the server the sentinels named is not a master (yet)",
-                )));
-            }
-        } else {
-            redis::cmd("PING").query_async::<()>(&mut connection).await?;
+        let role = Role::read(&redis::cmd("ROLE").query_async(&mut connection).await?);
+        if self.locator.needs_master() && role == Role::Other {
+            return Err(RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ReadOnly),
+                "the server the sentinels named is not a master (yet)",
+            )));
         }
         // The breaker counts replies slower than half the deadline as failures: a probe
         // that slow would only open it again.
@@ -172,8 +178,20 @@ impl<L: Locate> Standalone<L> {
                 "redis answers, but slower than half of op_timeout",
             )));
         }
-        Ok(connection)
+        let invalidations = client.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(Connected {
+            connection,
+            invalidations,
+            replicas: role.replicas(),
+        })
     }
+}
+
+/// A new connection, with the one for invalidations, to a server with this many replicas.
+struct Connected {
+    connection: MultiplexedConnection,
+    invalidations: MultiplexedConnection,
+    replicas: usize,
 }
 
 impl<L: Locate> Topology for Standalone<L> {
@@ -196,6 +214,24 @@ impl<L: Locate> Topology for Standalone<L> {
             Verdict::Failing if current => self.breaker.record_failure(),
             Verdict::Broken if current => self.breaker.trip(),
             Verdict::Failing | Verdict::Broken | Verdict::Neutral => {}
+        }
+    }
+
+    fn invalidation_connection(&self, _key: &str) -> Option<(MultiplexedConnection, u64, bool)> {
+        if self.breaker.is_open() {
+            return None;
+        }
+        let connection = read(&self.invalidations).clone()?;
+        Some((
+            connection,
+            self.generation.load(Ordering::Acquire),
+            self.replicas.expected(),
+        ))
+    }
+
+    fn saw_replicas(&self, generation: u64, _key: &str, replicas: usize) {
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.replicas.saw(replicas);
         }
     }
 
@@ -224,13 +260,16 @@ async fn keep_connected<L: Locate>(store: Arc<Standalone<L>>, mut shutdown: watc
         }
         // The old connection may be stuck on a hung server or a dead socket: start afresh.
         *write(&store.connection) = None;
+        *write(&store.invalidations) = None;
         if was_connected {
             tracing::warn!("redis-cached: redis is failing; calls fail open while the cache reconnects");
             was_connected = false;
         }
         match store.connect().await {
-            Ok(Ok(connection)) => {
-                *write(&store.connection) = Some(connection);
+            Ok(Ok(connected)) => {
+                *write(&store.connection) = Some(connected.connection);
+                *write(&store.invalidations) = Some(connected.invalidations);
+                store.replicas.connected(connected.replicas);
                 store.generation.fetch_add(1, Ordering::AcqRel);
                 store.breaker.close();
                 if reconnected {
