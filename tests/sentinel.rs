@@ -281,3 +281,39 @@ async fn no_invalidation_that_returned_ok_is_lost_in_a_graceful_failover() {
     let read = db.product(id).await.unwrap().unwrap();
     assert!(read.id == id, "a confirmed key is loaded anew: {read:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_takes_the_credentials_of_url_and_each_sentinel_those_of_its_own_url() {
+    let set = SentinelSet::start_with_passwords(Some("master-secret"), Some("sentinel-secret"));
+    let sentinels: Vec<String> = set.sentinels.iter().map(support::RedisServer::url).collect();
+    assert!(sentinels[0].contains(":sentinel-secret@"), "{}", sentinels[0]);
+    let cache = Cache::builder()
+        .sentinel(MASTER_NAME, sentinels.clone())
+        // Only the user, password and database count: the sentinels give the address.
+        .url("redis://:master-secret@unused.invalid:1/0")
+        .prefix("shop:")
+        .build()
+        .await
+        .unwrap();
+    wait_connected(&cache).await;
+    let db = Db::new(cache);
+    db.product(3).await.unwrap();
+    assert_eq!(db.product(3).await, Ok(Some(product(3, 0))));
+    assert_eq!((db.loads(), db.cache.stats().errors), (1, 0), "a hit on the master");
+    let debug = format!("{:?}", Cache::builder().sentinel(MASTER_NAME, sentinels));
+    assert!(
+        !debug.contains("sentinel-secret"),
+        "the builder's Debug hides passwords: {debug}"
+    );
+
+    // Without the master's password the sentinels answer, but the master refuses.
+    let refused = Cache::builder()
+        .sentinel(MASTER_NAME, set.sentinel_urls())
+        .prefix("shop:")
+        .build()
+        .await
+        .unwrap();
+    let db = Db::new(refused);
+    assert_eq!(db.product(3).await, Ok(Some(product(3, 0))), "fails open");
+    assert!(format!("{:?}", db.cache).contains("connected: false"));
+}

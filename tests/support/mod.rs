@@ -23,6 +23,8 @@ pub struct RedisServer {
     args: Vec<String>,
     /// A sentinel's: started as `redis-server <config> --sentinel`.
     sentinel_config: Option<PathBuf>,
+    /// `requirepass` (given with `args`, or in a sentinel's config): in `url()`.
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -44,13 +46,26 @@ impl RedisServer {
             dir,
             args: Vec::new(),
             sentinel_config: None,
+            password: None,
         }
     }
 
     /// Starts a server with `args` after the usual ones (again at each restart).
     pub fn start_with(args: &[&str]) -> RedisServer {
+        RedisServer::start_with_password(args, None)
+    }
+
+    /// [`start_with`](Self::start_with), the server asking for `password` (also from its
+    /// master, for a replica) if one is given.
+    pub fn start_with_password(args: &[&str], password: Option<&str>) -> RedisServer {
         let mut server = RedisServer::not_started();
         server.args = args.iter().map(|a| (*a).to_owned()).collect();
+        if let Some(password) = password {
+            server
+                .args
+                .extend(["--requirepass", password, "--masterauth", password].map(str::to_owned));
+        }
+        server.password = password.map(str::to_owned);
         server.launch();
         server
     }
@@ -58,7 +73,10 @@ impl RedisServer {
     /// Starts a replica of `master` and waits until it has synced.
     pub fn start_replica_of(master: &RedisServer) -> RedisServer {
         let port = master.port.to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port, "--repl-diskless-sync-delay", "0"]);
+        let replica = RedisServer::start_with_password(
+            &["--replicaof", "127.0.0.1", &port, "--repl-diskless-sync-delay", "0"],
+            master.password.as_deref(),
+        );
         replica.wait_synced();
         // The master counts the replica (`ROLE`, `WAIT`) only once it acknowledged.
         wait_for(&format!("the master on port {port} has its replica online"), || {
@@ -77,11 +95,16 @@ impl RedisServer {
         });
     }
 
-    /// A sentinel on `port` whose config file (which it rewrites) is `config`'s text.
-    pub fn start_sentinel(port: u16, config: &str) -> RedisServer {
+    /// A sentinel on `port` whose config file (which it rewrites) is `config`'s text,
+    /// with `requirepass <password>` in it if given.
+    pub fn start_sentinel(port: u16, config: &str, password: Option<&str>) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         let path = dir.join("sentinel.conf");
+        let config = match password {
+            Some(password) => format!("{config}requirepass {password}\n"),
+            None => config.to_owned(),
+        };
         std::fs::write(&path, config).expect("write the sentinel config");
         let mut server = RedisServer {
             port,
@@ -89,6 +112,7 @@ impl RedisServer {
             dir,
             args: Vec::new(),
             sentinel_config: Some(path),
+            password: password.map(str::to_owned),
         };
         server.launch();
         server
@@ -172,7 +196,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Creates an ACL user from the rules of an `ACL SETUSER` line (everything after the

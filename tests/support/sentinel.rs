@@ -29,8 +29,22 @@ impl SentinelSet {
 
     /// [`start`](Self::start) with the sentinels on these ports.
     pub fn start_on(ports: [u16; 3]) -> SentinelSet {
+        SentinelSet::start_secured(ports, None, None)
+    }
+
+    /// [`start`](Self::start) with the master and replica asking for `master_password`,
+    /// and the sentinels for `sentinel_password`, if given.
+    pub fn start_with_passwords(master_password: Option<&str>, sentinel_password: Option<&str>) -> SentinelSet {
+        SentinelSet::start_secured(
+            [free_port(), free_port(), free_port()],
+            master_password,
+            sentinel_password,
+        )
+    }
+
+    fn start_secured(ports: [u16; 3], master_password: Option<&str>, sentinel_password: Option<&str>) -> SentinelSet {
         let started = Instant::now();
-        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let master = RedisServer::start_with_password(&["--repl-diskless-sync-delay", "0"], master_password);
         let replica = RedisServer::start_replica_of(&master);
         let ids: Vec<String> = (0..3).map(|i| format!("{:040x}", 0xc0ffee_u64 + i)).collect();
         let sentinels = (0..3)
@@ -43,13 +57,19 @@ impl SentinelSet {
                      sentinel known-replica {MASTER_NAME} 127.0.0.1 {}\n",
                     ids[i], master.port, replica.port
                 );
+                if let Some(password) = master_password {
+                    config += &format!("sentinel auth-pass {MASTER_NAME} {password}\n");
+                }
+                if let Some(password) = sentinel_password {
+                    config += &format!("sentinel sentinel-pass {password}\n");
+                }
                 for other in (0..3).filter(|other| *other != i) {
                     config += &format!(
                         "sentinel known-sentinel {MASTER_NAME} 127.0.0.1 {} {}\n",
                         ports[other], ids[other]
                     );
                 }
-                RedisServer::start_sentinel(ports[i], &config)
+                RedisServer::start_sentinel(ports[i], &config, sentinel_password)
             })
             .collect();
         let set = SentinelSet {
