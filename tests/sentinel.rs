@@ -317,3 +317,38 @@ async fn the_master_takes_the_credentials_of_url_and_each_sentinel_those_of_its_
     assert_eq!(db.product(3).await, Ok(Some(product(3, 0))), "fails open");
     assert!(format!("{:?}", db.cache).contains("connected: false"));
 }
+
+/// Regression: a `+switch-master` published while the cache's subscription to the
+/// sentinels was down was missed, and the cache kept using the old master until it was
+/// demoted (about 10 s after a graceful failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_made_while_the_sentinel_subscription_was_down_is_followed_once_it_is_back() {
+    let mut set = SentinelSet::start();
+    let proxy = support::proxy::Proxy::start(set.sentinels[0].port).await;
+    let cache = Cache::builder()
+        .sentinel(MASTER_NAME, [proxy.url()])
+        .prefix("shop:")
+        .build()
+        .await
+        .unwrap();
+    wait_connected(&cache).await;
+    let db = Db::new(cache);
+    let old = set.master().port;
+    // The cache hears nothing from its sentinel while the switch is made.
+    proxy.set(support::proxy::Fault::Reset);
+    set.failover();
+    let new = set.wait_switched();
+    proxy.set(support::proxy::Fault::None);
+    let probe = db.cache.key("product:7");
+    let mut new_master = set.nodes[new].conn();
+    eventually("a fill lands on the new master", async || {
+        let _ = db.product(7).await;
+        new_master.exists::<_, bool>(&probe).unwrap_or(false)
+    })
+    .await;
+    let old_master = set.nodes.iter().find(|n| n.port == old).unwrap();
+    assert!(
+        old_master.is_master(),
+        "the old master was not demoted yet: the cache asked where the master is when it subscribed again"
+    );
+}

@@ -4,8 +4,9 @@
 //! The connection itself is supervised as a standalone server's is ([`Standalone`]):
 //! only where its address comes from differs. A connection is used only once the named
 //! server says (`ROLE`) it is a master. The cache moves to another master when the
-//! sentinels announce a switch for its master name, when a reply says `READONLY` (a
-//! demoted master), and whenever the connection is lost.
+//! sentinels announce a switch for its master name (or, each time the watch subscribes,
+//! name another master than the one connected to: a switch it may have missed), when a
+//! reply says `READONLY` (a demoted master), and whenever the connection is lost.
 
 use std::fmt;
 use std::sync::Arc;
@@ -156,8 +157,23 @@ async fn watch_switches(topology: Arc<Sentinel>, shutdown: watch::Receiver<()>) 
                 let topology = topology.clone();
                 let turn = turn.fetch_add(1, Ordering::Relaxed);
                 async move {
-                    let (_, sentinel) = topology.locator().sentinel(turn);
-                    sentinel.get_async_pubsub().await
+                    let sentinels = topology.locator();
+                    let (_, sentinel) = sentinels.sentinel(turn);
+                    let pubsub = sentinel.get_async_pubsub().await?;
+                    // A switch made while no subscription listened was missed: ask now,
+                    // just before subscribing.
+                    if let Ok(Some((host, port))) = sentinels.ask(sentinel).await
+                        && topology
+                            .current_client()
+                            .is_some_and(|client| !is_at(&client, &host, port))
+                    {
+                        tracing::info!(
+                            master = sentinels.master_name,
+                            "redis-cached: the sentinels name another master; reconnecting"
+                        );
+                        topology.reconnect();
+                    }
+                    Ok(pubsub)
                 }
             }
         },
@@ -182,6 +198,14 @@ async fn watch_switches(topology: Arc<Sentinel>, shutdown: watch::Receiver<()>) 
         silent: "the sentinels' +switch-master subscription stopped answering; subscribing again",
     };
     keep_subscribed_with(subscribe, hear, what, shutdown).await;
+}
+
+/// Whether `client` connects to `host:port`.
+fn is_at(client: &Client, host: &str, port: u16) -> bool {
+    match client.get_connection_info().addr() {
+        ConnectionAddr::Tcp(h, p) | ConnectionAddr::TcpTls { host: h, port: p, .. } => h == host && *p == port,
+        _ => false,
+    }
 }
 
 /// Whether a `+switch-master` message is about `master_name`.

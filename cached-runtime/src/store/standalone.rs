@@ -137,6 +137,11 @@ impl<L: Locate> Standalone<L> {
         self.breaker.trip();
     }
 
+    /// The client of the server connected to last.
+    pub(crate) fn current_client(&self) -> Option<Client> {
+        read(&self.client).clone()
+    }
+
     /// Where the server is found.
     pub(crate) fn locator(&self) -> &L {
         &self.locator
