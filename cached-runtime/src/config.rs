@@ -143,9 +143,10 @@ impl CacheBuilder {
     /// `sentinels` (`redis://[user:password@]host:port`, or `rediss://` with the `tls`
     /// feature) monitor. A URL's user and password are for that sentinel.
     ///
-    /// The master is reached at the address the sentinels give, with the scheme, user,
-    /// password and database of [`url`](Self::url) (whose host and port are then
-    /// unused), e.g. `.url("redis://app:secret@master/2")`; the TLS settings apply to the
+    /// The master is reached at the address the sentinels give, with the user, password
+    /// and database of [`url`](Self::url) (whose host and port are then unused), e.g.
+    /// `.url("redis://app:secret@master/2")`, over TLS when the sentinel URLs are
+    /// `rediss://` (all of them or none) or `url` is; the TLS settings apply to the
     /// sentinels and the master alike. The cache asks the sentinels in turn at each
     /// (re)connect, uses a server only once it says it is a master, and follows a
     /// failover: it moves to the new master when the sentinels announce the switch
@@ -155,9 +156,9 @@ impl CacheBuilder {
     /// Defaults to no Sentinel: the server of [`url`](Self::url).
     ///
     /// # Errors
-    /// `build` fails with [`Error::InvalidConfig`] for an empty master name or no
-    /// sentinels, and [`Error::InvalidUrl`] for a sentinel URL it cannot parse; never
-    /// because a sentinel or the master is down.
+    /// `build` fails with [`Error::InvalidConfig`] for an empty master name, no
+    /// sentinels or sentinel URLs of both schemes, and [`Error::InvalidUrl`] for a
+    /// sentinel URL it cannot parse; never because a sentinel or the master is down.
     pub fn sentinel(
         mut self,
         master_name: impl Into<String>,
@@ -271,10 +272,12 @@ impl CacheBuilder {
                 self.op_timeout
             )));
         }
-        let client = self.client(&self.url)?;
-        let sentinels = match &self.sentinel {
-            Some(sentinel) => Some(self.sentinels(sentinel, client.clone())?),
-            None => None,
+        let (client, sentinels) = match &self.sentinel {
+            Some(sentinel) => {
+                let master = self.client(&master_url(&self.url, sentinel)?)?;
+                (master.clone(), Some(self.sentinels(sentinel, master)?))
+            }
+            None => (self.client(&self.url)?, None),
         };
         let call_budget = self.effective_call_budget();
         let limits = Limits {
@@ -298,6 +301,21 @@ impl CacheBuilder {
         };
         Ok(Cache::new(self.prefix, store, call_budget, wiring, shutdown))
     }
+}
+
+/// The URL the master is reached with (its host and port replaced by the sentinels'
+/// answer): `url`, made `rediss://` when the sentinels' URLs are (all or none must be).
+fn master_url(url: &str, sentinel: &SentinelSettings) -> Result<String, Error> {
+    let tls = sentinel.urls.iter().filter(|url| connect::uses_tls(url)).count();
+    if tls != 0 && tls != sentinel.urls.len() {
+        return Err(Error::InvalidConfig(
+            "some sentinel urls are `rediss` and some are not; use one scheme".to_owned(),
+        ));
+    }
+    Ok(match url.split_once("://") {
+        Some((_, rest)) if tls != 0 && !connect::uses_tls(url) => format!("rediss://{rest}"),
+        _ => url.to_owned(),
+    })
 }
 
 impl CacheBuilder {

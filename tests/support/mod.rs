@@ -73,10 +73,17 @@ impl RedisServer {
     /// Starts a replica of `master` and waits until it has synced.
     pub fn start_replica_of(master: &RedisServer) -> RedisServer {
         let port = master.port.to_string();
-        let replica = RedisServer::start_with_password(
+        RedisServer::start_replica_with(
+            master,
             &["--replicaof", "127.0.0.1", &port, "--repl-diskless-sync-delay", "0"],
-            master.password.as_deref(),
-        );
+        )
+    }
+
+    /// Starts a replica of `master` with `args` (which name the master) and waits until
+    /// it has synced.
+    pub fn start_replica_with(master: &RedisServer, args: &[&str]) -> RedisServer {
+        let port = master.port;
+        let replica = RedisServer::start_with_password(args, master.password.as_deref());
         replica.wait_synced();
         // The master counts the replica (`ROLE`, `WAIT`) only once it acknowledged.
         wait_for(&format!("the master on port {port} has its replica online"), || {

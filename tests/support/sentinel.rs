@@ -2,6 +2,7 @@
 //! on free loopback ports, each sentinel told of the others and of the replica up front
 //! so the set settles in about a second.
 
+use std::path::Path;
 use std::time::Instant;
 
 use redis_cached::Cache;
@@ -15,7 +16,11 @@ pub const MASTER_NAME: &str = "mymaster";
 /// killed when dropped.
 pub struct SentinelSet {
     pub nodes: [RedisServer; 2],
+    /// The ports the sentinels know `nodes` by (their TLS ports under TLS).
+    announced: [u16; 2],
     pub sentinels: Vec<RedisServer>,
+    /// The sentinels' `rediss://` URLs, when they listen for TLS.
+    pub tls_urls: Option<Vec<String>>,
     /// Which of `nodes` the sentinels last reported as master.
     master: usize,
 }
@@ -29,52 +34,117 @@ impl SentinelSet {
 
     /// [`start`](Self::start) with the sentinels on these ports.
     pub fn start_on(ports: [u16; 3]) -> SentinelSet {
-        SentinelSet::start_secured(ports, None, None)
+        SentinelSet::start_with(ports, &Options::default())
     }
 
     /// [`start`](Self::start) with the master and replica asking for `master_password`,
     /// and the sentinels for `sentinel_password`, if given.
     pub fn start_with_passwords(master_password: Option<&str>, sentinel_password: Option<&str>) -> SentinelSet {
-        SentinelSet::start_secured(
-            [free_port(), free_port(), free_port()],
+        let options = Options {
             master_password,
             sentinel_password,
-        )
+            tls: None,
+        };
+        SentinelSet::start_with([free_port(), free_port(), free_port()], &options)
     }
 
-    fn start_secured(ports: [u16; 3], master_password: Option<&str>, sentinel_password: Option<&str>) -> SentinelSet {
+    /// [`start`](Self::start), every process also listening for TLS (the server
+    /// certificate `server.pem` of `ca.pem` in `certificates`) and talking TLS to the
+    /// others; the sentinels name TLS ports. The plain ports stay open for inspection.
+    pub fn start_tls(certificates: &Path) -> SentinelSet {
+        let options = Options {
+            tls: Some(certificates),
+            ..Options::default()
+        };
+        SentinelSet::start_with([free_port(), free_port(), free_port()], &options)
+    }
+
+    fn start_with(ports: [u16; 3], options: &Options<'_>) -> SentinelSet {
         let started = Instant::now();
-        let master = RedisServer::start_with_password(&["--repl-diskless-sync-delay", "0"], master_password);
-        let replica = RedisServer::start_replica_of(&master);
+        let tls_ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
+        let tls_args = |i: usize| -> Vec<String> {
+            options.tls.map_or_else(Vec::new, |dir| {
+                tls_config(dir, tls_ports[i])
+                    .lines()
+                    .flat_map(|line| {
+                        let (name, value) = line.split_once(' ').unwrap();
+                        [format!("--{name}"), value.to_owned()]
+                    })
+                    .collect()
+            })
+        };
+        let mut args = vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()];
+        args.extend(tls_args(0));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let master = RedisServer::start_with_password(&args, options.master_password);
+        let announced = |i: usize, server: &RedisServer| {
+            if options.tls.is_some() {
+                tls_ports[i]
+            } else {
+                server.port
+            }
+        };
+        let master_port = announced(0, &master);
+        let mut args = vec![
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            master_port.to_string(),
+            "--repl-diskless-sync-delay".to_owned(),
+            "0".to_owned(),
+        ];
+        args.extend(tls_args(1));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let replica = RedisServer::start_replica_with(&master, &args);
+        let replica_port = announced(1, &replica);
+        let sentinel_ports: Vec<u16> = (0..3)
+            .map(|i| {
+                if options.tls.is_some() {
+                    tls_ports[2 + i]
+                } else {
+                    ports[i]
+                }
+            })
+            .collect();
         let ids: Vec<String> = (0..3).map(|i| format!("{:040x}", 0xc0ffee_u64 + i)).collect();
         let sentinels = (0..3)
             .map(|i| {
                 let mut config = format!(
                     "sentinel myid {}\n\
-                     sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                      sentinel failover-timeout {MASTER_NAME} 2000\n\
-                     sentinel known-replica {MASTER_NAME} 127.0.0.1 {}\n",
-                    ids[i], master.port, replica.port
+                     sentinel known-replica {MASTER_NAME} 127.0.0.1 {replica_port}\n",
+                    ids[i]
                 );
-                if let Some(password) = master_password {
+                if let Some(dir) = options.tls {
+                    config += &tls_config(dir, tls_ports[2 + i]);
+                }
+                if let Some(password) = options.master_password {
                     config += &format!("sentinel auth-pass {MASTER_NAME} {password}\n");
                 }
-                if let Some(password) = sentinel_password {
+                if let Some(password) = options.sentinel_password {
                     config += &format!("sentinel sentinel-pass {password}\n");
                 }
                 for other in (0..3).filter(|other| *other != i) {
                     config += &format!(
                         "sentinel known-sentinel {MASTER_NAME} 127.0.0.1 {} {}\n",
-                        ports[other], ids[other]
+                        sentinel_ports[other], ids[other]
                     );
                 }
-                RedisServer::start_sentinel(ports[i], &config, sentinel_password)
+                RedisServer::start_sentinel(ports[i], &config, options.sentinel_password)
             })
             .collect();
+        let tls_urls = options.tls.map(|_| {
+            sentinel_ports
+                .iter()
+                .map(|port| format!("rediss://127.0.0.1:{port}"))
+                .collect()
+        });
         let set = SentinelSet {
             nodes: [master, replica],
+            announced: [master_port, replica_port],
             sentinels,
+            tls_urls,
             master: 0,
         };
         set.wait_settled();
@@ -150,7 +220,7 @@ impl SentinelSet {
     /// it is one; returns the new master's index.
     pub fn wait_switched(&mut self) -> usize {
         let new = 1 - self.master;
-        let port = self.nodes[new].port.to_string();
+        let port = self.announced[new].to_string();
         for sentinel in &self.sentinels {
             wait_for(
                 &format!("the sentinel on port {} reports the new master", sentinel.port),
@@ -161,6 +231,28 @@ impl SentinelSet {
         self.master = new;
         new
     }
+}
+
+/// How a set is secured.
+#[derive(Default)]
+pub struct Options<'a> {
+    pub master_password: Option<&'a str>,
+    pub sentinel_password: Option<&'a str>,
+    /// A directory with `ca.pem`, `server.pem` and `server.key`.
+    pub tls: Option<&'a Path>,
+}
+
+/// The config lines of a process that also listens for TLS on `port` and talks TLS to
+/// the others.
+fn tls_config(dir: &Path, port: u16) -> String {
+    let file = |name: &str| dir.join(name).display().to_string();
+    format!(
+        "tls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+         tls-auth-clients no\ntls-replication yes\n",
+        file("server.pem"),
+        file("server.key"),
+        file("ca.pem")
+    )
 }
 
 /// Where `sentinel` says the master is.
