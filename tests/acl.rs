@@ -84,3 +84,27 @@ async fn a_missing_permission_fails_open_with_one_clear_log_line() {
     assert!(noperm[0].contains("'evalsha'"), "names the command: {}", noperm[0]);
     assert!(noperm[0].contains("ACL line"), "says what to do: {}", noperm[0]);
 }
+
+/// On a master with a replica, invalidations also wait for it (`WAIT`) and check the
+/// master's `ROLE`: the same line allows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_user_invalidates_on_a_master_with_a_replica() {
+    let redis = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let _replica = RedisServer::start_replica_of(&redis);
+    let url = redis.acl_user("cache", "cache-password", &guide_rules("one server"));
+    let cache = Cache::builder().url(url).prefix("shop:").build().await.unwrap();
+    support::wait_connected(&cache).await;
+    let db = Db::new(cache);
+    assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
+    db.cache
+        .invalidate("product:5")
+        .await
+        .expect("confirmed by the replica");
+    db.cache
+        .invalidate_tag("catalog")
+        .await
+        .expect("confirmed by the replica");
+    assert_eq!(db.update_product(5, false).await, Ok(1));
+    assert_eq!(db.product(5).await, Ok(Some(product(5, 1))));
+    assert_eq!(db.cache.stats().errors, 0, "{:?}", db.cache.stats());
+}

@@ -352,3 +352,58 @@ impl Drop for TlsRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+/// Sentinel over TLS: `rediss://` sentinel URLs, the CA of `tls_root_ca` trusted for
+/// the sentinels and the master alike, and the master reached over TLS (the sentinels
+/// name its TLS port) with no `url(...)` given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_tls_sentinels_the_cache_reaches_the_master_over_tls_and_follows_a_failover() {
+    use redis::Commands;
+    use support::sentinel::{MASTER_NAME, SentinelSet};
+
+    let certificates = Certificates::make();
+    let mut set = SentinelSet::start_tls(&certificates.dir);
+    let cache = Cache::builder()
+        .sentinel(MASTER_NAME, set.tls_urls.clone().expect("TLS sentinels"))
+        .tls_root_ca(certificates.read("ca.pem"))
+        .prefix("shop:")
+        .build()
+        .await
+        .expect("the TLS settings are valid");
+    wait_connected(&cache).await;
+    let db = Db::new(cache);
+    db.product(3).await.unwrap();
+    db.product(3).await.unwrap();
+    assert_eq!((db.loads(), db.cache.stats().errors), (1, 0), "a hit on the master");
+    assert!(
+        set.master()
+            .conn()
+            .exists::<_, bool>(db.cache.key("product:3"))
+            .unwrap()
+    );
+    set.failover();
+    let new = set.wait_switched();
+    let probe = db.cache.key("product:4");
+    let mut new_master = set.nodes[new].conn();
+    eventually("a fill lands on the new master", async || {
+        let _ = db.product(4).await;
+        new_master.exists::<_, bool>(&probe).unwrap_or(false)
+    })
+    .await;
+    db.cache
+        .invalidate("product:3")
+        .await
+        .expect("confirmed on the new master");
+}
+
+#[tokio::test]
+async fn sentinel_urls_of_both_schemes_are_a_configuration_error() {
+    let why = match Cache::builder()
+        .sentinel("mymaster", ["rediss://127.0.0.1:1", "redis://127.0.0.1:2"])
+        .build()
+        .await
+    {
+        Err(Error::InvalidConfig(why)) => why,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    };
+    assert!(why.contains("one scheme"), "{why}");
+}

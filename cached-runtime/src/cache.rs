@@ -17,7 +17,7 @@ use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
 #[cfg(feature = "memory")]
 use crate::store::MemoryStore;
-use crate::store::{Cluster, Listener, RedisStore, Standalone, Store, StoreError};
+use crate::store::{Cluster, Listener, RedisStore, Sentinel, Standalone, Store, StoreError};
 use crate::wake::{FillWaiters, Wake};
 use crate::{Cacheable, Error, Policy, Stats};
 
@@ -68,6 +68,7 @@ impl fmt::Debug for Cache {
         let (topology, connected) = match &self.inner.store {
             AnyStore::Standalone(store) => ("standalone", store.reachable()),
             AnyStore::Cluster(store) => ("cluster", store.reachable()),
+            AnyStore::Sentinel(store) => ("sentinel", store.reachable()),
             #[cfg(feature = "memory")]
             AnyStore::Memory(_) => ("in-memory", true),
         };
@@ -93,6 +94,7 @@ struct Inner {
 pub(crate) enum AnyStore {
     Standalone(RedisStore<Standalone>),
     Cluster(RedisStore<Cluster>),
+    Sentinel(RedisStore<Sentinel>),
     #[cfg(feature = "memory")]
     Memory(MemoryStore),
 }
@@ -180,6 +182,7 @@ impl Cache {
         match &self.inner.store {
             AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
             AnyStore::Cluster(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+            AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
             #[cfg(feature = "memory")]
             AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
         }
@@ -240,10 +243,16 @@ impl Cache {
     /// already waiting for them but not stored. Later callers start a new load: at once
     /// in this process, in others once the invalidation message reaches them.
     ///
+    /// When the master has replicas, `Ok` also means one of them acknowledged the
+    /// delete (`WAIT 1`), so a failover keeps it; the guide's "Invalidation guarantee"
+    /// says exactly what `Ok` means.
+    ///
     /// # Errors
     /// Unlike reads, invalidation does not fail open: if Redis did not confirm the
     /// delete ([`Error::Redis`], [`Error::Timeout`], [`Error::Unavailable`]) the old value
-    /// may still be served until its TTL, and the caller should know.
+    /// may still be served until its TTL, and the caller should know. A master with
+    /// replicas none of which acknowledged the delete within `op_timeout` is
+    /// [`Error::Redis`] ("no replica acknowledged the invalidation in time").
     pub async fn invalidate(&self, key: &str) -> Result<(), Error> {
         self.invalidate_target(&self.key_target(key)).await.map_err(Error::from)
     }
@@ -265,6 +274,7 @@ impl Cache {
         match &self.inner.store {
             AnyStore::Standalone(store) => target.invalidate(flights, store).await,
             AnyStore::Cluster(store) => target.invalidate(flights, store).await,
+            AnyStore::Sentinel(store) => target.invalidate(flights, store).await,
             #[cfg(feature = "memory")]
             AnyStore::Memory(store) => target.invalidate(flights, store).await,
         }

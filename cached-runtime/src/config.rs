@@ -11,7 +11,7 @@ use crate::policy::TAG_TTL;
 use crate::store::connect::{self, ClientError};
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
-use crate::store::{Cluster, Limits, RedisStore, Standalone};
+use crate::store::{Cluster, Limits, RedisStore, Sentinels, Standalone, sentinel};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -55,8 +55,16 @@ pub struct CacheBuilder {
     op_timeout: Duration,
     connect_timeout: Duration,
     call_budget: Option<Duration>,
+    sentinel: Option<SentinelSettings>,
     #[cfg(feature = "tls")]
     tls: TlsSettings,
+}
+
+/// What `sentinel(...)` was given.
+#[derive(Clone, Debug)]
+struct SentinelSettings {
+    master_name: String,
+    urls: Vec<String>,
 }
 
 impl Default for CacheBuilder {
@@ -68,6 +76,7 @@ impl Default for CacheBuilder {
             op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_millis(500),
             call_budget: None,
+            sentinel: None,
             #[cfg(feature = "tls")]
             tls: TlsSettings::default(),
         }
@@ -90,6 +99,10 @@ impl fmt::Debug for CacheBuilder {
             .field("op_timeout", &self.op_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("call_budget", &self.effective_call_budget());
+        if let Some(sentinel) = &self.sentinel {
+            let urls: Vec<String> = sentinel.urls.iter().map(|url| redact(url)).collect();
+            debug.field("sentinel", &(&sentinel.master_name, urls));
+        }
         #[cfg(feature = "tls")]
         self.tls.debug_fields(&mut debug);
         debug.finish()
@@ -159,6 +172,38 @@ impl CacheBuilder {
     /// ```
     pub fn cluster(mut self, seeds: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.cluster = Some(seeds.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Reach Redis through Sentinel: the master named `master_name` that the sentinels at
+    /// `sentinels` (`redis://[user:password@]host:port`, or `rediss://` with the `tls`
+    /// feature) monitor. A URL's user and password are for that sentinel.
+    ///
+    /// The master is reached at the address the sentinels give, with the user, password
+    /// and database of [`url`](Self::url) (whose host and port are then unused), e.g.
+    /// `.url("redis://app:secret@master/2")`, over TLS when the sentinel URLs are
+    /// `rediss://` (all of them or none) or `url` is; the TLS settings apply to the
+    /// sentinels and the master alike. The cache asks the sentinels in turn at each
+    /// (re)connect, uses a server only once it says it is a master, and follows a
+    /// failover: it moves to the new master when the sentinels announce the switch
+    /// (`+switch-master`), when the old master answers `READONLY`, or when the
+    /// connection is lost. Requires Redis 6.2 or later, as the rest of the cache.
+    ///
+    /// Defaults to no Sentinel: the server of [`url`](Self::url).
+    ///
+    /// # Errors
+    /// `build` fails with [`Error::InvalidConfig`] for an empty master name, no
+    /// sentinels or sentinel URLs of both schemes, and [`Error::InvalidUrl`] for a
+    /// sentinel URL it cannot parse; never because a sentinel or the master is down.
+    pub fn sentinel(
+        mut self,
+        master_name: impl Into<String>,
+        sentinels: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.sentinel = Some(SentinelSettings {
+            master_name: master_name.into(),
+            urls: sentinels.into_iter().map(Into::into).collect(),
+        });
         self
     }
 
@@ -272,51 +317,99 @@ impl CacheBuilder {
         let wiring = Wiring::new();
         let shutdown = watch::Sender::new(());
         let channel = format!("{}fills", self.prefix);
-        let store = match &self.cluster {
-            None => {
-                let client = self.client(&self.url)?;
-                let topology = Standalone::start(
-                    client,
-                    limits.clone(),
-                    channel.clone(),
-                    wiring.listener.clone(),
-                    &shutdown,
-                );
-                topology.first_connection().await;
-                AnyStore::Standalone(RedisStore::new(topology, limits, channel, wiring.origin))
+        let listener = wiring.listener.clone();
+        let store = match (&self.cluster, &self.sentinel) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidConfig(
+                    "`cluster` and `sentinel` name two deployments; use one".to_owned(),
+                ));
             }
-            Some(seeds) => {
-                let seed_clients = seeds.iter().map(|seed| self.client(seed)).collect::<Result<_, _>>()?;
-                let client = connect::cluster_client(
-                    seeds,
-                    #[cfg(feature = "tls")]
-                    &self.tls,
-                    self.op_timeout,
-                    self.connect_timeout,
-                )
-                .map_err(Error::from)?;
+            (Some(seeds), None) => {
                 let topology = Cluster::start(
-                    client,
-                    seed_clients,
+                    self.cluster_client(seeds)?,
+                    seeds.iter().map(|seed| self.client(seed)).collect::<Result<_, _>>()?,
                     limits.clone(),
                     channel.clone(),
-                    wiring.listener.clone(),
+                    listener,
                     &shutdown,
                 );
                 topology.first_connection().await;
                 AnyStore::Cluster(RedisStore::new(topology, limits, channel, wiring.origin))
             }
+            (None, Some(sentinel)) => {
+                let master = self.client(&master_url(&self.url, sentinel)?)?;
+                let sentinels = self.sentinels(sentinel, master)?;
+                let topology = sentinel::start(sentinels, limits.clone(), channel.clone(), listener, &shutdown);
+                topology.first_connection().await;
+                AnyStore::Sentinel(RedisStore::new(topology, limits, channel, wiring.origin))
+            }
+            (None, None) => {
+                let client = self.client(&self.url)?;
+                let topology = Standalone::start(client, limits.clone(), channel.clone(), listener, &shutdown);
+                topology.first_connection().await;
+                AnyStore::Standalone(RedisStore::new(topology, limits, channel, wiring.origin))
+            }
         };
         let call_budget = self.effective_call_budget();
         Ok(Cache::new(self.prefix, store, call_budget, wiring, shutdown))
     }
+}
 
-    /// The client of one server's URL, with the TLS settings.
+/// The URL the master is reached with (its host and port replaced by the sentinels'
+/// answer): `url`, made `rediss://` when the sentinels' URLs are (all or none must be).
+fn master_url(url: &str, sentinel: &SentinelSettings) -> Result<String, Error> {
+    let tls = sentinel.urls.iter().filter(|url| connect::uses_tls(url)).count();
+    if tls != 0 && tls != sentinel.urls.len() {
+        return Err(Error::InvalidConfig(
+            "some sentinel urls are `rediss` and some are not; use one scheme".to_owned(),
+        ));
+    }
+    Ok(match url.split_once("://") {
+        Some((_, rest)) if tls != 0 && !connect::uses_tls(url) => format!("rediss://{rest}"),
+        _ => url.to_owned(),
+    })
+}
+
+impl CacheBuilder {
+    /// The client of `url`, with the TLS settings.
     fn client(&self, url: &str) -> Result<redis::Client, Error> {
         #[cfg(not(feature = "tls"))]
         return connect::client(url).map_err(Error::InvalidUrl);
         #[cfg(feature = "tls")]
         connect::client_with_tls(url, &self.tls).map_err(Error::from)
+    }
+
+    /// The cluster client of `seeds`, with the TLS settings and the deadlines.
+    fn cluster_client(&self, seeds: &[String]) -> Result<redis::cluster::ClusterClient, Error> {
+        let client = connect::cluster_client(
+            seeds,
+            #[cfg(feature = "tls")]
+            &self.tls,
+            self.op_timeout,
+            self.connect_timeout,
+        )?;
+        Ok(client)
+    }
+
+    /// The sentinels of `sentinel`, whose master is reached with `master`'s settings.
+    fn sentinels(&self, sentinel: &SentinelSettings, master: redis::Client) -> Result<Sentinels, Error> {
+        if sentinel.master_name.is_empty() {
+            return Err(Error::InvalidConfig("the sentinel master name is empty".to_owned()));
+        }
+        if sentinel.urls.is_empty() {
+            return Err(Error::InvalidConfig("no sentinel urls".to_owned()));
+        }
+        let clients = sentinel
+            .urls
+            .iter()
+            .map(|url| self.client(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sentinels::new(
+            sentinel.master_name.clone(),
+            clients,
+            master,
+            self.connect_timeout,
+        ))
     }
 }
 

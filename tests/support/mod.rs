@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod delay_proxy;
 pub mod logs;
 pub mod proxy;
+pub mod sentinel;
 pub mod tls;
 
 /// A redis-server process; killed when dropped.
@@ -21,6 +22,12 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// Given after the usual ones, at every (re)start.
+    args: Vec<String>,
+    /// A sentinel's: started as `redis-server <config> --sentinel`.
+    sentinel_config: Option<PathBuf>,
+    /// `requirepass` (given with `args`, or in a sentinel's config): in `url()`.
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -36,12 +43,125 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
-        RedisServer { port, child: None, dir }
+        RedisServer {
+            port,
+            child: None,
+            dir,
+            args: Vec::new(),
+            sentinel_config: None,
+            password: None,
+        }
+    }
+
+    /// Starts a server with `args` after the usual ones (again at each restart).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        RedisServer::start_with_password(args, None)
+    }
+
+    /// [`start_with`](Self::start_with), the server asking for `password` (also from its
+    /// master, for a replica) if one is given.
+    pub fn start_with_password(args: &[&str], password: Option<&str>) -> RedisServer {
+        let mut server = RedisServer::not_started();
+        server.args = args.iter().map(|a| (*a).to_owned()).collect();
+        if let Some(password) = password {
+            server
+                .args
+                .extend(["--requirepass", password, "--masterauth", password].map(str::to_owned));
+        }
+        server.password = password.map(str::to_owned);
+        server.launch();
+        server
+    }
+
+    /// Starts a replica of `master` and waits until it has synced.
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        let port = master.port.to_string();
+        RedisServer::start_replica_with(
+            master,
+            &["--replicaof", "127.0.0.1", &port, "--repl-diskless-sync-delay", "0"],
+        )
+    }
+
+    /// Starts a replica of `master` with `args` (which name the master) and waits until
+    /// it has synced.
+    pub fn start_replica_with(master: &RedisServer, args: &[&str]) -> RedisServer {
+        let port = master.port;
+        let replica = RedisServer::start_with_password(args, master.password.as_deref());
+        replica.wait_synced();
+        // The master counts the replica (`ROLE`, `WAIT`) only once it acknowledged.
+        wait_until(&format!("the master on port {port} has its replica online"), || {
+            master
+                .try_info("replication")
+                .is_some_and(|info| info.contains("state=online"))
+        });
+        replica
+    }
+
+    /// Waits until this replica's link to its master is up.
+    pub fn wait_synced(&self) {
+        wait_until(&format!("the replica on port {} synced", self.port), || {
+            self.try_info("replication")
+                .is_some_and(|info| info.contains("master_link_status:up"))
+        });
+    }
+
+    /// A sentinel on `port` whose config file (which it rewrites) is `config`'s text,
+    /// with `requirepass <password>` in it if given.
+    pub fn start_sentinel(port: u16, config: &str, password: Option<&str>) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("redis-cached-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        let path = dir.join("sentinel.conf");
+        let config = match password {
+            Some(password) => format!("{config}requirepass {password}\n"),
+            None => config.to_owned(),
+        };
+        std::fs::write(&path, config).expect("write the sentinel config");
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir,
+            args: Vec::new(),
+            sentinel_config: Some(path),
+            password: password.map(str::to_owned),
+        };
+        server.launch();
+        server
+    }
+
+    /// `INFO <section>`, or `None` when the server does not answer.
+    pub fn try_info(&self, section: &str) -> Option<String> {
+        let mut c = redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        redis::cmd("INFO").arg(section).query(&mut c).ok()
+    }
+
+    /// Whether the server says (`ROLE`) it is a master.
+    pub fn is_master(&self) -> bool {
+        let role = || -> Option<String> {
+            let mut c = redis::Client::open(self.url())
+                .ok()?
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok()?;
+            c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+            match role.first() {
+                Some(redis::Value::BulkString(role)) => String::from_utf8(role.clone()).ok(),
+                _ => None,
+            }
+        };
+        role().as_deref() == Some("master")
     }
 
     /// Starts the server (again) and waits until it answers.
     pub fn launch(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel_config {
+            command.arg(config).arg("--sentinel");
+        }
+        let child = command
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -54,6 +174,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -80,7 +201,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Creates an ACL user from the rules of an `ACL SETUSER` line (everything after the
@@ -200,6 +324,15 @@ pub async fn wait_connected(cache: &Cache) {
     while cache.invalidate("__probe__").await.is_err() {
         assert!(Instant::now() < deadline, "the cache did not connect");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (bounded, blocking the thread) until `condition` holds.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

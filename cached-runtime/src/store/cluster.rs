@@ -30,6 +30,7 @@ use tokio::sync::{Notify, watch};
 use super::Limits;
 use super::announce::Listener;
 use super::redis_store::{Topology, Verdict};
+use super::replication::Replicas;
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
@@ -70,6 +71,8 @@ impl fmt::Debug for Cluster {
 /// A cluster connection and the slot map read with it.
 struct Connected {
     connection: ClusterConnection,
+    /// Invalidations' own: their `WAIT` blocks the connection it is sent on.
+    invalidations: ClusterConnection,
     slots: SlotMap,
     /// Bumped with every new connection: failures on an older one do not count.
     generation: u64,
@@ -83,12 +86,13 @@ struct SlotMap {
     shards: Vec<Arc<Shard>>,
 }
 
-/// A master and its breaker.
+/// A master, its breaker, and whether its invalidations wait for a replica.
 #[derive(Debug)]
 pub(crate) struct Shard {
     host: String,
     port: u16,
     breaker: Breaker,
+    replicas: Replicas,
 }
 
 /// What an operation's outcome is recorded against.
@@ -154,18 +158,23 @@ impl Cluster {
     /// breakers, and those open are probed.
     /// Each step has its deadline: building a connection can hang (redis-rs issue 1953).
     async fn rebuild(&self) -> Result<(), RedisError> {
-        let connection = tokio::time::timeout(self.limits.connect_timeout * 2, self.client.get_async_connection())
-            .await
-            .map_err(|_| timed_out("connecting to the cluster"))??;
+        let connect = || async {
+            tokio::time::timeout(self.limits.connect_timeout * 2, self.client.get_async_connection())
+                .await
+                .map_err(|_| timed_out("connecting to the cluster"))?
+        };
+        let (connection, invalidations) = tokio::try_join!(connect(), connect())?;
         let previous = self.current();
         let generation = previous.as_ref().map_or(0, |state| state.generation + 1);
-        self.install(connection, generation, previous.as_deref()).await
+        self.install(connection, invalidations, generation, previous.as_deref())
+            .await
     }
 
     /// Reads the slots with `connection` and makes it the one calls use.
     async fn install(
         &self,
         mut connection: ClusterConnection,
+        invalidations: ClusterConnection,
         generation: u64,
         previous: Option<&Connected>,
     ) -> Result<(), RedisError> {
@@ -182,6 +191,7 @@ impl Cluster {
         }
         *write(&self.state) = Some(Arc::new(Connected {
             connection,
+            invalidations,
             slots,
             generation,
         }));
@@ -209,8 +219,13 @@ impl Cluster {
         let Some(state) = self.current() else {
             return Ok(());
         };
-        self.install(state.connection.clone(), state.generation, Some(&state))
-            .await
+        self.install(
+            state.connection.clone(),
+            state.invalidations.clone(),
+            state.generation,
+            Some(&state),
+        )
+        .await
     }
 
     /// Whether a shard that serves slots has its breaker open.
@@ -228,15 +243,24 @@ impl Topology for Cluster {
 
     fn connection(&self, key: &str) -> Option<(ClusterConnection, Ticket)> {
         let state = read(&self.state).clone()?;
-        let shard = state.slots.shard_of(key)?;
-        if shard.breaker.is_open() {
-            return None;
-        }
-        let ticket = Ticket {
-            generation: state.generation,
-            shard: shard.clone(),
-        };
+        let ticket = state.ticket(key)?;
         Some((state.connection.clone(), ticket))
+    }
+
+    fn invalidation_connection(&self, key: &str) -> Option<(ClusterConnection, Ticket, bool)> {
+        let state = read(&self.state).clone()?;
+        let ticket = state.ticket(key)?;
+        let wait = ticket.shard.replicas.expected();
+        Some((state.invalidations.clone(), ticket, wait))
+    }
+
+    fn saw_replicas(&self, ticket: &Ticket, _key: &str, replicas: usize) {
+        if self
+            .current()
+            .is_some_and(|state| state.generation == ticket.generation)
+        {
+            ticket.shard.replicas.saw(replicas);
+        }
     }
 
     fn record(&self, ticket: &Ticket, verdict: Verdict) {
@@ -321,6 +345,17 @@ fn redirect_error(redirect: &RedisError) -> RedisError {
     RedisError::from((redirect.kind(), "redirected", detail))
 }
 
+impl Connected {
+    /// The ticket of an operation on `key`; `None` while its shard's breaker is open.
+    fn ticket(&self, key: &str) -> Option<Ticket> {
+        let shard = self.slots.shard_of(key)?;
+        (!shard.breaker.is_open()).then(|| Ticket {
+            generation: self.generation,
+            shard: shard.clone(),
+        })
+    }
+}
+
 impl SlotMap {
     /// The map a `CLUSTER SLOTS` reply describes. Shards of `previous` that still serve
     /// slots keep their breakers; new ones start closed.
@@ -333,8 +368,8 @@ impl SlotMap {
             shards: Vec::new(),
         };
         for range in ranges {
-            let (first, last, host, port) = slot_range(range).ok_or_else(|| unexpected_slots(range))?;
-            let index = map.shard_index(host, port, previous);
+            let (first, last, host, port, replicas) = slot_range(range).ok_or_else(|| unexpected_slots(range))?;
+            let index = map.shard_index(host, port, replicas, previous);
             for owner in &mut map.owners[first..=last] {
                 *owner = index;
             }
@@ -342,8 +377,9 @@ impl SlotMap {
         Ok(map)
     }
 
-    /// The index of the shard at `host:port`, added (from `previous`, or new) if needed.
-    fn shard_index(&mut self, host: &str, port: u16, previous: Option<&SlotMap>) -> u16 {
+    /// The index of the shard at `host:port`, added (from `previous`, or new with
+    /// `replicas`) if needed.
+    fn shard_index(&mut self, host: &str, port: u16, replicas: usize, previous: Option<&SlotMap>) -> u16 {
         let known = |shard: &&Arc<Shard>| shard.host == host && shard.port == port;
         if let Some(index) = self.shards.iter().position(|shard| known(&shard)) {
             return index_u16(index);
@@ -353,10 +389,13 @@ impl SlotMap {
             .unwrap_or_else(|| {
                 let breaker = Breaker::new_open();
                 breaker.close();
+                let known_replicas = Replicas::default();
+                known_replicas.connected(replicas);
                 Arc::new(Shard {
                     host: host.to_owned(),
                     port,
                     breaker,
+                    replicas: known_replicas,
                 })
             });
         self.shards.push(shard);
@@ -376,8 +415,8 @@ fn index_u16(index: usize) -> u16 {
 }
 
 /// One entry of a `CLUSTER SLOTS` reply: first slot, last slot, then the master's host
-/// and port first among its nodes.
-fn slot_range(range: &Value) -> Option<(usize, usize, &str, u16)> {
+/// and port first among its nodes, then its replicas (counted).
+fn slot_range(range: &Value) -> Option<(usize, usize, &str, u16, usize)> {
     let Value::Array(fields) = range else { return None };
     let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
         (fields.first(), fields.get(1), fields.get(2))
@@ -391,7 +430,8 @@ fn slot_range(range: &Value) -> Option<(usize, usize, &str, u16)> {
     };
     let Value::Int(port) = master.get(1)? else { return None };
     let (first, last) = (usize::try_from(*first).ok()?, usize::try_from(*last).ok()?);
-    (first <= last && last < SLOTS).then_some((first, last, host, u16::try_from(*port).ok()?))
+    let replicas = fields.len().saturating_sub(3);
+    (first <= last && last < SLOTS).then_some((first, last, host, u16::try_from(*port).ok()?, replicas))
 }
 
 fn timed_out(what: &str) -> RedisError {

@@ -13,9 +13,11 @@ pub(crate) mod connect;
 #[cfg(feature = "memory")]
 pub(crate) mod memory;
 pub(crate) mod redis_store;
+mod replication;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod scripts;
+pub(crate) mod sentinel;
 pub(crate) mod standalone;
 mod subscription;
 mod supervise;
@@ -30,6 +32,7 @@ pub(crate) use cluster::Cluster;
 #[cfg(feature = "memory")]
 pub(crate) use memory::MemoryStore;
 pub(crate) use redis_store::RedisStore;
+pub(crate) use sentinel::{Sentinel, Sentinels};
 pub(crate) use standalone::Standalone;
 #[cfg(feature = "tls")]
 use tls::reason as tls_reason;

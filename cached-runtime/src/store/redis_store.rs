@@ -15,6 +15,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 mod migrating;
 
 use super::announce::Announcement;
+use super::replication::Role;
 use super::scripts::{BUMP_TAG, ClaimScripts, DELETE, FENCE_SCRIPTS, LEASE_SCRIPTS, TAG_VERSIONS};
 use super::{Acquire, Claim, Entry, Expected, Limits, Store, StoreError, parse_version};
 use crate::key::{fence_key, lease_key};
@@ -37,6 +38,16 @@ pub(crate) trait Topology: fmt::Debug + Send + Sync + 'static {
 
     /// How one operation sent with `ticket` went.
     fn record(&self, ticket: &Self::Ticket, verdict: Verdict);
+
+    /// The connection an invalidation of `key` is sent on, with its ticket, and
+    /// whether the master it reaches has replicas that must acknowledge it (`WAIT`).
+    /// Not the connection of [`connection`](Self::connection): a `WAIT` counts only
+    /// the writes of its own connection, and blocks it. `None` while the cache fails open.
+    fn invalidation_connection(&self, key: &str) -> Option<(Self::Connection, Self::Ticket, bool)>;
+
+    /// How many replicas the `ROLE` of an invalidation of `key`, sent with `ticket`,
+    /// listed.
+    fn saw_replicas(&self, ticket: &Self::Ticket, key: &str, replicas: usize);
 
     /// See [`Store::announcements`].
     fn announcements(&self) -> Option<u64>;
@@ -136,6 +147,66 @@ impl<T: Topology> RedisStore<T> {
         };
         self.topology.record(&ticket, verdict);
         result
+    }
+
+    /// Sends an invalidation of `key` (`write`: an `EVALSHA` of `script`) on the
+    /// topology's invalidation connection, in one pipeline with `WAIT 1` when the master
+    /// has replicas, and `ROLE`. `Ok` only when a master took the write and, if it has
+    /// replicas, one of them acknowledged it within the deadline; otherwise the
+    /// invalidation is not confirmed and the caller retries or reports it.
+    async fn invalidate(&self, key: &str, script: &redis::Script, write: redis::Cmd) -> Result<(), StoreError> {
+        let Some((mut connection, ticket, wait)) = self.topology.invalidation_connection(key) else {
+            return Err(StoreError::Skipped);
+        };
+        let started = Instant::now();
+        let deadline = self.settings.limits.op_timeout;
+        // The wait ends well before the deadline, so its answer (even "no replica") comes
+        // back in time. `WAIT 0` would block for ever.
+        let wait_ms = u64::try_from((deadline * 3 / 4).as_millis()).unwrap_or(u64::MAX).max(1);
+        let sent = send_invalidation(&mut connection, script, &write, wait, wait_ms);
+        // A wait that takes long says nothing about the master (Redis ends a `WAIT` only
+        // at its next timer tick, up to 100 ms late, and the next invalidation queues
+        // behind it): only errors, and no answer without a wait, count against the
+        // connection. Hits, on the other connection, judge the master.
+        let (verdict, result) = match tokio::time::timeout(deadline, sent).await {
+            Ok(Ok(confirmation)) => (Verdict::Healthy, Ok(confirmation)),
+            Ok(Err(e)) => (verdict(&e), Err(StoreError::Redis(e))),
+            Err(_elapsed) if wait => (Verdict::Neutral, Err(unconfirmed_after(wait_ms))),
+            Err(_elapsed) => (Verdict::Failing, Err(StoreError::Timeout(deadline))),
+        };
+        let confirmation = match result {
+            Ok(Confirmation { role: Role::Other, .. }) => {
+                // A demoted master that still took the write: replace the connection.
+                self.topology.record(&ticket, Verdict::Broken);
+                return Err(unconfirmed(
+                    "the server that took the invalidation is no longer a master",
+                ));
+            }
+            other => {
+                self.topology.record(&ticket, verdict);
+                other?
+            }
+        };
+        let replicas = confirmation.role.replicas();
+        self.topology.saw_replicas(&ticket, key, replicas);
+        let acknowledged = match confirmation.acknowledged {
+            // A master with replicas it was not known to have: wait now (the wait covers
+            // the connection's earlier writes), within what is left of the deadline.
+            None if replicas > 0 => {
+                let left = deadline.saturating_sub(started.elapsed());
+                let mut wait = redis::cmd("WAIT");
+                wait.arg(1).arg(wait_ms);
+                match tokio::time::timeout(left, wait.query_async::<i64>(&mut connection)).await {
+                    Ok(Ok(acknowledged)) => Some(acknowledged),
+                    _ => Some(0),
+                }
+            }
+            acknowledged => acknowledged,
+        };
+        match acknowledged {
+            Some(0) => Err(unconfirmed_after(wait_ms)),
+            _ => Ok(()),
+        }
     }
 
     /// `read`, and the `PTTL` of `key`, in one round trip (a pipeline).
@@ -333,31 +404,24 @@ impl<T: Topology> Store for RedisStore<T> {
     }
 
     async fn bump_tag(&self, tag_key: &str) -> Result<(), StoreError> {
-        let version = random_u64().to_string();
         let settings = &*self.settings;
         let announcement = Announcement::TagBumped {
             origin: settings.origin,
             tag_key: tag_key.to_owned(),
         }
         .encode();
-        let (version, announcement) = (version.as_str(), announcement.as_slice());
-        let bumped = self
-            .run(tag_key, |mut c| async move {
-                BUMP_TAG
-                    .key(tag_key)
-                    .arg(version)
-                    .arg(millis(settings.limits.tag_ttl))
-                    .arg(&settings.channel)
-                    .arg(announcement)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await;
-        match bumped {
+        let version = random_u64().to_string();
+        let mut write = evalsha(&BUMP_TAG, &[tag_key]);
+        write
+            .arg(&version)
+            .arg(millis(settings.limits.tag_ttl))
+            .arg(&settings.channel)
+            .arg(announcement.as_slice());
+        match self.invalidate(tag_key, &BUMP_TAG, write).await {
             Err(StoreError::Redis(e)) if migrating(&e) => {
-                self.bump_tag_while_migrating(tag_key, version, announcement).await
+                self.bump_tag_while_migrating(tag_key, &version, &announcement).await
             }
-            bumped => bumped.map(|_| ()),
+            bumped => bumped,
         }
     }
 
@@ -425,28 +489,16 @@ impl<T: Topology> Store for RedisStore<T> {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let settings = &*self.settings;
-        let (lease_key, fence_key) = (lease_key(key), fence_key(key));
         let announcement = Announcement::Deleted {
             origin: settings.origin,
             key: key.to_owned(),
         }
         .encode();
-        let announcement = announcement.as_slice();
-        let deleted = self
-            .run(key, |mut c| async move {
-                DELETE
-                    .key(key)
-                    .key(&lease_key)
-                    .key(&fence_key)
-                    .arg(&settings.channel)
-                    .arg(announcement)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await;
-        match deleted {
-            Err(StoreError::Redis(e)) if migrating(&e) => self.delete_while_migrating(key, announcement).await,
-            deleted => deleted.map(|_| ()),
+        let mut write = evalsha(&DELETE, &[key, &lease_key(key), &fence_key(key)]);
+        write.arg(&settings.channel).arg(announcement.as_slice());
+        match self.invalidate(key, &DELETE, write).await {
+            Err(StoreError::Redis(e)) if migrating(&e) => self.delete_while_migrating(key, &announcement).await,
+            deleted => deleted,
         }
     }
 
@@ -457,6 +509,71 @@ impl<T: Topology> Store for RedisStore<T> {
     fn reachable(&self) -> bool {
         self.topology.reachable()
     }
+}
+
+/// An `EVALSHA` of `script` on `keys`, its arguments to be added.
+fn evalsha(script: &redis::Script, keys: &[&str]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// What the master said of an invalidation.
+#[derive(Debug)]
+struct Confirmation {
+    role: Role,
+    /// How many replicas acknowledged it; `None` when it had none to wait for.
+    acknowledged: Option<i64>,
+}
+
+/// Sends `write`, then (`wait`) `WAIT 1 <wait_ms>`, then `ROLE`, in one pipeline on the
+/// invalidation connection; loads `script` and sends again if Redis does not have it (a
+/// pipeline has no `invoke_async` retry).
+async fn send_invalidation<C: ConnectionLike + Send>(
+    connection: &mut C,
+    script: &redis::Script,
+    write: &redis::Cmd,
+    wait: bool,
+    wait_ms: u64,
+) -> Result<Confirmation, RedisError> {
+    let mut pipe = redis::pipe();
+    pipe.add_command(write.clone());
+    if wait {
+        pipe.cmd("WAIT").arg(1).arg(wait_ms);
+    }
+    pipe.cmd("ROLE");
+    let replies: Vec<Value> = match pipe.query_async(connection).await {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(connection).await?;
+            pipe.query_async(connection).await?
+        }
+        replies => replies?,
+    };
+    let mut replies = replies.into_iter().skip(1);
+    let acknowledged = if wait {
+        match replies.next() {
+            Some(Value::Int(acknowledged)) => Some(acknowledged),
+            other => return Err(unexpected_redis(&other.unwrap_or(Value::Nil))),
+        }
+    } else {
+        None
+    };
+    let role = Role::read(&replies.next().unwrap_or(Value::Nil));
+    Ok(Confirmation { role, acknowledged })
+}
+
+/// An invalidation that no replica acknowledged within `wait_ms`.
+fn unconfirmed_after(wait_ms: u64) -> StoreError {
+    StoreError::Redis(RedisError::from((
+        ErrorKind::Client,
+        "no replica acknowledged the invalidation in time; a failover could lose it",
+        format!("waited {wait_ms} ms"),
+    )))
+}
+
+/// An invalidation that cannot count as done, for this reason.
+fn unconfirmed(why: &'static str) -> StoreError {
+    StoreError::Redis(RedisError::from((ErrorKind::Client, why)))
 }
 
 /// Reads the reply of an `acquire` script.
@@ -509,9 +626,13 @@ fn timed_entry(bytes: Option<Vec<u8>>, pttl: i64) -> Option<Entry> {
 }
 
 fn unexpected(reply: &Value) -> StoreError {
-    StoreError::Redis(RedisError::from((
+    StoreError::Redis(unexpected_redis(reply))
+}
+
+fn unexpected_redis(reply: &Value) -> RedisError {
+    RedisError::from((
         ErrorKind::UnexpectedReturnType,
         "unexpected reply from a redis-cached script",
         format!("{reply:?}"),
-    )))
+    ))
 }

@@ -5,20 +5,27 @@
 //! One multiplexed connection serves every call. redis-rs's response timeout is off, so
 //! a hit arms one timer (the cache's own deadline), not two. A background task owns
 //! (re)connecting: while the breaker is open it drops the suspect connection, connects
-//! afresh and `PING`s with a growing backoff, and closes the breaker when Redis answers.
-//! A second task keeps the announcement subscription.
+//! afresh and probes it (`ROLE`) with a growing backoff, and closes the breaker when Redis answers.
+//! A second task keeps the announcement subscription. Invalidations go on a second
+//! connection, made with the first: their `WAIT` blocks it (see `redis_store`).
+//!
+//! Where the server is comes from a [`Locate`]: a fixed client for a plain URL, or a
+//! question to the Sentinels at each (re)connect (`sentinel.rs`).
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::sync::watch;
+use tokio::time::error::Elapsed;
 
 use super::Limits;
 use super::announce::Listener;
 use super::redis_store::{Topology, Verdict};
+use super::replication::{Replicas, Role};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
@@ -26,10 +33,37 @@ use crate::breaker::Breaker;
 use crate::log::RateLimited;
 use crate::sync::{read, write};
 
+/// Where the server to connect to is, asked again at each (re)connect.
+pub(crate) trait Locate: fmt::Debug + Send + Sync + 'static {
+    /// The client of the server to use now.
+    fn locate(&self) -> impl Future<Output = Result<Client, RedisError>> + Send;
+
+    /// Whether a server must say (`ROLE`) that it is a master before it is used.
+    fn needs_master(&self) -> bool;
+}
+
+/// A plain URL: always the same server, whatever its role (it may be behind a proxy).
+impl Locate for Client {
+    async fn locate(&self) -> Result<Client, RedisError> {
+        Ok(self.clone())
+    }
+
+    fn needs_master(&self) -> bool {
+        false
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Standalone {
-    client: Client,
+pub(crate) struct Standalone<L = Client> {
+    locator: L,
+    /// The client of the server connected to last (`None` before the first connection):
+    /// the announcement subscription follows it.
+    client: RwLock<Option<Client>>,
     connection: RwLock<Option<MultiplexedConnection>>,
+    /// The connection invalidations are sent on (with a `WAIT` that blocks it).
+    invalidations: RwLock<Option<MultiplexedConnection>>,
+    /// Whether the master has replicas that must acknowledge invalidations.
+    replicas: Replicas,
     /// Bumped with every new connection: failures of an older one do not count.
     generation: AtomicU64,
     breaker: Breaker,
@@ -41,19 +75,22 @@ pub(crate) struct Standalone {
     subscription: Arc<Subscription>,
 }
 
-impl Standalone {
-    /// Starts supervising the server behind `client`; announcements heard on `channel`
+impl<L: Locate> Standalone<L> {
+    /// Starts supervising the server `locator` finds; announcements heard on `channel`
     /// go to `listener`. The background tasks end when `shutdown`'s sender drops.
     pub(crate) fn start(
-        client: Client,
+        locator: L,
         limits: Limits,
         channel: String,
         listener: Arc<dyn Listener>,
         shutdown: &watch::Sender<()>,
     ) -> Arc<Self> {
         let standalone = Arc::new(Self {
-            client,
+            locator,
+            client: RwLock::new(None),
             connection: RwLock::new(None),
+            invalidations: RwLock::new(None),
+            replicas: Replicas::default(),
             generation: AtomicU64::new(0),
             breaker: Breaker::new_open(),
             reconnects: watch::Sender::new(0),
@@ -61,11 +98,18 @@ impl Standalone {
             subscription: Arc::default(),
         });
         tokio::spawn(keep_connected(standalone.clone(), shutdown.subscribe()));
-        let client = standalone.client.clone();
+        let located = standalone.clone();
         let subscribe = Subscribe {
             connect: move || {
-                let client = client.clone();
-                async move { client.get_async_pubsub().await }
+                let located = located.clone();
+                async move {
+                    let current = read(&located.client).clone();
+                    let client = match current {
+                        Some(client) => client,
+                        None => located.locator.locate().await?,
+                    };
+                    client.get_async_pubsub().await
+                }
             },
             channel,
             state: standalone.subscription.clone(),
@@ -88,16 +132,49 @@ impl Standalone {
         took > self.limits.op_timeout / 2
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
+    /// Replaces the connection now, asking the locator again where the server is.
+    pub(crate) fn reconnect(&self) {
+        self.breaker.trip();
+    }
+
+    /// The client of the server connected to last.
+    pub(crate) fn current_client(&self) -> Option<Client> {
+        read(&self.client).clone()
+    }
+
+    /// Where the server is found.
+    pub(crate) fn locator(&self) -> &L {
+        &self.locator
+    }
+
+    /// Finds the server, connects and probes it, each step within the connect timeout.
+    async fn connect(&self) -> Result<Result<Connected, RedisError>, Elapsed> {
+        let client = match self.locator.locate().await {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let connection = tokio::time::timeout(self.limits.connect_timeout, self.connect_to(&client)).await;
+        if matches!(connection, Ok(Ok(_))) {
+            *write(&self.client) = Some(client);
+        }
+        connection
+    }
+
+    /// Connects to `client`'s server and probes it with `ROLE`, which also says how many
+    /// replicas it has.
+    async fn connect_to(&self, client: &Client) -> Result<Connected, RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.limits.connect_timeout))
             .set_response_timeout(None);
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
         let started = Instant::now();
-        redis::cmd("PING").query_async::<()>(&mut connection).await?;
+        let role = Role::read(&redis::cmd("ROLE").query_async(&mut connection).await?);
+        if self.locator.needs_master() && role == Role::Other {
+            return Err(RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ReadOnly),
+                "the server the sentinels named is not a master (yet)",
+            )));
+        }
         // The breaker counts replies slower than half the deadline as failures: a probe
         // that slow would only open it again.
         if self.slow(started.elapsed()) {
@@ -106,11 +183,23 @@ impl Standalone {
                 "redis answers, but slower than half of op_timeout",
             )));
         }
-        Ok(connection)
+        let invalidations = client.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(Connected {
+            connection,
+            invalidations,
+            replicas: role.replicas(),
+        })
     }
 }
 
-impl Topology for Standalone {
+/// A new connection, with the one for invalidations, to a server with this many replicas.
+struct Connected {
+    connection: MultiplexedConnection,
+    invalidations: MultiplexedConnection,
+    replicas: usize,
+}
+
+impl<L: Locate> Topology for Standalone<L> {
     type Connection = MultiplexedConnection;
     /// The connection's generation.
     type Ticket = u64;
@@ -141,6 +230,24 @@ impl Topology for Standalone {
         }
     }
 
+    fn invalidation_connection(&self, _key: &str) -> Option<(MultiplexedConnection, u64, bool)> {
+        if self.breaker.is_open() {
+            return None;
+        }
+        let connection = read(&self.invalidations).clone()?;
+        Some((
+            connection,
+            self.generation.load(Ordering::Acquire),
+            self.replicas.expected(),
+        ))
+    }
+
+    fn saw_replicas(&self, generation: &u64, _key: &str, replicas: usize) {
+        if self.generation.load(Ordering::Acquire) == *generation {
+            self.replicas.saw(replicas);
+        }
+    }
+
     fn announcements(&self) -> Option<u64> {
         self.subscription.current()
     }
@@ -164,7 +271,7 @@ impl Topology for Standalone {
 }
 
 /// Owns the connection: while the breaker is open, reconnects and probes with backoff.
-async fn keep_connected(store: Arc<Standalone>, mut shutdown: watch::Receiver<()>) {
+async fn keep_connected<L: Locate>(store: Arc<Standalone<L>>, mut shutdown: watch::Receiver<()>) {
     let mut backoff = Backoff::new();
     let failures_logged = RateLimited::new();
     let mut was_connected = false;
@@ -179,13 +286,16 @@ async fn keep_connected(store: Arc<Standalone>, mut shutdown: watch::Receiver<()
         }
         // The old connection may be stuck on a hung server or a dead socket: start afresh.
         *write(&store.connection) = None;
+        *write(&store.invalidations) = None;
         if was_connected {
             tracing::warn!("redis-cached: redis is failing; calls fail open while the cache reconnects");
             was_connected = false;
         }
-        match tokio::time::timeout(store.limits.connect_timeout, store.connect()).await {
-            Ok(Ok(connection)) => {
-                *write(&store.connection) = Some(connection);
+        match store.connect().await {
+            Ok(Ok(connected)) => {
+                *write(&store.connection) = Some(connected.connection);
+                *write(&store.invalidations) = Some(connected.invalidations);
+                store.replicas.connected(connected.replicas);
                 store.generation.fetch_add(1, Ordering::AcqRel);
                 store.breaker.close();
                 if reconnected {

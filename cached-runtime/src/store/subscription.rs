@@ -62,8 +62,38 @@ pub(crate) struct Subscribe<C> {
 
 /// Keeps one subscription to the announcement channel and hands what it hears to the
 /// listener, until `shutdown`'s sender drops.
-pub(crate) async fn keep_subscribed<C, F>(subscribe: Subscribe<C>, mut shutdown: watch::Receiver<()>)
+pub(crate) async fn keep_subscribed<C, F>(subscribe: Subscribe<C>, shutdown: watch::Receiver<()>)
 where
+    C: Fn() -> F,
+    F: Future<Output = Result<PubSub, RedisError>>,
+{
+    let listener = subscribe.listener.clone();
+    let hear = move |payload: &[u8]| {
+        if let Some(announcement) = Announcement::decode(payload) {
+            listener.heard(announcement);
+        }
+    };
+    let what = Failures {
+        subscribe: "cannot subscribe to fill messages; waiters poll instead",
+        silent: "the announcement subscription stopped answering; subscribing again",
+    };
+    keep_subscribed_with(subscribe, hear, what, shutdown).await;
+}
+
+/// What the log says when a subscription cannot be made, and when it stops answering.
+pub(crate) struct Failures {
+    pub(crate) subscribe: &'static str,
+    pub(crate) silent: &'static str,
+}
+
+/// Keeps one subscription to `subscribe.channel` (its `listener` unused) and hands each
+/// message's payload to `hear`, until `shutdown`'s sender drops.
+pub(crate) async fn keep_subscribed_with<C, F>(
+    subscribe: Subscribe<C>,
+    mut hear: impl FnMut(&[u8]),
+    what: Failures,
+    mut shutdown: watch::Receiver<()>,
+) where
     C: Fn() -> F,
     F: Future<Output = Result<PubSub, RedisError>>,
 {
@@ -73,7 +103,7 @@ where
         state,
         mut reconnects,
         timeout,
-        listener,
+        listener: _,
     } = subscribe;
     let mut backoff = Backoff::new();
     let failures_logged = RateLimited::new();
@@ -89,12 +119,7 @@ where
         let (mut sink, mut messages) = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(subscription)) => subscription,
             failed => {
-                log_failed_attempt(
-                    &failures_logged,
-                    &failed,
-                    timeout,
-                    "cannot subscribe to fill messages; waiters poll instead",
-                );
+                log_failed_attempt(&failures_logged, &failed, timeout, what.subscribe);
                 if !pause(&mut backoff, &mut shutdown).await {
                     return;
                 }
@@ -108,22 +133,13 @@ where
         loop {
             tokio::select! {
                 message = messages.next() => match message {
-                    Some(message) => {
-                        if let Some(announcement) = Announcement::decode(message.get_payload_bytes()) {
-                            listener.heard(announcement);
-                        }
-                    }
+                    Some(message) => hear(message.get_payload_bytes()),
                     None => break,
                 },
                 _ = keepalive.tick() => {
                     let ping = tokio::time::timeout(timeout, sink.ping::<Value>()).await;
                     if !matches!(ping, Ok(Ok(_))) {
-                        log_failed_attempt(
-                            &silences_logged,
-                            &ping,
-                            timeout,
-                            "the announcement subscription stopped answering; subscribing again",
-                        );
+                        log_failed_attempt(&silences_logged, &ping, timeout, what.silent);
                         break;
                     }
                 }
