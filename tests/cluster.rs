@@ -435,3 +435,54 @@ async fn a_tls_cluster_with_mutual_tls_hits_and_another_ca_fails_open_and_says_s
     assert_eq!(other.product(2).await, Ok(Some(product(2, 0))));
     assert_eq!(other.loads(), 2, "every call runs its loader");
 }
+
+/// Invalidations wait for a replica of the key's master: while that replica does not
+/// answer (paused), `invalidate` is not confirmed (`Err`) within the deadline; once it
+/// answers again, it is. Other masters' keys are confirmed all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_is_confirmed_only_once_a_replica_of_its_master_has_it() {
+    let (cluster, db, master) = warm_cluster().await;
+    let replica = cluster.replica_of(master);
+    let other_key = (2..=KEYS)
+        .map(|id| format!("product:{id}"))
+        .find(|key| cluster.master_of_key(&db.cache.key(key)) != master)
+        .expect("a key of another master");
+    cluster.pause(replica);
+    let started = Instant::now();
+    let unconfirmed = db.cache.invalidate("product:1").await;
+    eprintln!("not confirmed after {:?}: {unconfirmed:?}", started.elapsed());
+    assert!(unconfirmed.is_err(), "no replica acknowledged it");
+    assert!(started.elapsed() < Duration::from_secs(1), "within the deadline");
+    invalidate_until_confirmed(&db, &other_key).await;
+    cluster.resume(replica);
+    invalidate_until_confirmed(&db, "product:1").await;
+}
+
+/// Keys invalidated (and confirmed) just before their master is killed stay invalidated
+/// after its replica is promoted: the promoted replica had acknowledged each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_confirmed_before_a_master_is_killed_survive_the_failover() {
+    let (cluster, db, master) = warm_cluster().await;
+    let keys: Vec<String> = (1..=KEYS)
+        .map(|id| format!("product:{id}"))
+        .filter(|key| cluster.master_of_key(&db.cache.key(key)) == master)
+        .collect();
+    for key in &keys {
+        invalidate_until_confirmed(&db, key).await;
+    }
+    tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || {
+            cluster.kill(master);
+            cluster.wait_promoted(master)
+        }
+    })
+    .await
+    .unwrap();
+    let mut conn = cluster.conn();
+    for key in &keys {
+        let exists: bool = redis::cmd("EXISTS").arg(db.cache.key(key)).query(&mut conn).unwrap();
+        assert!(!exists, "{key} was invalidated before the failover, and is back");
+    }
+    eprintln!("{} invalidations survived the failover", keys.len());
+}

@@ -68,9 +68,10 @@ pub(crate) fn install_crypto_provider() {
 /// The cluster client of seed URLs (`rediss://` with TLS settings as for [`client_with_tls`]),
 /// with every deadline explicit: redis-rs's cluster client has no response timeout by
 /// default, and waits 1.28 s or more before retrying a `TRYAGAIN` or `CLUSTERDOWN`.
-/// `op_timeout` bounds one request with its redirections and retries; the cache's own
-/// deadline on top of it is the same, so redis-rs gives up on a request no later than
-/// the cache does and keeps nothing pending for a node that never answers.
+/// A request, with its redirections and retries, is dropped by redis-rs after two
+/// `op_timeout`s, so it keeps nothing pending for a node that never answers; the cache's
+/// own deadline (`op_timeout`) ends the call first, and says why (a `WAIT` no replica
+/// answered is not a timeout of the node).
 pub(crate) fn cluster_client(
     seeds: &[String],
     #[cfg(feature = "tls")] tls: &TlsSettings,
@@ -96,8 +97,8 @@ pub(crate) fn cluster_client(
         // Half: a new cluster connection connects to the seeds, then to every node the
         // slot map names, and a hung node may cost this at each step.
         .connection_timeout(connect_timeout / 2)
-        .response_timeout(op_timeout)
-        .overall_response_timeout(Some(op_timeout))
+        .response_timeout(op_timeout * 2)
+        .overall_response_timeout(Some(op_timeout * 2))
         .retries(3)
         .min_retry_wait(1)
         .max_retry_wait(retry_wait);
