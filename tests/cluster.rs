@@ -486,3 +486,74 @@ async fn invalidations_confirmed_before_a_master_is_killed_survive_the_failover(
     }
     eprintln!("{} invalidations survived the failover", keys.len());
 }
+
+/// The connections every node has accepted so far.
+fn connections_received(cluster: &Cluster) -> u64 {
+    cluster
+        .nodes()
+        .into_iter()
+        .map(|node| {
+            let info: String = redis::cmd("INFO")
+                .arg("stats")
+                .query(&mut cluster.node_conn(node))
+                .unwrap();
+            info.lines()
+                .find_map(|line| line.strip_prefix("total_connections_received:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .expect("INFO stats has total_connections_received")
+        })
+        .sum()
+}
+
+/// An idle cache keeps one announcement subscription on the cluster; it used to tear it
+/// down and make it again in a loop, thousands of connections a second, so waiters
+/// polled instead of being woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_subscription_stays_up_while_the_cache_is_idle() {
+    let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
+    let prefix = fresh_prefix();
+    let _cache = shared_cluster_cache(&prefix).await;
+    let channel = format!("{prefix}fills");
+    let subscribers = || {
+        cluster
+            .nodes()
+            .into_iter()
+            .map(|node| {
+                let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut cluster.node_conn(node))
+                    .unwrap();
+                counts.iter().map(|(_, n)| n).sum::<u64>()
+            })
+            .sum::<u64>()
+    };
+    eventually("the cache subscribes", async || subscribers() == 1).await;
+    let before = connections_received(cluster);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let made = connections_received(cluster) - before;
+    // The test's own INFO connections, other tests of this binary, and nothing like a loop.
+    assert!(made < 200, "{made} connections in 2 s");
+    assert_eq!(subscribers(), 1, "still subscribed");
+}
+
+/// The only seed is a replica, which then dies; a master pauses briefly (no failover):
+/// its breaker opens, and closes again once it answers, through the nodes the cache
+/// knows. It used to stay open for good, every key of that master a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shards_breaker_closes_again_when_no_seed_answers_but_the_cluster_does() {
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::start).await.unwrap());
+    let any_master = cluster.masters()[0];
+    let seed = cluster.replica_of(any_master);
+    let db = Db::new(connected(Cache::builder().cluster([cluster.url(seed)]).prefix("shop:")).await);
+    let master = cluster.master_of_key(&db.cache.key("product:1"));
+    assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+    cluster.kill(seed);
+    cluster.pause(master);
+    for _ in 0..5 {
+        assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+    }
+    cluster.resume(master);
+    let waited = until_hits_resume(&db, 1).await;
+    eprintln!("hits {waited:?} after the master answers again, with no seed up");
+}

@@ -41,6 +41,9 @@ use crate::sync::{read, write};
 /// The number of hash slots of a Redis Cluster.
 const SLOTS: usize = 16384;
 
+/// How long the cluster must stay healthy before a new failure is retried without delay.
+const STABLE: Duration = Duration::from_secs(1);
+
 /// How often the slot map is read again while all is well, so breakers follow a
 /// resharding or a failover that the cache did not notice by failing.
 const SLOT_REFRESH: Duration = Duration::from_secs(5);
@@ -56,6 +59,9 @@ pub(crate) struct Cluster {
     connected: watch::Sender<bool>,
     limits: Limits,
     subscription: Arc<Subscription>,
+    /// Never changes: the subscription has its own node and keepalive. Kept so its
+    /// receiver does not report a change at once, which would renew it in a loop.
+    reconnects: watch::Sender<u64>,
 }
 
 impl fmt::Debug for Cluster {
@@ -122,6 +128,7 @@ impl Cluster {
             connected: watch::Sender::new(false),
             limits,
             subscription: Arc::default(),
+            reconnects: watch::Sender::new(0),
         });
         tokio::spawn(keep_connected(cluster.clone(), shutdown.subscribe()));
         let seeds = cluster.seeds.clone();
@@ -134,8 +141,7 @@ impl Cluster {
             },
             channel,
             state: cluster.subscription.clone(),
-            // Nothing renews it: it has its own node and keepalive.
-            reconnects: watch::Sender::new(0).subscribe(),
+            reconnects: cluster.reconnects.subscribe(),
             timeout: cluster.limits.connect_timeout,
             listener,
         };
@@ -178,12 +184,8 @@ impl Cluster {
         generation: u64,
         previous: Option<&Connected>,
     ) -> Result<(), RedisError> {
-        let mut slots = redis::cmd("CLUSTER");
-        slots.arg("SLOTS");
-        let reply: Value = tokio::time::timeout(self.limits.connect_timeout, slots.query_async(&mut connection))
-            .await
-            .map_err(|_| timed_out("reading the cluster's slots"))??;
-        let slots = SlotMap::read(&reply, previous.map(|state| &state.slots))?;
+        let (reply, answered_by) = self.read_slots(&mut connection, previous).await?;
+        let slots = SlotMap::read(&reply, &answered_by, previous.map(|state| &state.slots))?;
         for shard in slots.shards.iter().filter(|shard| shard.breaker.is_open()) {
             if self.answers(&mut connection, shard).await {
                 shard.breaker.close();
@@ -196,6 +198,41 @@ impl Cluster {
             generation,
         }));
         Ok(())
+    }
+
+    /// A `CLUSTER SLOTS` reply, and the host of the node that gave it (a reply may leave
+    /// a master's host out, meaning that node's own): asked of each known node in turn,
+    /// the masters of the last map first, then the seeds.
+    async fn read_slots(
+        &self,
+        connection: &mut ClusterConnection,
+        previous: Option<&Connected>,
+    ) -> Result<(Value, String), RedisError> {
+        let known = previous.into_iter().flat_map(|state| &state.slots.shards);
+        let mut nodes: Vec<(String, u16)> = known.map(|shard| (shard.host.clone(), shard.port)).collect();
+        nodes.extend(
+            self.seeds
+                .iter()
+                .filter_map(|seed| address(seed.get_connection_info().addr())),
+        );
+        let mut failure = timed_out("reading the cluster's slots");
+        for (host, port) in nodes {
+            let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port,
+            });
+            let mut slots = redis::cmd("CLUSTER");
+            slots.arg("SLOTS");
+            match tokio::time::timeout(self.limits.op_timeout, connection.route_command(slots, node)).await {
+                Ok(Ok(reply)) => match reply.extract_error() {
+                    Ok(reply) => return Ok((reply, host)),
+                    Err(e) => failure = e,
+                },
+                Ok(Err(e)) => failure = e,
+                Err(_) => {}
+            }
+        }
+        Err(failure)
     }
 
     /// Whether `shard` answers a `PING` in good time.
@@ -266,17 +303,18 @@ impl Topology for Cluster {
     fn record(&self, ticket: &Ticket, verdict: Verdict) {
         // A late failure on a connection that was already replaced says nothing about
         // the shard now.
-        let current = self
-            .current()
-            .is_some_and(|state| state.generation == ticket.generation);
+        let current = || {
+            self.current()
+                .is_some_and(|state| state.generation == ticket.generation)
+        };
         let breaker = &ticket.shard.breaker;
         let opened = match verdict {
             Verdict::Healthy => {
                 breaker.record_success();
                 false
             }
-            Verdict::Failing if current => breaker.record_failure(),
-            Verdict::Broken if current => breaker.trip(),
+            Verdict::Failing if current() => breaker.record_failure(),
+            Verdict::Broken if current() => breaker.trip(),
             Verdict::Failing | Verdict::Broken | Verdict::Neutral => false,
         };
         if opened {
@@ -359,7 +397,7 @@ impl Connected {
 impl SlotMap {
     /// The map a `CLUSTER SLOTS` reply describes. Shards of `previous` that still serve
     /// slots keep their breakers; new ones start closed.
-    fn read(reply: &Value, previous: Option<&SlotMap>) -> Result<SlotMap, RedisError> {
+    fn read(reply: &Value, answered_by: &str, previous: Option<&SlotMap>) -> Result<SlotMap, RedisError> {
         let Value::Array(ranges) = reply else {
             return Err(unexpected_slots(reply));
         };
@@ -369,6 +407,13 @@ impl SlotMap {
         };
         for range in ranges {
             let (first, last, host, port, replicas) = slot_range(range).ok_or_else(|| unexpected_slots(range))?;
+            // An unknown endpoint (`?`): those slots are not served, as far as the cache
+            // can reach them. No host (empty or nil): the answering node's own.
+            let host = match host {
+                Some("?") => continue,
+                Some("") | None => answered_by,
+                Some(host) => host,
+            };
             let index = map.shard_index(host, port, replicas, previous);
             for owner in &mut map.owners[first..=last] {
                 *owner = index;
@@ -416,7 +461,7 @@ fn index_u16(index: usize) -> u16 {
 
 /// One entry of a `CLUSTER SLOTS` reply: first slot, last slot, then the master's host
 /// and port first among its nodes, then its replicas (counted).
-fn slot_range(range: &Value) -> Option<(usize, usize, &str, u16, usize)> {
+fn slot_range(range: &Value) -> Option<(usize, usize, Option<&str>, u16, usize)> {
     let Value::Array(fields) = range else { return None };
     let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
         (fields.first(), fields.get(1), fields.get(2))
@@ -424,14 +469,25 @@ fn slot_range(range: &Value) -> Option<(usize, usize, &str, u16, usize)> {
         return None;
     };
     let host = match master.first()? {
-        Value::BulkString(host) => std::str::from_utf8(host).ok()?,
-        Value::SimpleString(host) => host.as_str(),
+        Value::BulkString(host) => Some(std::str::from_utf8(host).ok()?),
+        Value::SimpleString(host) => Some(host.as_str()),
+        Value::Nil => None,
         _ => return None,
     };
     let Value::Int(port) = master.get(1)? else { return None };
     let (first, last) = (usize::try_from(*first).ok()?, usize::try_from(*last).ok()?);
     let replicas = fields.len().saturating_sub(3);
     (first <= last && last < SLOTS).then_some((first, last, host, u16::try_from(*port).ok()?, replicas))
+}
+
+/// The host and port of a seed's address.
+fn address(addr: &redis::ConnectionAddr) -> Option<(String, u16)> {
+    match addr {
+        redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            Some((host.clone(), *port))
+        }
+        _ => None,
+    }
 }
 
 fn timed_out(what: &str) -> RedisError {
@@ -463,38 +519,44 @@ fn slot(key: &str) -> u16 {
 async fn keep_connected(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<()>) {
     let mut backoff = Backoff::new();
     let failures_logged = RateLimited::new();
+    let troubles_logged = RateLimited::new();
     // Says "connected" the first time, and after trouble.
     let mut was_failing = true;
     loop {
-        let rebuilt = cluster.rebuild().await;
-        if rebuilt.is_err() || cluster.any_shard_open() {
-            if rebuilt.is_err() {
-                // The same message shape as a timed-out attempt: the error says which step.
-                let rebuilt = Ok::<_, tokio::time::error::Elapsed>(rebuilt);
-                log_failed_attempt(
-                    &failures_logged,
-                    &rebuilt,
-                    cluster.limits.connect_timeout,
-                    "cannot connect to the redis cluster; calls fail open and the cache keeps trying",
-                );
-            }
+        // The same shape as a timed-out attempt's, for the log: the error says which step.
+        let rebuilt = Ok::<_, tokio::time::error::Elapsed>(cluster.rebuild().await);
+        let rebuilt_ok = matches!(rebuilt, Ok(Ok(())));
+        if !rebuilt_ok {
+            log_failed_attempt(
+                &failures_logged,
+                &rebuilt,
+                cluster.limits.connect_timeout,
+                "cannot connect to the redis cluster; calls fail open and the cache keeps trying",
+            );
+        }
+        // No seed answers, but the nodes the cache knows may: read the slots and probe
+        // the open shards through the connection it has.
+        let connected = rebuilt_ok || (cluster.current().is_some() && cluster.refresh().await.is_ok());
+        if !connected || cluster.any_shard_open() {
             was_failing = true;
             if !pause(&mut backoff, &mut shutdown).await {
                 return;
             }
             continue;
         }
-        backoff.reset();
         cluster.connected.send_replace(true);
         if was_failing {
             tracing::info!("redis-cached: connected to the redis cluster");
             was_failing = false;
         }
+        let healthy_since = tokio::time::Instant::now();
         // Healthy: read the slots now and then, until a shard fails.
         loop {
             tokio::select! {
                 () = cluster.trouble.notified() => {
-                    tracing::warn!("redis-cached: a redis cluster shard is failing; its keys fail open while the cache reconnects");
+                    if let Some(suppressed) = troubles_logged.admit() {
+                        tracing::warn!(suppressed, "redis-cached: a redis cluster shard is failing; its keys fail open while the cache reconnects");
+                    }
                     break;
                 }
                 () = tokio::time::sleep(SLOT_REFRESH) => {
@@ -504,6 +566,14 @@ async fn keep_connected(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<()>
                 }
                 _ = shutdown.changed() => return,
             }
+        }
+        // A shard that answers probes but fails calls (a cluster that is down, a node
+        // loading) would otherwise be rebuilt for in a tight loop: the backoff starts
+        // afresh only after a healthy stretch.
+        if healthy_since.elapsed() >= STABLE {
+            backoff.reset();
+        } else if !pause(&mut backoff, &mut shutdown).await {
+            return;
         }
     }
 }
@@ -542,24 +612,48 @@ mod tests {
     #[test]
     fn the_slot_map_names_each_slots_master_and_keeps_known_breakers() {
         let reply = Value::Array(vec![range(0, 5460, 7000), range(5461, 16383, 7001)]);
-        let map = SlotMap::read(&reply, None).unwrap();
+        let map = SlotMap::read(&reply, "127.0.0.1", None).unwrap();
         assert_eq!(map.shards.len(), 2);
         let shard = |map: &SlotMap, key: &str| map.shard_of(key).map(|shard| shard.port);
         assert_eq!(shard(&map, "foo"), Some(7001), "slot 12182");
         map.shards[1].breaker.trip();
         // The shard of 7001 fails over to 7002; 7000 keeps its (closed) breaker.
         let reply = Value::Array(vec![range(0, 5460, 7000), range(5461, 16383, 7002)]);
-        let moved = SlotMap::read(&reply, Some(&map)).unwrap();
+        let moved = SlotMap::read(&reply, "127.0.0.1", Some(&map)).unwrap();
         assert!(Arc::ptr_eq(&moved.shards[0], &map.shards[0]));
         assert_eq!(shard(&moved, "foo"), Some(7002));
         assert!(!moved.shard_of("foo").unwrap().breaker.is_open());
     }
 
+    fn range_of(first: i64, last: i64, host: Value) -> Value {
+        Value::Array(vec![
+            Value::Int(first),
+            Value::Int(last),
+            Value::Array(vec![host, Value::Int(7000), Value::BulkString(b"id".to_vec())]),
+        ])
+    }
+
+    /// Redis leaves a master's host out (empty, or nil with
+    /// `cluster-preferred-endpoint-type unknown-endpoint`) to mean the answering node's;
+    /// `?` is an endpoint it does not know.
+    #[test]
+    fn a_master_without_a_host_is_the_answering_nodes_and_an_unknown_one_serves_nothing() {
+        let reply = Value::Array(vec![
+            range_of(0, 100, Value::BulkString(Vec::new())),
+            range_of(101, 200, Value::Nil),
+            range_of(201, 16383, Value::BulkString(b"?".to_vec())),
+        ]);
+        let map = SlotMap::read(&reply, "10.0.0.7", None).unwrap();
+        assert_eq!(map.shards.len(), 1, "one node, named twice");
+        assert_eq!(map.shards[0].host, "10.0.0.7");
+        assert!(map.shard_of("foo").is_none(), "slot 12182 has an unknown endpoint");
+    }
+
     #[test]
     fn a_slot_no_master_serves_has_no_shard() {
         let reply = Value::Array(vec![range(0, 100, 7000)]);
-        let map = SlotMap::read(&reply, None).unwrap();
+        let map = SlotMap::read(&reply, "127.0.0.1", None).unwrap();
         assert!(map.shard_of("foo").is_none());
-        assert!(SlotMap::read(&Value::Array(vec![range(5, 16384, 7000)]), None).is_err());
+        assert!(SlotMap::read(&Value::Array(vec![range(5, 16384, 7000)]), "127.0.0.1", None).is_err());
     }
 }

@@ -39,11 +39,18 @@ struct Kind {
     announce_release: &'static str,
 }
 
+/// A lease request sent twice with one token (a cluster client re-sends a request whose
+/// connection dropped before the reply) wins both times: the second finds its own lease.
 const LEASE: Kind = Kind {
     ours: "redis.call('GET', KEYS[2]) == ARGV[1]",
     give_up: "redis.call('DEL', KEYS[2])",
     take: r"
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, over} end
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return {2, over}
+end
+if not holder and redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) then return {2, over} end
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
@@ -181,6 +188,72 @@ return 1
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `redis-server` of this test's own on a free loopback port (the workspace's tests
+    /// need one on the PATH); killed when dropped.
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Server {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start redis-server (run the tests with `cargo xtask test`)");
+            Server(child, port)
+        }
+
+        fn conn(&self) -> redis::Connection {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.1)).expect("url");
+            for _ in 0..500 {
+                if let Ok(conn) = client.get_connection() {
+                    return conn;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("redis-server did not come up");
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A cluster client re-sends a request whose connection dropped before its reply: the
+    /// second lease request of one token must win too, or the caller would wait on its own
+    /// lease until it expired.
+    #[test]
+    fn a_lease_request_sent_twice_with_one_token_wins_both_times() {
+        let server = Server::start();
+        let mut conn = server.conn();
+        let mut acquire = |token: &str| -> redis::Value {
+            LEASE_SCRIPTS
+                .acquire
+                .key("{k}")
+                .key("{k}:lease")
+                .arg(token)
+                .arg(10_000)
+                .arg(1024)
+                .arg(0)
+                .arg(&[] as &[u8])
+                .invoke(&mut conn)
+                .expect("run the script")
+        };
+        let won = redis::Value::Array(vec![redis::Value::Int(2), redis::Value::Int(0)]);
+        assert_eq!(acquire("t1"), won);
+        assert_eq!(acquire("t1"), won, "the same token again");
+        assert!(
+            matches!(acquire("t2"), redis::Value::Array(reply) if reply.first() == Some(&redis::Value::Int(3))),
+            "another token finds it held"
+        );
+    }
 
     #[test]
     fn every_placeholder_is_filled() {
