@@ -112,20 +112,8 @@ async fn the_lock_runs_one_load_across_processes_on_a_cluster() {
     let prefix = fresh_prefix();
     let loads = Arc::new(AtomicUsize::new(0));
     let a = Arc::new(Db::sharing(shared_cluster_cache(&prefix).await, loads.clone()));
-    let b = Arc::new(Db::sharing(shared_cluster_cache(&prefix).await, loads.clone()));
-    for db in [&a, &b] {
-        db.delay_ms.store(200, Ordering::SeqCst);
-    }
-    let calls: Vec<_> = (0..200)
-        .map(|i| {
-            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { db.product(77).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap(), Ok(Some(product(77, 0))));
-    }
-    assert_eq!(loads.load(Ordering::SeqCst), 1, "one load in the whole deployment");
+    let b = Arc::new(Db::sharing(shared_cluster_cache(&prefix).await, loads));
+    behaviour::one_load_across_two_processes(a, b).await;
 }
 
 /// A cache built while no node of its cluster answers (every one hung): building

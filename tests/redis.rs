@@ -108,20 +108,7 @@ async fn the_lock_runs_one_load_across_processes() {
     let loads = Arc::new(AtomicUsize::new(0));
     let a = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
     let b = Arc::new(Db::sharing(redis.cache("shop:").await, loads.clone()));
-    for db in [&a, &b] {
-        db.delay_ms.store(200, Ordering::SeqCst);
-    }
-    let calls: Vec<_> = (0..200)
-        .map(|i| {
-            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { db.product(77).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap(), Ok(Some(product(77, 0))));
-    }
-    assert_eq!(loads.load(Ordering::SeqCst), 1, "one load in the whole deployment");
-    let (sa, sb) = (a.cache.stats(), b.cache.stats());
+    let (sa, sb) = behaviour::one_load_across_two_processes(a, b).await;
     assert_eq!(sa.loads + sb.loads, 1);
     assert_eq!(
         sa.lock_waits + sb.lock_waits,

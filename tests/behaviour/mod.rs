@@ -258,6 +258,26 @@ pub fn product(id: u64, generation: u64) -> Product {
     }
 }
 
+/// 200 concurrent calls on a cold key, split over two caches that share a load counter
+/// (two "processes" of one deployment), run the loader exactly once; returns the two
+/// caches' stats.
+pub async fn one_load_across_two_processes(a: Arc<Db>, b: Arc<Db>) -> (redis_cached::Stats, redis_cached::Stats) {
+    for db in [&a, &b] {
+        db.delay_ms.store(200, Ordering::SeqCst);
+    }
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { db.product(77).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(Some(product(77, 0))));
+    }
+    assert_eq!(a.loads(), 1, "one load in the whole deployment");
+    (a.cache.stats(), b.cache.stats())
+}
+
 pub async fn hit_after_miss(db: &Db) {
     assert_eq!(db.product(7).await, Ok(Some(product(7, 0))));
     assert_eq!(db.product(7).await, Ok(Some(product(7, 0))));
