@@ -96,7 +96,14 @@ async fn the_acl_user_invalidates_on_a_master_with_a_replica() {
     let redis = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
     let _replica = RedisServer::start_replica_of(&redis);
     let url = redis.acl_user("cache", "cache-password", RULES);
-    let cache = Cache::builder().url(url).prefix("shop:").build().await.unwrap();
+    // A deadline a healthy replica meets on a loaded machine.
+    let cache = Cache::builder()
+        .url(url)
+        .prefix("shop:")
+        .op_timeout(std::time::Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
     support::wait_connected(&cache).await;
     let db = Db::new(cache);
     assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
