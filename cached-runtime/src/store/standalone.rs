@@ -5,12 +5,13 @@
 //! One multiplexed connection serves every call. redis-rs's response timeout is off, so
 //! a hit arms one timer (the cache's own deadline), not two. A background task owns
 //! (re)connecting: while the breaker is open it drops the suspect connection, connects
-//! afresh and probes it (`ROLE`) with a growing backoff, and closes the breaker when Redis answers.
-//! A second task keeps the announcement subscription. Invalidations go on a second
-//! connection, made with the first: their `WAIT` blocks it (see `redis_store`).
+//! afresh and probes it (`ROLE`, which also lists the replicas) with a growing backoff,
+//! and closes the breaker when Redis answers. A second task keeps the announcement
+//! subscription. Invalidations go on a second connection, made with the first: their
+//! `WAIT` blocks it (see `redis_store`).
 //!
 //! Where the server is comes from a [`Locate`]: a fixed client for a plain URL, or a
-//! question to the Sentinels at each (re)connect (`sentinel.rs`).
+//! question to the sentinels at each (re)connect (`sentinel.rs`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
