@@ -32,14 +32,23 @@ pub(crate) trait Topology: fmt::Debug + Send + Sync + 'static {
 
     /// The connection an invalidation of `key` is sent on, with its generation, and
     /// what it is sent with: `ROLE`, and `WAIT` when the master it reaches has replicas
-    /// that must acknowledge it.
-    /// Not the connection of [`connection`](Self::connection): a `WAIT` counts only
-    /// the writes of its own connection, and blocks it. `None` while the cache fails open.
-    fn invalidation_connection(&self, key: &str) -> Option<(Self::Connection, u64, Durability)>;
+    /// that must acknowledge it. A topology that waits must not hand out the connection
+    /// of [`connection`](Self::connection): a `WAIT` counts only the writes of its own
+    /// connection, and blocks it. `None` while the cache fails open.
+    ///
+    /// By default the operations' connection, and the write alone
+    /// ([`Durability::Unchecked`]): a topology that knows its masters' replicas says so.
+    fn invalidation_connection(&self, key: &str) -> Option<(Self::Connection, u64, Durability)> {
+        let _ = key;
+        self.connection()
+            .map(|(connection, generation)| (connection, generation, Durability::Unchecked))
+    }
 
     /// How many replicas the `ROLE` of an invalidation of `key`, sent on the connection
-    /// of `generation`, listed.
-    fn saw_replicas(&self, generation: u64, key: &str, replicas: usize);
+    /// of `generation`, listed. By default, nothing is kept.
+    fn saw_replicas(&self, generation: u64, key: &str, replicas: usize) {
+        let _ = (generation, key, replicas);
+    }
 
     /// See [`Store::announcements`].
     fn announcements(&self) -> Option<u64>;
