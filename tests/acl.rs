@@ -92,7 +92,14 @@ async fn the_acl_user_invalidates_on_a_master_with_a_replica() {
     let redis = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
     let _replica = RedisServer::start_replica_of(&redis);
     let url = redis.acl_user("cache", "cache-password", &guide_rules("one server"));
-    let cache = Cache::builder().url(url).prefix("shop:").build().await.unwrap();
+    // A deadline a healthy replica meets on a loaded machine.
+    let cache = Cache::builder()
+        .url(url)
+        .prefix("shop:")
+        .op_timeout(std::time::Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
     support::wait_connected(&cache).await;
     let db = Db::new(cache);
     assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
@@ -107,4 +114,35 @@ async fn the_acl_user_invalidates_on_a_master_with_a_replica() {
     assert_eq!(db.update_product(5, false).await, Ok(1));
     assert_eq!(db.product(5).await, Ok(Some(product(5, 1))));
     assert_eq!(db.cache.stats().errors, 0, "{:?}", db.cache.stats());
+}
+
+/// A user granted the line of an earlier version, without `+role` and `+wait` (or a
+/// proxy without `ROLE`): the cache still connects and invalidates, unconfirmed by a
+/// replica, and says so once.
+#[tokio::test]
+async fn without_role_the_cache_still_works_and_says_once_that_invalidations_are_unchecked() {
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start();
+    let rules = guide_rules("one server").replace("+role +wait ", "");
+    let url = redis.acl_user("cache", "cache-password", &rules);
+    let cache = Cache::builder().url(url).prefix("shop:").build().await.unwrap();
+    support::wait_connected(&cache).await;
+    let db = Db::new(cache);
+    assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
+    assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
+    assert_eq!(db.loads(), 1, "a hit");
+    db.cache
+        .invalidate("product:5")
+        .await
+        .expect("the delete is confirmed by its reply");
+    db.cache.invalidate_tag("catalog").await.expect("the same for a tag");
+    assert_eq!(db.product(5).await, Ok(Some(product(5, 0))));
+    assert_eq!(db.loads(), 2, "invalidated");
+    let warnings: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("refuses ROLE"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", logs.lines());
+    assert!(warnings[0].contains("'role'"), "names the command: {}", warnings[0]);
 }

@@ -150,6 +150,11 @@ async fn a_master_killed_mid_load_costs_callers_no_error_and_hits_resume_on_the_
         "the values live on the new master"
     );
     assert!(format!("{:?}", db.cache).contains("connected: true"));
+    let mut new_master = set.nodes[new].conn();
+    eventually("the announcement subscription follows the master", async || {
+        subscribed(&mut new_master) == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +189,21 @@ async fn after_a_graceful_failover_the_cache_moves_to_the_new_master_while_the_o
     wait_hits_resume(&db, "graceful failover", switched).await;
     let (calls, wrong) = load.stop().await;
     assert_eq!(wrong, 0, "every one of {calls} calls returned the loader's result");
+    let mut new_master = set.nodes[new].conn();
+    eventually("the announcement subscription follows the master", async || {
+        subscribed(&mut new_master) == 1
+    })
+    .await;
+}
+
+/// How many connections of `server` subscribe to the `shop:` caches' announcements.
+fn subscribed(server: &mut redis::Connection) -> i64 {
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("shop:fills")
+        .query(server)
+        .unwrap();
+    count
 }
 
 /// Keys the invalidation test fills before the failover, all with the same stale bytes.

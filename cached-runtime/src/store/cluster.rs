@@ -30,7 +30,7 @@ use tokio::sync::{Notify, watch};
 use super::Limits;
 use super::announce::Listener;
 use super::redis_store::{Topology, Verdict};
-use super::replication::Replicas;
+use super::replication::{Durability, Replicas};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
@@ -284,11 +284,11 @@ impl Topology for Cluster {
         Some((state.connection.clone(), ticket))
     }
 
-    fn invalidation_connection(&self, key: &str) -> Option<(ClusterConnection, Ticket, bool)> {
+    fn invalidation_connection(&self, key: &str) -> Option<(ClusterConnection, Ticket, Durability)> {
         let state = read(&self.state).clone()?;
         let ticket = state.ticket(key)?;
-        let wait = ticket.shard.replicas.expected();
-        Some((state.invalidations.clone(), ticket, wait))
+        let durability = ticket.shard.replicas.durability();
+        Some((state.invalidations.clone(), ticket, durability))
     }
 
     fn saw_replicas(&self, ticket: &Ticket, _key: &str, replicas: usize) {
@@ -435,7 +435,7 @@ impl SlotMap {
                 let breaker = Breaker::new_open();
                 breaker.close();
                 let known_replicas = Replicas::default();
-                known_replicas.connected(replicas);
+                known_replicas.connected(Some(replicas));
                 Arc::new(Shard {
                     host: host.to_owned(),
                     port,

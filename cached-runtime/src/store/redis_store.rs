@@ -15,7 +15,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 mod migrating;
 
 use super::announce::Announcement;
-use super::replication::Role;
+use super::replication::{Durability, Role};
 use super::scripts::{BUMP_TAG, ClaimScripts, DELETE, FENCE_SCRIPTS, LEASE_SCRIPTS, TAG_VERSIONS};
 use super::{Acquire, Claim, Entry, Expected, Limits, Store, StoreError, parse_version};
 use crate::key::{fence_key, lease_key};
@@ -39,15 +39,24 @@ pub(crate) trait Topology: fmt::Debug + Send + Sync + 'static {
     /// How one operation sent with `ticket` went.
     fn record(&self, ticket: &Self::Ticket, verdict: Verdict);
 
-    /// The connection an invalidation of `key` is sent on, with its ticket, and
-    /// whether the master it reaches has replicas that must acknowledge it (`WAIT`).
-    /// Not the connection of [`connection`](Self::connection): a `WAIT` counts only
-    /// the writes of its own connection, and blocks it. `None` while the cache fails open.
-    fn invalidation_connection(&self, key: &str) -> Option<(Self::Connection, Self::Ticket, bool)>;
+    /// The connection an invalidation of `key` is sent on, with its ticket, and what it
+    /// is sent with: `ROLE`, and `WAIT` when the master it reaches has replicas that must
+    /// acknowledge it. A topology that waits must not hand out the connection of
+    /// [`connection`](Self::connection): a `WAIT` counts only the writes of its own
+    /// connection, and blocks it. `None` while the cache fails open.
+    ///
+    /// By default the operations' connection, and the write alone
+    /// ([`Durability::Unchecked`]): a topology that knows its masters' replicas says so.
+    fn invalidation_connection(&self, key: &str) -> Option<(Self::Connection, Self::Ticket, Durability)> {
+        self.connection(key)
+            .map(|(connection, ticket)| (connection, ticket, Durability::Unchecked))
+    }
 
     /// How many replicas the `ROLE` of an invalidation of `key`, sent with `ticket`,
-    /// listed.
-    fn saw_replicas(&self, ticket: &Self::Ticket, key: &str, replicas: usize);
+    /// listed. By default, nothing is kept.
+    fn saw_replicas(&self, ticket: &Self::Ticket, key: &str, replicas: usize) {
+        let _ = (ticket, key, replicas);
+    }
 
     /// See [`Store::announcements`].
     fn announcements(&self) -> Option<u64>;
@@ -155,7 +164,7 @@ impl<T: Topology> RedisStore<T> {
     /// replicas, one of them acknowledged it within the deadline; otherwise the
     /// invalidation is not confirmed and the caller retries or reports it.
     async fn invalidate(&self, key: &str, script: &redis::Script, write: redis::Cmd) -> Result<(), StoreError> {
-        let Some((mut connection, ticket, wait)) = self.topology.invalidation_connection(key) else {
+        let Some((mut connection, ticket, durability)) = self.topology.invalidation_connection(key) else {
             return Err(StoreError::Skipped);
         };
         let started = Instant::now();
@@ -163,7 +172,7 @@ impl<T: Topology> RedisStore<T> {
         // The wait ends well before the deadline, so its answer (even "no replica") comes
         // back in time. `WAIT 0` would block for ever.
         let wait_ms = u64::try_from((deadline * 3 / 4).as_millis()).unwrap_or(u64::MAX).max(1);
-        let sent = send_invalidation(&mut connection, script, &write, wait, wait_ms);
+        let sent = send_invalidation(&mut connection, script, &write, durability, wait_ms);
         // A wait that takes long says nothing about the master (Redis ends a `WAIT` only
         // at its next timer tick, up to 100 ms late, and the next invalidation queues
         // behind it): only errors, and no answer without a wait, count against the
@@ -171,15 +180,18 @@ impl<T: Topology> RedisStore<T> {
         let (verdict, result) = match tokio::time::timeout(deadline, sent).await {
             Ok(Ok(confirmation)) => (Verdict::Healthy, Ok(confirmation)),
             Ok(Err(e)) => (verdict(&e), Err(StoreError::Redis(e))),
-            Err(_elapsed) if wait => (Verdict::Neutral, Err(unconfirmed_after(wait_ms))),
-            Err(_elapsed) => (Verdict::Failing, Err(StoreError::Timeout(deadline))),
+            Err(_) if durability == Durability::Replicated => (Verdict::Neutral, Err(unconfirmed_after(wait_ms))),
+            Err(_) => (Verdict::Failing, Err(StoreError::Timeout(deadline))),
         };
         let confirmation = match result {
-            Ok(Confirmation { role: Role::Other, .. }) => {
+            Ok(Confirmation {
+                role: Some(Role::Other),
+                ..
+            }) => {
                 // A demoted master that still took the write: replace the connection.
                 self.topology.record(&ticket, Verdict::Broken);
                 return Err(unconfirmed(
-                    "the server that took the invalidation is no longer a master",
+                    "the server that took the invalidation is no longer a master (it was demoted)",
                 ));
             }
             other => {
@@ -187,19 +199,16 @@ impl<T: Topology> RedisStore<T> {
                 other?
             }
         };
-        let replicas = confirmation.role.replicas();
-        self.topology.saw_replicas(&ticket, key, replicas);
+        let Some(role) = confirmation.role else {
+            return Ok(());
+        };
+        self.topology.saw_replicas(&ticket, key, role.replicas());
         let acknowledged = match confirmation.acknowledged {
             // A master with replicas it was not known to have: wait now (the wait covers
             // the connection's earlier writes), within what is left of the deadline.
-            None if replicas > 0 => {
+            None if role.replicas() > 0 => {
                 let left = deadline.saturating_sub(started.elapsed());
-                let mut wait = redis::cmd("WAIT");
-                wait.arg(1).arg(wait_ms);
-                match tokio::time::timeout(left, wait.query_async::<i64>(&mut connection)).await {
-                    Ok(Ok(acknowledged)) => Some(acknowledged),
-                    _ => Some(0),
-                }
+                Some(wait_for_replica(&mut connection, wait_ms, left).await)
             }
             acknowledged => acknowledged,
         };
@@ -521,27 +530,31 @@ fn evalsha(script: &redis::Script, keys: &[&str]) -> redis::Cmd {
 /// What the master said of an invalidation.
 #[derive(Debug)]
 struct Confirmation {
-    role: Role,
+    /// `None` when not asked ([`Durability::Unchecked`]).
+    role: Option<Role>,
     /// How many replicas acknowledged it; `None` when it had none to wait for.
     acknowledged: Option<i64>,
 }
 
-/// Sends `write`, then (`wait`) `WAIT 1 <wait_ms>`, then `ROLE`, in one pipeline on the
-/// invalidation connection; loads `script` and sends again if Redis does not have it (a
-/// pipeline has no `invoke_async` retry).
+/// Sends `write`, then `WAIT 1 <wait_ms>` (for [`Durability::Replicated`]), then `ROLE`
+/// (unless [`Durability::Unchecked`]), in one pipeline on the invalidation connection;
+/// loads `script` and sends again if Redis does not have it (a pipeline has no
+/// `invoke_async` retry).
 async fn send_invalidation<C: ConnectionLike + Send>(
     connection: &mut C,
     script: &redis::Script,
     write: &redis::Cmd,
-    wait: bool,
+    durability: Durability,
     wait_ms: u64,
 ) -> Result<Confirmation, RedisError> {
     let mut pipe = redis::pipe();
     pipe.add_command(write.clone());
-    if wait {
+    if durability == Durability::Replicated {
         pipe.cmd("WAIT").arg(1).arg(wait_ms);
     }
-    pipe.cmd("ROLE");
+    if durability != Durability::Unchecked {
+        pipe.cmd("ROLE");
+    }
     let replies: Vec<Value> = match pipe.query_async(connection).await {
         Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
             script.load_async(connection).await?;
@@ -550,7 +563,7 @@ async fn send_invalidation<C: ConnectionLike + Send>(
         replies => replies?,
     };
     let mut replies = replies.into_iter().skip(1);
-    let acknowledged = if wait {
+    let acknowledged = if durability == Durability::Replicated {
         match replies.next() {
             Some(Value::Int(acknowledged)) => Some(acknowledged),
             other => return Err(unexpected_redis(&other.unwrap_or(Value::Nil))),
@@ -558,8 +571,19 @@ async fn send_invalidation<C: ConnectionLike + Send>(
     } else {
         None
     };
-    let role = Role::read(&replies.next().unwrap_or(Value::Nil));
+    let role = replies.next().map(|reply| Role::read(&reply));
     Ok(Confirmation { role, acknowledged })
+}
+
+/// How many replicas acknowledge the connection's writes within `wait_ms` (and `left`,
+/// the time the call has left); 0 when the wait fails.
+async fn wait_for_replica<C: ConnectionLike + Send>(connection: &mut C, wait_ms: u64, left: Duration) -> i64 {
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(1).arg(wait_ms);
+    match tokio::time::timeout(left, wait.query_async::<i64>(connection)).await {
+        Ok(Ok(acknowledged)) => acknowledged,
+        _ => 0,
+    }
 }
 
 /// An invalidation that no replica acknowledged within `wait_ms`.

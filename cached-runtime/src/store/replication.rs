@@ -53,6 +53,18 @@ impl Role {
     }
 }
 
+/// What an invalidation is sent with, and so what its `Ok` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// The server refused `ROLE` (a proxy without it, a user not granted it): the write
+    /// alone, confirmed by its reply.
+    Unchecked,
+    /// `ROLE`: the server that took the write is a master (one without replicas).
+    Mastered,
+    /// `WAIT 1` and `ROLE`: a master took it and a replica acknowledged it.
+    Replicated,
+}
+
 /// Whether the current master's invalidations wait for a replica.
 #[derive(Debug, Default)]
 pub(crate) struct Replicas {
@@ -61,16 +73,19 @@ pub(crate) struct Replicas {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The server answered `ROLE`.
+    known: bool,
     expected: bool,
     /// Since when a master expected to have replicas has listed none.
     alone_since: Option<Instant>,
 }
 
 impl Replicas {
-    /// A new connection, to a master that lists `replicas`.
-    pub(crate) fn connected(&self, replicas: usize) {
+    /// A new connection, to a master that lists `replicas` (`None`: it refused `ROLE`).
+    pub(crate) fn connected(&self, replicas: Option<usize>) {
         *lock(&self.state) = State {
-            expected: replicas > 0,
+            known: replicas.is_some(),
+            expected: replicas.is_some_and(|replicas| replicas > 0),
             alone_since: None,
         };
     }
@@ -79,21 +94,25 @@ impl Replicas {
     pub(crate) fn saw(&self, replicas: usize) {
         let mut state = lock(&self.state);
         if replicas > 0 {
-            *state = State {
-                expected: true,
-                alone_since: None,
-            };
+            state.expected = true;
+            state.alone_since = None;
         } else if state.expected {
             let since = *state.alone_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= ALONE {
-                *state = State::default();
+                state.expected = false;
+                state.alone_since = None;
             }
         }
     }
 
-    /// Whether invalidations wait for a replica.
-    pub(crate) fn expected(&self) -> bool {
-        lock(&self.state).expected
+    /// What invalidations are sent with now.
+    pub(crate) fn durability(&self) -> Durability {
+        let state = lock(&self.state);
+        match (state.known, state.expected) {
+            (false, _) => Durability::Unchecked,
+            (true, false) => Durability::Mastered,
+            (true, true) => Durability::Replicated,
+        }
     }
 }
 
@@ -126,18 +145,28 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_master_that_had_replicas_keeps_waiting_until_it_has_been_alone_a_while() {
         let replicas = Replicas::default();
-        replicas.connected(0);
-        assert!(!replicas.expected());
+        replicas.connected(Some(0));
+        assert_eq!(replicas.durability(), Durability::Mastered);
         replicas.saw(1);
-        assert!(replicas.expected(), "a replica seen later counts");
+        assert_eq!(
+            replicas.durability(),
+            Durability::Replicated,
+            "a replica seen later counts"
+        );
         replicas.saw(0);
         tokio::time::advance(ALONE - Duration::from_secs(1)).await;
         replicas.saw(0);
-        assert!(replicas.expected(), "the replica may have just been promoted");
+        assert_eq!(
+            replicas.durability(),
+            Durability::Replicated,
+            "the replica may have just been promoted"
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         replicas.saw(0);
-        assert!(!replicas.expected(), "alone for {ALONE:?}");
-        replicas.connected(2);
-        assert!(replicas.expected());
+        assert_eq!(replicas.durability(), Durability::Mastered, "alone for {ALONE:?}");
+        replicas.connected(Some(2));
+        assert_eq!(replicas.durability(), Durability::Replicated);
+        replicas.connected(None);
+        assert_eq!(replicas.durability(), Durability::Unchecked, "no ROLE");
     }
 }

@@ -5,12 +5,13 @@
 //! One multiplexed connection serves every call. redis-rs's response timeout is off, so
 //! a hit arms one timer (the cache's own deadline), not two. A background task owns
 //! (re)connecting: while the breaker is open it drops the suspect connection, connects
-//! afresh and probes it (`ROLE`) with a growing backoff, and closes the breaker when Redis answers.
-//! A second task keeps the announcement subscription. Invalidations go on a second
-//! connection, made with the first: their `WAIT` blocks it (see `redis_store`).
+//! afresh and probes it (`ROLE`, which also lists the replicas) with a growing backoff,
+//! and closes the breaker when Redis answers. A second task keeps the announcement
+//! subscription. Invalidations go on a second connection, made with the first: their
+//! `WAIT` blocks it (see `redis_store`).
 //!
 //! Where the server is comes from a [`Locate`]: a fixed client for a plain URL, or a
-//! question to the Sentinels at each (re)connect (`sentinel.rs`).
+//! question to the sentinels at each (re)connect (`sentinel.rs`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,13 +25,14 @@ use tokio::time::error::Elapsed;
 
 use super::Limits;
 use super::announce::Listener;
-use super::redis_store::{Topology, Verdict};
-use super::replication::{Replicas, Role};
+use super::hint;
+use super::redis_store::{Topology, Verdict, verdict};
+use super::replication::{Durability, Replicas, Role};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
-use crate::log::RateLimited;
+use crate::log::{RateLimited, WarnOnce};
 use crate::sync::{read, write};
 
 /// Where the server to connect to is, asked again at each (re)connect.
@@ -73,6 +75,8 @@ pub(crate) struct Standalone<L = Client> {
     reconnects: watch::Sender<u64>,
     limits: Limits,
     subscription: Arc<Subscription>,
+    /// Said once: the server refuses `ROLE`.
+    role_refused: WarnOnce,
 }
 
 impl<L: Locate> Standalone<L> {
@@ -96,6 +100,7 @@ impl<L: Locate> Standalone<L> {
             reconnects: watch::Sender::new(0),
             limits,
             subscription: Arc::default(),
+            role_refused: WarnOnce::new(),
         });
         tokio::spawn(keep_connected(standalone.clone(), shutdown.subscribe()));
         let located = standalone.clone();
@@ -168,8 +173,25 @@ impl<L: Locate> Standalone<L> {
             .set_response_timeout(None);
         let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
         let started = Instant::now();
-        let role = Role::read(&redis::cmd("ROLE").query_async(&mut connection).await?);
-        if self.locator.needs_master() && role == Role::Other {
+        let role = match redis::cmd("ROLE").query_async(&mut connection).await {
+            Ok(reply) => Some(Role::read(&reply)),
+            // A proxy without `ROLE`, or a user not granted it: a plain URL's server is
+            // used as before, its invalidations unconfirmed by a replica.
+            Err(e) if !self.locator.needs_master() && verdict(&e) == Verdict::Neutral => {
+                if self.role_refused.first() {
+                    tracing::warn!(
+                        error = %e,
+                        hint = hint(&e),
+                        "redis-cached: the server refuses ROLE; invalidations are not checked to reach a master \
+                         nor waited for by a replica"
+                    );
+                }
+                redis::cmd("PING").query_async::<()>(&mut connection).await?;
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if self.locator.needs_master() && role == Some(Role::Other) {
             return Err(RedisError::from((
                 ErrorKind::Server(ServerErrorKind::ReadOnly),
                 "the server the sentinels named is not a master (yet)",
@@ -187,16 +209,17 @@ impl<L: Locate> Standalone<L> {
         Ok(Connected {
             connection,
             invalidations,
-            replicas: role.replicas(),
+            replicas: role.map(Role::replicas),
         })
     }
 }
 
-/// A new connection, with the one for invalidations, to a server with this many replicas.
+/// A new connection, with the one for invalidations, to a server with this many replicas
+/// (`None`: it refused `ROLE`).
 struct Connected {
     connection: MultiplexedConnection,
     invalidations: MultiplexedConnection,
-    replicas: usize,
+    replicas: Option<usize>,
 }
 
 impl<L: Locate> Topology for Standalone<L> {
@@ -230,7 +253,7 @@ impl<L: Locate> Topology for Standalone<L> {
         }
     }
 
-    fn invalidation_connection(&self, _key: &str) -> Option<(MultiplexedConnection, u64, bool)> {
+    fn invalidation_connection(&self, _key: &str) -> Option<(MultiplexedConnection, u64, Durability)> {
         if self.breaker.is_open() {
             return None;
         }
@@ -238,7 +261,7 @@ impl<L: Locate> Topology for Standalone<L> {
         Some((
             connection,
             self.generation.load(Ordering::Acquire),
-            self.replicas.expected(),
+            self.replicas.durability(),
         ))
     }
 
