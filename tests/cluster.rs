@@ -6,9 +6,10 @@ mod behaviour;
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use behaviour::load::{Load, Seen};
 use behaviour::{Db, behaviour_tests, product};
 use redis_cached::Cache;
 use support::cluster::{Cluster, Node};
@@ -147,60 +148,6 @@ async fn a_cache_built_while_its_cluster_does_not_answer_connects_later() {
 /// The keys the load runs over: enough that every shard holds some.
 const KEYS: u64 = 60;
 
-/// Callers that keep calling a cached fn over [`KEYS`] keys until stopped, counting
-/// every result that is not the loader's (an error surfaced) and the slowest call.
-struct Load {
-    stop: Arc<AtomicBool>,
-    wrong: Arc<AtomicU64>,
-    slowest_micros: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(db: &Arc<Db>, tasks: u64) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let wrong = Arc::new(AtomicU64::new(0));
-        let slowest_micros = Arc::new(AtomicU64::new(0));
-        let tasks = (0..tasks)
-            .map(|task| {
-                let (db, stop, wrong, slowest) = (db.clone(), stop.clone(), wrong.clone(), slowest_micros.clone());
-                tokio::spawn(async move {
-                    let mut id = task;
-                    while !stop.load(Ordering::SeqCst) {
-                        id = id % KEYS + 1;
-                        let start = Instant::now();
-                        let result = db.product(id).await;
-                        let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        slowest.fetch_max(took, Ordering::SeqCst);
-                        // Any generation: the reshard test writes while callers read.
-                        if !matches!(&result, Ok(Some(p)) if p.id == id) {
-                            wrong.fetch_add(1, Ordering::SeqCst);
-                        }
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            wrong,
-            slowest_micros,
-            tasks,
-        }
-    }
-
-    /// Stops the callers; returns how many results were not the loader's, and the
-    /// slowest call.
-    async fn stop(self) -> (u64, Duration) {
-        self.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
-            task.await.expect("a caller panicked");
-        }
-        let slowest = Duration::from_micros(self.slowest_micros.load(Ordering::SeqCst));
-        (self.wrong.load(Ordering::SeqCst), slowest)
-    }
-}
-
 /// How long until a call of `product(id)` is a hit again.
 async fn until_hits_resume(db: &Db, id: u64) -> Duration {
     let start = Instant::now();
@@ -230,7 +177,7 @@ async fn warm_cluster() -> (Arc<Cluster>, Arc<Db>, Node) {
 /// the callers saw.
 async fn fail_a_master_under_load(pause: bool) -> (Duration, u64, Duration) {
     let (cluster, db, master) = warm_cluster().await;
-    let load = Load::start(&db, 4);
+    let load = Load::start(&db, 4, 1..=KEYS);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let failed = Instant::now();
     let promoted = tokio::task::spawn_blocking({
@@ -250,7 +197,7 @@ async fn fail_a_master_under_load(pause: bool) -> (Duration, u64, Duration) {
     let resumed = until_hits_resume(&db, 1).await;
     // The load goes on a little after the promotion too.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (wrong, slowest) = load.stop().await;
+    let Seen { wrong, slowest, .. } = load.stop().await;
     eprintln!(
         "{} master: {promoted:?} promoted {promotion:?} after; hits resumed {resumed:?} after the promotion; \
          slowest call {slowest:?}; {:?}",
@@ -300,7 +247,7 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
             .unwrap();
     }
     let to = cluster.masters().into_iter().find(|&m| m != master).unwrap();
-    let load = Load::start(&db, 3);
+    let load = Load::start(&db, 3, 1..=KEYS);
     let migration = cluster.start_migrating(slot, to);
     let (mut unconfirmed, mut round) = (0, 0);
     // While the entry's keys (value, lease, fence) are split between the two masters,
@@ -321,7 +268,7 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
     }
     tokio::task::block_in_place(|| cluster.finish_migrating(migration));
     assert_eq!(cluster.master_of_key(&key), to);
-    let (wrong, _) = load.stop().await;
+    let Seen { wrong, .. } = load.stop().await;
     eprintln!(
         "{round} invalidations mid-migration, {unconfirmed} attempts not confirmed; {:?}",
         db.cache.stats()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use behaviour::load::{Load, Seen};
 use behaviour::{Db, behaviour_tests, product};
 use redis::Commands;
 use redis_cached::Cache;
@@ -66,58 +67,6 @@ async fn bad_sentinel_settings_are_configuration_errors() {
     assert!(why.contains("invalid redis url"), "{why}");
 }
 
-/// Callers that keep calling a cached fn over a few keys until told to stop; counts the
-/// results that are not the loader's.
-struct Load {
-    stop: Arc<AtomicBool>,
-    wrong: Arc<AtomicUsize>,
-    calls: Arc<AtomicUsize>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(db: &Arc<Db>, callers: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let wrong = Arc::new(AtomicUsize::new(0));
-        let calls = Arc::new(AtomicUsize::new(0));
-        let tasks = (0..callers)
-            .map(|caller| {
-                let (db, stop, wrong, calls) = (db.clone(), stop.clone(), wrong.clone(), calls.clone());
-                tokio::spawn(async move {
-                    let mut n = caller as u64;
-                    while !stop.load(Ordering::SeqCst) {
-                        let id = 100 + n % 8;
-                        n += 1;
-                        match db.product(id).await {
-                            Ok(Some(p)) if p.id == id => {}
-                            _ => {
-                                wrong.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            wrong,
-            calls,
-            tasks,
-        }
-    }
-
-    /// Stops the callers; returns (calls, wrong results).
-    async fn stop(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
-            task.await.expect("a caller panicked");
-        }
-        (self.calls.load(Ordering::SeqCst), self.wrong.load(Ordering::SeqCst))
-    }
-}
-
 /// Waits until calls hit again after a switch; prints how long that took.
 async fn wait_hits_resume(db: &Db, what: &str, switched: Instant) {
     let hits = db.cache.stats().hits;
@@ -132,7 +81,7 @@ async fn wait_hits_resume(db: &Db, what: &str, switched: Instant) {
 async fn a_master_killed_mid_load_costs_callers_no_error_and_hits_resume_on_the_new_master() {
     let mut set = SentinelSet::start();
     let db = Arc::new(Db::new(set.cache("shop:").await));
-    let load = Load::start(&db, 8);
+    let load = Load::start(&db, 8, 100..=107);
     eventually("the callers hit", async || db.cache.stats().hits > 50).await;
     let killed = Instant::now();
     set.kill_master();
@@ -140,7 +89,7 @@ async fn a_master_killed_mid_load_costs_callers_no_error_and_hits_resume_on_the_
     eprintln!("master killed: the sentinels switched after {:?}", killed.elapsed());
     let switched = Instant::now();
     wait_hits_resume(&db, "master killed", switched).await;
-    let (calls, wrong) = load.stop().await;
+    let Seen { calls, wrong, .. } = load.stop().await;
     assert_eq!(wrong, 0, "every one of {calls} calls returned the loader's result");
     assert!(
         set.nodes[new]
@@ -162,7 +111,7 @@ async fn after_a_graceful_failover_the_cache_moves_to_the_new_master_while_the_o
     let mut set = SentinelSet::start();
     let db = Arc::new(Db::new(set.cache("shop:").await));
     let old = set.master().port;
-    let load = Load::start(&db, 8);
+    let load = Load::start(&db, 8, 100..=107);
     eventually("the callers hit", async || db.cache.stats().hits > 50).await;
     let asked = Instant::now();
     set.failover();
@@ -187,7 +136,7 @@ async fn after_a_graceful_failover_the_cache_moves_to_the_new_master_while_the_o
         "the old master was not demoted yet: the switch message moved the cache, not a READONLY reply"
     );
     wait_hits_resume(&db, "graceful failover", switched).await;
-    let (calls, wrong) = load.stop().await;
+    let Seen { calls, wrong, .. } = load.stop().await;
     assert_eq!(wrong, 0, "every one of {calls} calls returned the loader's result");
     let mut new_master = set.nodes[new].conn();
     eventually("the announcement subscription follows the master", async || {
@@ -226,7 +175,7 @@ async fn no_invalidation_that_returned_ok_is_lost_in_a_graceful_failover() {
     support::wait_until("the replica has every key", || {
         redis::cmd("DBSIZE").query::<u64>(&mut replica).unwrap() > KEYS
     });
-    let load = Load::start(&db, 4);
+    let load = Load::start(&db, 4, 100..=107);
     // Invalidates each key once, in order, until told to stop; keeps those that were Ok
     // (`cache.invalidate`) or will be retried (`#[redis_invalidate]`).
     let stop = Arc::new(AtomicBool::new(false));
@@ -262,7 +211,7 @@ async fn no_invalidation_that_returned_ok_is_lost_in_a_graceful_failover() {
     .await;
     stop.store(true, Ordering::SeqCst);
     let (confirmed, unconfirmed) = pass.await.unwrap();
-    let (calls, wrong) = load.stop().await;
+    let Seen { calls, wrong, .. } = load.stop().await;
     assert_eq!(wrong, 0, "every one of {calls} calls returned the loader's result");
     eprintln!(
         "graceful failover: {} invalidations returned Ok, {unconfirmed} were not confirmed",

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::support::eventually;
 
+pub mod load;
+
 /// One test per behaviour, each given a fresh `(guard, Arc<Db>)` from `$make`; the guard
 /// (a Redis server, or nothing) lives as long as the test.
 macro_rules! behaviour_tests {
