@@ -1,7 +1,8 @@
 //! A Redis Cluster: how the cache connects to it and keeps each shard's connection
 //! healthy. The operations themselves are in `redis_store`.
 //!
-//! One redis-rs cluster connection serves every call; it routes each operation to the
+//! One redis-rs cluster connection serves every call, and a second every invalidation
+//! (whose `WAIT` blocks the connection it is sent on); each routes an operation to the
 //! master of its key's slot and follows `MOVED` and `ASK`. The cache also keeps its own
 //! map of which master serves each slot, for one reason: a breaker per shard. A dead or
 //! hung shard opens only its own breaker, so its keys fail open at once while the other
