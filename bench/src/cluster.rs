@@ -166,6 +166,18 @@ impl Cluster {
         })
     }
 
+    /// Whether the first live node says `cluster_state:ok` (a master marked failed turns
+    /// it to `fail` until its replica is promoted: keys of every slot get `CLUSTERDOWN`).
+    pub(crate) fn state_ok(&self) -> bool {
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| n.state == State::Running)
+            .expect("a live node");
+        query::<String>(live.port, redis::cmd("CLUSTER").arg("INFO"))
+            .is_ok_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
+    }
+
     /// The slot map now, to hand to [`promoted`](Cluster::promoted) after a fault.
     pub(crate) fn slot_map(&self) -> Slots {
         self.slots()

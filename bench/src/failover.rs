@@ -1,7 +1,8 @@
 //! Scenario 6: a failover. Steady load on 100 warm keys spread over the three masters
 //! of a fresh Redis Cluster, while one master is killed (SIGKILL), then, on another
 //! fresh cluster, hung (SIGSTOP); a timeline per 100 ms of what callers saw, with the
-//! moment of the fault and of the replica's promotion (the bench polls the cluster).
+//! moment of the fault, of the cluster's state turning `fail` and back, and of the
+//! replica's promotion (the bench polls the cluster).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +60,9 @@ struct Call {
 struct Moments {
     fault: Duration,
     promoted: Option<Duration>,
+    /// When a live node first said `cluster_state:fail`, and `ok` again after that.
+    state_fail: Option<Duration>,
+    state_ok: Option<Duration>,
     /// The first hit on a key of the failed master, by a call started after the fault.
     resumed: Option<Duration>,
     end: Duration,
@@ -71,6 +75,7 @@ pub(crate) async fn run() -> Vec<Table> {
             "fault",
             "calls",
             "errors surfaced to callers",
+            "`cluster_state:fail` after the fault",
             "promotion after the fault",
             "hits on its keys resume after the promotion",
         ],
@@ -91,6 +96,7 @@ pub(crate) async fn run() -> Vec<Table> {
             name.to_owned(),
             calls.len().to_string(),
             calls.iter().filter(|c| !c.ok).count().to_string(),
+            after(moments.state_fail, Some(moments.fault)),
             after(moments.promoted, Some(moments.fault)),
             after(moments.resumed, moments.promoted),
         ]);
@@ -172,11 +178,20 @@ async fn run_one(fault: Fault) -> (Vec<Call>, Moments, Table) {
     });
     let fault_at = began.elapsed();
     let (mut promoted, mut resumed) = (None, None);
+    let (mut state_fail, mut state_ok) = (None, None);
     let end = loop {
         tokio::time::sleep(POLL).await;
         let now = began.elapsed();
         if promoted.is_none() && tokio::task::block_in_place(|| cluster.promoted(victim, &lost)).is_some() {
             promoted = Some(began.elapsed());
+        }
+        if state_ok.is_none() {
+            let ok = tokio::task::block_in_place(|| cluster.state_ok());
+            match (ok, state_fail) {
+                (false, None) => state_fail = Some(began.elapsed()),
+                (true, Some(_)) => state_ok = Some(began.elapsed()),
+                _ => {}
+            }
         }
         let last_hit = Duration::from_nanos(last_victim_hit.load(Ordering::Relaxed));
         if resumed.is_none() && promoted.is_some_and(|promoted| last_hit > promoted) {
@@ -202,6 +217,8 @@ async fn run_one(fault: Fault) -> (Vec<Call>, Moments, Table) {
     let moments = Moments {
         fault: fault_at,
         promoted,
+        state_fail,
+        state_ok,
         resumed,
         end,
     };
@@ -255,6 +272,12 @@ fn timeline(fault: Fault, calls: &[Call], moments: &Moments, victim: u16) -> Tab
         let mut events = Vec::new();
         if within(Some(moments.fault)) {
             events.push(format!("{} master :{victim}", fault.verb()));
+        }
+        if within(moments.state_fail) {
+            events.push("`cluster_state:fail`".to_owned());
+        }
+        if within(moments.state_ok) {
+            events.push("`cluster_state:ok`".to_owned());
         }
         if within(moments.promoted) {
             events.push("replica promoted".to_owned());

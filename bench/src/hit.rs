@@ -102,6 +102,10 @@ const ROWS: [(Row, &str); 7] = [
     (Row::ClusterAttribute, "cluster (3+3): `#[redis_cached]` hit"),
 ];
 
+/// The raw cluster row's key: in the slot of the cached row's (`bench:{product:1}`), so
+/// both rows read from the same master.
+const CLUSTER_RAW_KEY: &str = "raw:{product:1}";
+
 /// The first cluster row: the cluster rows' ratios are to it.
 const FIRST_CLUSTER_ROW: usize = 5;
 
@@ -133,7 +137,13 @@ impl Rows {
             Row::Stale => self.catalog.fresh_product(ID).await,
             Row::Seed => seed::get_or_set(&mut conns.single, "seed:1", 3600, async { product(ID) }).await,
             Row::CachedCrate => cached_crate_product(ID).await.expect("cached crate"),
-            Row::ClusterRaw => decode(conns.cluster.get::<_, Vec<u8>>("raw:1").await.expect("raw cluster GET")),
+            Row::ClusterRaw => decode(
+                conns
+                    .cluster
+                    .get::<_, Vec<u8>>(CLUSTER_RAW_KEY)
+                    .await
+                    .expect("raw cluster GET"),
+            ),
             Row::ClusterAttribute => self.cluster_catalog.product(ID).await,
         }
     }
@@ -171,7 +181,10 @@ pub(crate) async fn run(server: &Server) -> Vec<Table> {
     let config = bincode::config::standard();
     let bytes = bincode::serde::encode_to_vec(product(ID), config).expect("encode");
     let _: () = raw.set("raw:1", &bytes).await.expect("SET raw");
-    let _: () = cluster_raw.set("raw:1", &bytes).await.expect("SET raw on the cluster");
+    let _: () = cluster_raw
+        .set(CLUSTER_RAW_KEY, &bytes)
+        .await
+        .expect("SET raw on the cluster");
     let cache = server.cache().await;
     let cluster_cache = Cache::builder()
         .cluster(cluster.seeds())
