@@ -1,5 +1,6 @@
 //! Scenario 1: a warm key, read at 1 task and at 64 concurrent tasks, by each way of
-//! caching; and the paths that need no Redis (in-memory hit, coalesced wait).
+//! caching, on one server and on a Redis Cluster; and the paths that need no Redis
+//! (in-memory hit, coalesced wait).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,8 +10,11 @@ use cached::AsyncRedisCache;
 use cached::macros::concurrent_cached;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis_cached::{Cache, redis_cached};
 
+use crate::cluster::Cluster;
 use crate::model::{Product, product};
 use crate::report::{Samples, Table, micros, ratio};
 use crate::seed;
@@ -81,52 +85,123 @@ enum Row {
     Stale,
     Seed,
     CachedCrate,
+    ClusterRaw,
+    ClusterAttribute,
 }
 
-const ROWS: [(Row, &str); 5] = [
+const ROWS: [(Row, &str); 7] = [
     (Row::Raw, "raw `GET` + bincode decode (the floor)"),
     (Row::Attribute, "`#[redis_cached]` hit"),
     (Row::Stale, "`#[redis_cached(stale)]` hit (`GET` + `PTTL` pipelined)"),
     (Row::Seed, "hand-written getOrSet (GET + JSON)"),
     (Row::CachedCrate, "`cached` 4.1 `#[concurrent_cached]` Redis"),
+    (
+        Row::ClusterRaw,
+        "cluster (3+3): raw `GET` + bincode decode (the cluster floor)",
+    ),
+    (Row::ClusterAttribute, "cluster (3+3): `#[redis_cached]` hit"),
 ];
+
+/// The raw cluster row's key: in the slot of the cached row's (`bench:{product:1}`), so
+/// both rows read from the same master.
+const CLUSTER_RAW_KEY: &str = "raw:{product:1}";
+
+/// The first cluster row: the cluster rows' ratios are to it.
+const FIRST_CLUSTER_ROW: usize = 5;
 
 struct Rows {
     raw: MultiplexedConnection,
     catalog: Catalog,
+    cluster_raw: ClusterConnection,
+    cluster_catalog: Catalog,
+}
+
+/// A task's own clones of the raw connections.
+struct Conns {
+    single: MultiplexedConnection,
+    cluster: ClusterConnection,
 }
 
 impl Rows {
-    async fn get(&self, row: Row, conn: &mut MultiplexedConnection) -> Product {
+    fn conns(&self) -> Conns {
+        Conns {
+            single: self.raw.clone(),
+            cluster: self.cluster_raw.clone(),
+        }
+    }
+
+    async fn get(&self, row: Row, conns: &mut Conns) -> Product {
         match row {
-            Row::Raw => {
-                let bytes: Vec<u8> = conn.get("raw:1").await.expect("raw GET");
-                let config = bincode::config::standard().with_limit::<{ 32 * 1024 * 1024 }>();
-                bincode::serde::decode_from_slice(&bytes, config).expect("decode").0
-            }
+            Row::Raw => decode(conns.single.get::<_, Vec<u8>>("raw:1").await.expect("raw GET")),
             Row::Attribute => self.catalog.product(ID).await,
             Row::Stale => self.catalog.fresh_product(ID).await,
-            Row::Seed => seed::get_or_set(conn, "seed:1", 3600, async { product(ID) }).await,
+            Row::Seed => seed::get_or_set(&mut conns.single, "seed:1", 3600, async { product(ID) }).await,
             Row::CachedCrate => cached_crate_product(ID).await.expect("cached crate"),
+            Row::ClusterRaw => decode(
+                conns
+                    .cluster
+                    .get::<_, Vec<u8>>(CLUSTER_RAW_KEY)
+                    .await
+                    .expect("raw cluster GET"),
+            ),
+            Row::ClusterAttribute => self.cluster_catalog.product(ID).await,
         }
     }
 }
 
+fn decode(bytes: Vec<u8>) -> Product {
+    let bytes = bytes.as_slice();
+    let config = bincode::config::standard().with_limit::<{ 32 * 1024 * 1024 }>();
+    bincode::serde::decode_from_slice(bytes, config).expect("decode").0
+}
+
+/// A cluster connection with the explicit timeouts the cache gives its own (see
+/// `cluster_client` in the runtime), at the cache's default deadlines.
+async fn cluster_connection(seeds: Vec<String>) -> ClusterConnection {
+    let (op_timeout, connect_timeout) = (Duration::from_millis(50), Duration::from_millis(500));
+    ClusterClientBuilder::new(seeds)
+        .connection_timeout(connect_timeout / 2)
+        .response_timeout(op_timeout)
+        .overall_response_timeout(Some(op_timeout))
+        .retries(3)
+        .min_retry_wait(1)
+        .max_retry_wait(5)
+        .build()
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("connect to the cluster")
+}
+
 pub(crate) async fn run(server: &Server) -> Vec<Table> {
+    let cluster = tokio::task::block_in_place(Cluster::start);
     let client = redis::Client::open(server.url()).expect("url");
     let mut raw = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut cluster_raw = cluster_connection(cluster.seeds()).await;
     let config = bincode::config::standard();
     let bytes = bincode::serde::encode_to_vec(product(ID), config).expect("encode");
-    let _: () = raw.set("raw:1", bytes).await.expect("SET raw");
+    let _: () = raw.set("raw:1", &bytes).await.expect("SET raw");
+    let _: () = cluster_raw
+        .set(CLUSTER_RAW_KEY, &bytes)
+        .await
+        .expect("SET raw on the cluster");
     let cache = server.cache().await;
+    let cluster_cache = Cache::builder()
+        .cluster(cluster.seeds())
+        .prefix("bench:")
+        .build()
+        .await
+        .expect("cluster cache");
     let _ = CACHED_CRATE_URL.set(server.url());
     let rows = Arc::new(Rows {
         raw,
         catalog: Catalog { cache },
+        cluster_raw,
+        cluster_catalog: Catalog { cache: cluster_cache },
     });
 
     // Warm every row, and check each one reads the same product.
-    let mut conn = rows.raw.clone();
+    let mut conn = rows.conns();
     for (row, name) in ROWS {
         assert_eq!(rows.get(row, &mut conn).await, product(ID), "{name}");
         assert_eq!(rows.get(row, &mut conn).await, product(ID), "{name}");
@@ -152,17 +227,23 @@ pub(crate) async fn run(server: &Server) -> Vec<Table> {
             concurrent[i].2 += TASKS * OPS_PER_TASK;
         }
     }
-    assert!(
-        rows.catalog.cache.stats().errors == 0,
-        "the cache met Redis errors: the figures are off"
-    );
+    for catalog in [&rows.catalog, &rows.cluster_catalog] {
+        assert!(
+            catalog.cache.stats().errors == 0,
+            "the cache met Redis errors: the figures are off"
+        );
+    }
 
     let mut one = Table::new(
         "Hit path, 1 task (warm key, ~200-byte value)",
         &["", "median", "p99", "median vs raw"],
     );
-    let base = single[0].quantile(0.5).as_secs_f64();
+    let bases = [
+        single[0].quantile(0.5).as_secs_f64(),
+        single[FIRST_CLUSTER_ROW].quantile(0.5).as_secs_f64(),
+    ];
     for (i, (_, name)) in ROWS.iter().enumerate() {
+        let base = bases[usize::from(i >= FIRST_CLUSTER_ROW)];
         let (p50, p99) = (single[i].quantile(0.5), single[i].quantile(0.99));
         one.row(vec![
             (*name).to_owned(),
@@ -177,8 +258,9 @@ pub(crate) async fn run(server: &Server) -> Vec<Table> {
         &["", "hits/s", "vs raw", "median", "p99"],
     );
     let throughput = |(_, elapsed, ops): &(Samples, Duration, usize)| *ops as f64 / elapsed.as_secs_f64();
-    let base = throughput(&concurrent[0]);
+    let bases = [throughput(&concurrent[0]), throughput(&concurrent[FIRST_CLUSTER_ROW])];
     for (i, (_, name)) in ROWS.iter().enumerate() {
+        let base = bases[usize::from(i >= FIRST_CLUSTER_ROW)];
         let t = throughput(&concurrent[i]);
         let samples = &mut concurrent[i].0;
         let (p50, p99) = (samples.quantile(0.5), samples.quantile(0.99));
@@ -202,7 +284,7 @@ async fn concurrently(rows: &Arc<Rows>, row: Row) -> (Samples, Duration) {
         .map(|_| {
             let rows = rows.clone();
             tokio::spawn(async move {
-                let mut conn = rows.raw.clone();
+                let mut conn = rows.conns();
                 let mut samples = Samples::default();
                 for _ in 0..OPS_PER_TASK {
                     let start = Instant::now();

@@ -1,12 +1,17 @@
-//! The redis-cached benchmark: starts its own `redis-server` on loopback and prints one
-//! table per scenario, every row measured in the same run so ratios hold on a noisy
-//! machine.
+//! The redis-cached benchmark: starts its own `redis-server` and Redis Clusters (three
+//! masters, three replicas) on loopback and prints one table per scenario, every row
+//! measured in the same run so ratios hold on a noisy machine.
 //!
 //! ```text
 //! cargo run --release -p redis-cached-bench                 # every scenario
-//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, stampede, outage, hotkey, size
+//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, stampede, outage, hotkey, size, failover
 //! ```
+//!
+//! `hit` and `stampede` have rows on one server and on a cluster; `failover` kills, then
+//! hangs, a cluster master under load.
 
+mod cluster;
+mod failover;
 mod hit;
 mod hotkey;
 mod model;
@@ -43,5 +48,10 @@ async fn main() {
     }
     if wanted("size") {
         size::run(&server).await.print();
+    }
+    if wanted("failover") {
+        for table in failover::run().await {
+            table.print();
+        }
     }
 }

@@ -1,14 +1,19 @@
 //! Scenario 2: a stampede. A cold key, a loader that takes 200 ms and counts its calls in
 //! Redis (`INCR`, so counts from several processes add up), 4 OS processes (copies of
-//! this binary) x 250 concurrent tasks, all starting at the same instant.
+//! this binary) x 250 concurrent tasks, all starting at the same instant; on one server,
+//! and with `lock` on a Redis Cluster, where a fill's announcement (a classic `PUBLISH`)
+//! reaches the waiters through the cluster bus.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis_cached::{Cache, redis_cached};
 
+use crate::cluster::Cluster;
 use crate::model::{Product, product};
 use crate::report::{Samples, Table, millis};
 use crate::seed;
@@ -21,7 +26,7 @@ const LOAD: Duration = Duration::from_millis(200);
 /// Time for the children to start and connect before the common start instant.
 const START_DELAY: Duration = Duration::from_millis(1_500);
 
-const ROWS: [(&str, &str); 4] = [
+const ROWS: [(&str, &str); 5] = [
     ("none", "no cache: every call loads (the reference)"),
     ("lock", "`#[redis_cached(lock)]`"),
     ("nolock", "`#[redis_cached]` without `lock`"),
@@ -29,9 +34,15 @@ const ROWS: [(&str, &str); 4] = [
         "seed",
         "hand-written getOrSetLocked (lock, 50 ms sleep, one retry, load)",
     ),
+    ("cluster-lock", "`#[redis_cached(lock)]` on a Redis Cluster (3+3)"),
 ];
 
 pub(crate) fn run(server: &Server) -> Table {
+    let cluster = Cluster::start();
+    let seeds = cluster.seeds();
+    let mut cluster_conn = ClusterClient::new(seeds.clone())
+        .and_then(|client| client.get_connection())
+        .expect("connect to the cluster");
     let exe = std::env::current_exe().expect("the bench's own path");
     let mut table = Table::new(
         "Stampede: 4 processes x 250 tasks on one cold key, 200 ms load",
@@ -44,6 +55,12 @@ pub(crate) fn run(server: &Server) -> Table {
     );
     let mut conn = server.conn();
     for (row, name) in ROWS {
+        // The children take the seeds where they take the URL, joined by commas.
+        let target = if row.starts_with("cluster") {
+            seeds.join(",")
+        } else {
+            server.url()
+        };
         let mut calls = Vec::new();
         let mut beyond = Samples::default();
         for run in 0..RUNS {
@@ -54,13 +71,7 @@ pub(crate) fn run(server: &Server) -> Table {
             let children: Vec<_> = (0..PROCESSES)
                 .map(|_| {
                     Command::new(&exe)
-                        .args([
-                            "--stampede-child",
-                            row,
-                            &server.url(),
-                            &id.to_string(),
-                            &start_ms.to_string(),
-                        ])
+                        .args(["--stampede-child", row, &target, &id.to_string(), &start_ms.to_string()])
                         .stdout(Stdio::piped())
                         .spawn()
                         .expect("spawn a stampede process")
@@ -74,7 +85,11 @@ pub(crate) fn run(server: &Server) -> Table {
                     beyond.push(Duration::from_micros(micros).saturating_sub(LOAD));
                 }
             }
-            let loads: u64 = redis::Commands::get(&mut conn, &counter).unwrap_or(0);
+            let loads: u64 = if row.starts_with("cluster") {
+                redis::Commands::get(&mut cluster_conn, &counter).unwrap_or(0)
+            } else {
+                redis::Commands::get(&mut conn, &counter).unwrap_or(0)
+            };
             calls.push(loads.to_string());
         }
         assert_eq!(beyond.len(), PROCESSES * TASKS * RUNS as usize, "every call answered");
@@ -90,14 +105,22 @@ pub(crate) fn run(server: &Server) -> Table {
 
 struct Loader {
     cache: Cache,
-    counter: MultiplexedConnection,
+    counter: Counter,
     counter_key: String,
+}
+
+/// Where the loader counts its calls: the server or the cluster under test.
+enum Counter {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 impl Loader {
     async fn load(&self, id: u64) -> Product {
-        let mut counter = self.counter.clone();
-        let _: redis::RedisResult<u64> = counter.incr(&self.counter_key, 1).await;
+        let _: redis::RedisResult<u64> = match &self.counter {
+            Counter::Single(conn) => conn.clone().incr(&self.counter_key, 1).await,
+            Counter::Cluster(conn) => conn.clone().incr(&self.counter_key, 1).await,
+        };
         tokio::time::sleep(LOAD).await;
         product(id)
     }
@@ -113,28 +136,36 @@ impl Loader {
     }
 
     async fn seed(&self, id: u64) -> Product {
-        let mut conn = self.counter.clone();
+        let Counter::Single(conn) = &self.counter else {
+            panic!("the hand-written lock runs on one server")
+        };
+        let mut conn = conn.clone();
         seed::get_or_set_locked(&mut conn, &format!("stampede-seed:{id}"), 600, self.load(id)).await
     }
 }
 
 /// One stampede process: waits for the common instant, fires 250 calls, prints their
-/// latencies in microseconds, one per line.
+/// latencies in microseconds, one per line. `URL` is a cluster's seeds when it holds
+/// commas.
 pub(crate) async fn child(args: &[String]) {
     let [row, url, id, start_ms] = args else {
         panic!("usage: --stampede-child ROW URL ID START_MS")
     };
     let id: u64 = id.parse().expect("id");
     let start_ms: u64 = start_ms.parse().expect("start instant");
-    let client = redis::Client::open(url.as_str()).expect("url");
+    let (builder, counter) = if url.contains(',') {
+        let seeds: Vec<&str> = url.split(',').collect();
+        let client = ClusterClient::new(seeds.clone()).expect("seeds");
+        let conn = client.get_async_connection().await.expect("connect to the cluster");
+        (Cache::builder().cluster(seeds), Counter::Cluster(conn))
+    } else {
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let conn = client.get_multiplexed_async_connection().await.expect("connect");
+        (Cache::builder().url(url.as_str()), Counter::Single(conn))
+    };
     let loader = std::sync::Arc::new(Loader {
-        cache: Cache::builder()
-            .url(url.as_str())
-            .prefix("bench:")
-            .build()
-            .await
-            .expect("cache"),
-        counter: client.get_multiplexed_async_connection().await.expect("connect"),
+        cache: builder.prefix("bench:").build().await.expect("cache"),
+        counter,
         counter_key: format!("stampede-loads:{row}:{id}"),
     });
     let start = UNIX_EPOCH + Duration::from_millis(start_ms);
@@ -150,7 +181,7 @@ pub(crate) async fn child(args: &[String]) {
                 let begun = std::time::Instant::now();
                 let value = match row.as_str() {
                     "none" => loader.load(id).await,
-                    "lock" => loader.locked(id).await,
+                    "lock" | "cluster-lock" => loader.locked(id).await,
                     "nolock" => loader.unlocked(id).await,
                     _ => loader.seed(id).await,
                 };
