@@ -492,3 +492,50 @@ async fn a_shards_breaker_closes_again_when_no_seed_answers_but_the_cluster_does
     let waited = until_hits_resume(&db, 1).await;
     eprintln!("hits {waited:?} after the master answers again, with no seed up");
 }
+
+/// While a master hangs, and until the cluster itself fails its slots, the other
+/// masters' keys keep hitting: only the hung shard fails open. Its probe used to go
+/// through the cluster connection, where a request to the hung node held up every
+/// other request, and the healthy shards' breakers opened too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_leaves_the_other_masters_keys_hitting() {
+    let (cluster, db, master) = warm_cluster().await;
+    let others: Vec<u64> = (1..=KEYS)
+        .filter(|id| cluster.master_of_key(&db.cache.key(&format!("product:{id}"))) != master)
+        .collect();
+    let healthy = cluster.masters().into_iter().find(|&m| m != master).unwrap();
+    let cluster_failed = || {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut cluster.node_conn(healthy))
+            .unwrap();
+        info.contains("cluster_state:fail")
+    };
+    cluster.pause(master);
+    // The hung shard's own keys open its breaker.
+    for _ in 0..5 {
+        assert_eq!(db.product(1).await, Ok(Some(product(1, 0))));
+    }
+    let before = db.cache.stats();
+    let started = Instant::now();
+    let mut calls = 0;
+    while !cluster_failed() && started.elapsed() < Duration::from_secs(3) {
+        for &id in &others {
+            assert_eq!(db.product(id).await, Ok(Some(product(id, 0))));
+            calls += 1;
+        }
+    }
+    let after = db.cache.stats();
+    eprintln!(
+        "{calls} calls on the other masters' keys in the {:?} before the cluster failed: {} hits, {} misses",
+        started.elapsed(),
+        after.hits - before.hits,
+        after.misses - before.misses
+    );
+    assert!(calls > 0);
+    // A few calls may meet the cluster just as it fails; nothing like every call.
+    assert!(
+        (after.misses - before.misses) * 10 <= calls,
+        "the other masters' keys missed: {before:?} {after:?}"
+    );
+}

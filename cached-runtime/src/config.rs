@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use crate::cache::{AnyStore, Wiring};
 use crate::codec::{DECODE_LIMIT, ENVELOPE_HEADER_ALLOWANCE};
 use crate::policy::TAG_TTL;
+use crate::store::cluster::NodeClient;
 use crate::store::connect::{self, ClientError};
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
@@ -328,6 +329,7 @@ impl CacheBuilder {
                 let topology = Cluster::start(
                     self.cluster_client(seeds)?,
                     seeds.iter().map(|seed| self.client(seed)).collect::<Result<_, _>>()?,
+                    self.node_client(seeds),
                     limits.clone(),
                     channel.clone(),
                     listener,
@@ -377,6 +379,13 @@ impl CacheBuilder {
         return connect::client(url).map_err(Error::InvalidUrl);
         #[cfg(feature = "tls")]
         connect::client_with_tls(url, &self.tls).map_err(Error::from)
+    }
+
+    /// Clients of a cluster's nodes, made from the first seed's URL (its scheme and
+    /// credentials) and the TLS settings.
+    fn node_client(&self, seeds: &[String]) -> NodeClient {
+        let (builder, seed) = (self.clone(), seeds.first().cloned().unwrap_or_default());
+        Box::new(move |host, port| builder.client(&connect::node_url(&seed, host, port)).ok())
     }
 
     /// The cluster client of `seeds`, with the TLS settings and the deadlines.

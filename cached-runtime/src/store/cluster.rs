@@ -20,12 +20,12 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Client, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::sync::{Notify, watch};
 
 use super::Limits;
@@ -49,10 +49,17 @@ const STABLE: Duration = Duration::from_secs(1);
 /// resharding or a failover that the cache did not notice by failing.
 const SLOT_REFRESH: Duration = Duration::from_secs(5);
 
+/// Makes a client of the node at a host and port, with the seeds' scheme, credentials
+/// and TLS settings.
+pub(crate) type NodeClient = Box<dyn Fn(&str, u16) -> Option<Client> + Send + Sync>;
+
 pub(crate) struct Cluster {
     client: ClusterClient,
     /// One client per seed node, for the subscription.
     seeds: Vec<Client>,
+    /// Clients of the masters the slot map names: for probes, and for the subscription
+    /// when no seed answers.
+    node_client: NodeClient,
     state: RwLock<Option<Arc<Connected>>>,
     /// Wakes the background task when a shard's breaker opens.
     trouble: Notify,
@@ -116,6 +123,7 @@ impl Cluster {
     pub(crate) fn start(
         client: ClusterClient,
         seeds: Vec<Client>,
+        node_client: NodeClient,
         limits: Limits,
         channel: String,
         listener: Arc<dyn Listener>,
@@ -124,6 +132,7 @@ impl Cluster {
         let cluster = Arc::new(Self {
             client,
             seeds,
+            node_client,
             state: RwLock::new(None),
             trouble: Notify::new(),
             connected: watch::Sender::new(false),
@@ -132,13 +141,17 @@ impl Cluster {
             reconnects: watch::Sender::new(0),
         });
         tokio::spawn(keep_connected(cluster.clone(), shutdown.subscribe()));
-        let seeds = cluster.seeds.clone();
-        let next = AtomicUsize::new(0);
+        let (candidates, next) = (cluster.clone(), AtomicUsize::new(0));
         let subscribe = Subscribe {
-            // A seed that fails is passed over for the next at the next attempt.
+            // A node that fails is passed over for the next at the next attempt.
             connect: move || {
-                let seed = seeds[next.fetch_add(1, Ordering::Relaxed) % seeds.len()].clone();
-                async move { seed.get_async_pubsub().await }
+                let node = candidates.subscription_node(next.fetch_add(1, Ordering::Relaxed));
+                async move {
+                    match node {
+                        Some(node) => node.get_async_pubsub().await,
+                        None => Err(RedisError::from((ErrorKind::Io, "no node to subscribe on"))),
+                    }
+                }
             },
             channel,
             state: cluster.subscription.clone(),
@@ -148,6 +161,23 @@ impl Cluster {
         };
         tokio::spawn(keep_subscribed(subscribe, shutdown.subscribe()));
         cluster
+    }
+
+    /// The `n`th node to subscribe on, counting the seeds, then the masters the slot map
+    /// names (which serve when no seed answers any more).
+    fn subscription_node(&self, n: usize) -> Option<Client> {
+        let shards = self
+            .current()
+            .map(|state| state.slots.shards.clone())
+            .unwrap_or_default();
+        let n = n % (self.seeds.len() + shards.len()).max(1);
+        match self.seeds.get(n) {
+            Some(seed) => Some(seed.clone()),
+            None => {
+                let shard = shards.get(n - self.seeds.len())?;
+                (self.node_client)(&shard.host, shard.port)
+            }
+        }
     }
 
     /// Waits (at most the connect timeout) for the first connection, so a cache built
@@ -188,7 +218,7 @@ impl Cluster {
         let (reply, answered_by) = self.read_slots(&mut connection, previous).await?;
         let slots = SlotMap::read(&reply, &answered_by, previous.map(|state| &state.slots))?;
         for shard in slots.shards.iter().filter(|shard| shard.breaker.is_open()) {
-            if self.answers(&mut connection, shard).await {
+            if self.answers(shard).await {
                 shard.breaker.close();
             }
         }
@@ -237,18 +267,25 @@ impl Cluster {
     }
 
     /// Whether `shard` answers a `PING` in good time.
-    async fn answers(&self, connection: &mut ClusterConnection, shard: &Shard) -> bool {
-        let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-            host: shard.host.clone(),
-            port: shard.port,
-        });
-        let ping = connection.route_command(redis::cmd("PING"), node);
+    /// On a connection of its own: on the cluster connection, a request to a hung node
+    /// held up every request for about a second (redis-rs 1.8.1), healthy shards' too,
+    /// which opened their breakers as well.
+    async fn answers(&self, shard: &Shard) -> bool {
+        let Some(node) = (self.node_client)(&shard.host, shard.port) else {
+            return false;
+        };
+        let probe = async {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.limits.connect_timeout))
+                .set_response_timeout(None);
+            let mut connection = node.get_multiplexed_async_connection_with_config(&config).await?;
+            let started = Instant::now();
+            redis::cmd("PING").query_async::<()>(&mut connection).await?;
+            Ok::<_, RedisError>(started.elapsed())
+        };
         // The breaker counts replies slower than half the deadline as failures.
         let within = self.limits.op_timeout / 2;
-        matches!(
-            tokio::time::timeout(within, ping).await,
-            Ok(Ok(Value::SimpleString(_) | Value::Okay))
-        )
+        matches!(tokio::time::timeout(self.limits.connect_timeout, probe).await, Ok(Ok(took)) if took <= within)
     }
 
     /// Reads the slot map again on the current connection (a resharding moves slots

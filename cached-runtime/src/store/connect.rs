@@ -108,3 +108,42 @@ pub(crate) fn cluster_client(
     }
     builder.build().map_err(|e| ClientError::Url(e.into()))
 }
+
+/// `url` with its host and port replaced (its scheme, credentials, database and query
+/// kept): a cluster node's URL from a seed's.
+pub(crate) fn node_url(url: &str, host: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (format!("{userinfo}@"), rest),
+        None => (String::new(), rest),
+    };
+    let path = rest.find(['/', '?']).map_or("", |at| &rest[at..]);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("{scheme}://{userinfo}{host}:{port}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_url;
+
+    #[test]
+    fn a_nodes_url_keeps_the_seeds_scheme_credentials_and_database() {
+        assert_eq!(
+            node_url("redis://10.0.0.1:7000", "10.0.0.2", 7001),
+            "redis://10.0.0.2:7001"
+        );
+        assert_eq!(
+            node_url(
+                "rediss://app:s3cr3t@seed.example:7000/0?protocol=resp3",
+                "10.0.0.2",
+                7001
+            ),
+            "rediss://app:s3cr3t@10.0.0.2:7001/0?protocol=resp3"
+        );
+        assert_eq!(node_url("redis://seed", "::1", 7001), "redis://[::1]:7001");
+    }
+}
