@@ -321,3 +321,33 @@ async fn a_switch_made_while_the_sentinel_subscription_was_down_is_followed_once
         "the old master was not demoted yet: the cache asked where the master is when it subscribed again"
     );
 }
+
+/// Keys invalidated (and confirmed) just before the master is SIGKILLed stay invalidated
+/// on the replica the sentinels promote: each `Ok` waited for that replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_confirmed_before_the_master_is_killed_survive_the_failover() {
+    let mut set = SentinelSet::start();
+    let db = Arc::new(Db::new(set.cache("shop:").await));
+    let ids: Vec<u64> = (200..400).collect();
+    for &id in &ids {
+        assert_eq!(db.product(id).await, Ok(Some(product(id, 0))));
+    }
+    for &id in &ids {
+        let key = format!("product:{id}");
+        eventually("an invalidation is confirmed", async || {
+            db.cache.invalidate(&key).await.is_ok()
+        })
+        .await;
+    }
+    set.kill_master();
+    let new = set.wait_switched();
+    let mut new_master = set.nodes[new].conn();
+    for &id in &ids {
+        let key = db.cache.key(&format!("product:{id}"));
+        assert!(
+            !new_master.exists::<_, bool>(&key).unwrap(),
+            "{key} was invalidated before the failover, and is back"
+        );
+    }
+    eprintln!("{} invalidations survived a killed master", ids.len());
+}
