@@ -3,7 +3,7 @@
 //! so the set settles in about a second.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis_cached::Cache;
 
@@ -29,7 +29,7 @@ impl SentinelSet {
     /// Starts the set and waits until every sentinel knows the master, the replica and
     /// the other two sentinels.
     pub fn start() -> SentinelSet {
-        SentinelSet::start_on([free_port(), free_port(), free_port()])
+        SentinelSet::start_fresh(&Options::default())
     }
 
     /// [`start`](Self::start) with the sentinels on these ports.
@@ -45,7 +45,7 @@ impl SentinelSet {
             sentinel_password,
             tls: None,
         };
-        SentinelSet::start_with([free_port(), free_port(), free_port()], &options)
+        SentinelSet::start_fresh(&options)
     }
 
     /// [`start`](Self::start), every process also listening for TLS (the server
@@ -56,11 +56,32 @@ impl SentinelSet {
             tls: Some(certificates),
             ..Options::default()
         };
-        SentinelSet::start_with([free_port(), free_port(), free_port()], &options)
+        SentinelSet::start_fresh(&options)
+    }
+
+    /// A set on free ports; started again on others if it does not settle (a port picked
+    /// as free can be taken by another test before its server binds it).
+    fn start_fresh(options: &Options<'_>) -> SentinelSet {
+        for _attempt in 0..2 {
+            let set = SentinelSet::launch([free_port(), free_port(), free_port()], options);
+            if set.settled_within(Duration::from_secs(10)) {
+                return set;
+            }
+            eprintln!("a sentinel set did not settle; starting another on other ports");
+        }
+        SentinelSet::start_with([free_port(), free_port(), free_port()], options)
     }
 
     fn start_with(ports: [u16; 3], options: &Options<'_>) -> SentinelSet {
         let started = Instant::now();
+        let set = SentinelSet::launch(ports, options);
+        set.wait_settled();
+        eprintln!("sentinel set settled in {:?}", started.elapsed());
+        set
+    }
+
+    /// Starts the servers and the sentinels, without waiting for them to settle.
+    fn launch(ports: [u16; 3], options: &Options<'_>) -> SentinelSet {
         let tls_ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
         let tls_args = |i: usize| -> Vec<String> {
             options.tls.map_or_else(Vec::new, |dir| {
@@ -140,16 +161,13 @@ impl SentinelSet {
                 .map(|port| format!("rediss://127.0.0.1:{port}"))
                 .collect()
         });
-        let set = SentinelSet {
+        SentinelSet {
             nodes: [master, replica],
             announced: [master_port, replica_port],
             sentinels,
             tls_urls,
             master: 0,
-        };
-        set.wait_settled();
-        eprintln!("sentinel set settled in {:?}", started.elapsed());
-        set
+        }
     }
 
     /// Waits until every sentinel sees the master with one replica and two other
@@ -157,15 +175,25 @@ impl SentinelSet {
     fn wait_settled(&self) {
         for sentinel in &self.sentinels {
             wait_until(&format!("the sentinel on port {} settled", sentinel.port), || {
-                let Some(master) = query_map(sentinel, &["SENTINEL", "MASTER", MASTER_NAME]) else {
-                    return false;
-                };
-                let field = |name: &str| master.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-                field("num-slaves") == Some("1")
-                    && field("num-other-sentinels") == Some("2")
-                    && field("flags") == Some("master")
+                settled(sentinel)
             });
         }
+    }
+
+    /// Whether every sentinel settles within `patience`.
+    fn settled_within(&self, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        self.sentinels.iter().all(|sentinel| {
+            loop {
+                if settled(sentinel) {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
     }
 
     /// The sentinels' URLs.
@@ -277,4 +305,13 @@ fn query_map(server: &RedisServer, args: &[&str]) -> Option<Vec<(String, String)
             })
             .collect(),
     )
+}
+
+/// Whether `sentinel` sees the master with one replica and two other sentinels.
+fn settled(sentinel: &RedisServer) -> bool {
+    let Some(master) = query_map(sentinel, &["SENTINEL", "MASTER", MASTER_NAME]) else {
+        return false;
+    };
+    let field = |name: &str| master.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    field("num-slaves") == Some("1") && field("num-other-sentinels") == Some("2") && field("flags") == Some("master")
 }
