@@ -312,7 +312,7 @@ impl Topology for Cluster {
         Some((state.invalidations.clone(), ticket, durability))
     }
 
-    fn saw_replicas(&self, ticket: &Ticket, _key: &str, replicas: usize) {
+    fn saw_replicas(&self, ticket: &Ticket, replicas: usize) {
         if self
             .current()
             .is_some_and(|state| state.generation == ticket.generation)

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
 
@@ -265,7 +265,7 @@ impl<L: Locate> Topology for Standalone<L> {
         ))
     }
 
-    fn saw_replicas(&self, generation: &u64, _key: &str, replicas: usize) {
+    fn saw_replicas(&self, generation: &u64, replicas: usize) {
         if self.generation.load(Ordering::Acquire) == *generation {
             self.replicas.saw(replicas);
         }
@@ -277,19 +277,6 @@ impl<L: Locate> Topology for Standalone<L> {
 
     fn reachable(&self) -> bool {
         !self.breaker.is_open()
-    }
-
-    async fn follow(
-        &self,
-        _: MultiplexedConnection,
-        redirect: &RedisError,
-        _: redis::Cmd,
-    ) -> Result<Value, RedisError> {
-        Err(RedisError::from((
-            ErrorKind::Client,
-            "a redirection from a server that is not a cluster node",
-            redirect.to_string(),
-        )))
     }
 }
 
