@@ -67,6 +67,17 @@ async fn bad_sentinel_settings_are_configuration_errors() {
     assert!(why.contains("invalid redis url"), "{why}");
 }
 
+/// Waits until a call's fill lands on the node `new`.
+async fn wait_fill_lands_on(db: &Db, set: &SentinelSet, new: usize) {
+    let probe = db.cache.key("product:7");
+    let mut new_master = set.nodes[new].conn();
+    eventually("a fill lands on the new master", async || {
+        let _ = db.product(7).await;
+        new_master.exists::<_, bool>(&probe).unwrap_or(false)
+    })
+    .await;
+}
+
 /// Waits until calls hit again after a switch; prints how long that took.
 async fn wait_hits_resume(db: &Db, what: &str, switched: Instant) {
     let hits = db.cache.stats().hits;
@@ -119,13 +130,7 @@ async fn after_a_graceful_failover_the_cache_moves_to_the_new_master_while_the_o
     let switched = Instant::now();
     eprintln!("graceful failover: the sentinels switched after {:?}", asked.elapsed());
     // A key no caller has read: its fill can only land where the cache writes.
-    let probe = db.cache.key("product:7");
-    let mut new_master = set.nodes[new].conn();
-    eventually("a fill lands on the new master", async || {
-        let _ = db.product(7).await;
-        new_master.exists::<_, bool>(&probe).unwrap_or(false)
-    })
-    .await;
+    wait_fill_lands_on(&db, &set, new).await;
     eprintln!(
         "graceful failover: the cache wrote to the new master {:?} after the switch",
         switched.elapsed()
@@ -308,13 +313,7 @@ async fn a_switch_made_while_the_sentinel_subscription_was_down_is_followed_once
     set.failover();
     let new = set.wait_switched();
     proxy.set(support::proxy::Fault::None);
-    let probe = db.cache.key("product:7");
-    let mut new_master = set.nodes[new].conn();
-    eventually("a fill lands on the new master", async || {
-        let _ = db.product(7).await;
-        new_master.exists::<_, bool>(&probe).unwrap_or(false)
-    })
-    .await;
+    wait_fill_lands_on(&db, &set, new).await;
     let old_master = set.nodes.iter().find(|n| n.port == old).unwrap();
     assert!(
         old_master.is_master(),

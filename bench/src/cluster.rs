@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
+use crate::server::redis_server;
+
 const MASTERS: usize = 3;
 const NODES: usize = 2 * MASTERS;
 /// The cluster bus listens on the client port + 10000.
@@ -217,17 +219,7 @@ impl Node {
     fn launch(port: u16) -> Node {
         let dir = std::env::temp_dir().join(format!("redis-cached-bench-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let child = redis_server(port)
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
             .args(["--repl-diskless-sync-delay", "0"])
             .arg("--cluster-config-file")

@@ -26,17 +26,7 @@ impl Server {
     }
 
     pub(crate) fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let child = redis_server(self.port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -82,6 +72,23 @@ impl Server {
             .and_then(|c| c.get_connection())
             .expect("connect to redis")
     }
+}
+
+/// `redis-server` on `port` of loopback, persisting nothing: what every bench server
+/// starts with.
+pub(crate) fn redis_server(port: u16) -> Command {
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    command
 }
 
 impl Drop for Server {
