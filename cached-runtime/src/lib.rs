@@ -52,7 +52,8 @@ pub use error::Error;
 pub use install::install;
 pub use key::{KeyBuilder, PlaceholderValue};
 pub use policy::{
-    DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION, Policy,
+    DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEAR_AGE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION,
+    Policy,
 };
 pub use shape::{Cacheable, CachedValue};
 pub use stats::Stats;

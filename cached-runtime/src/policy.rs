@@ -16,6 +16,23 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
 /// paper's choice.
 pub const DEFAULT_REFRESH_BETA: f64 = 1.0;
 
+/// How long a value may be served from the near cache (the in-process tier of a cache
+/// built with `near_cache`) when the function names no `near = "..."`: 10 seconds, a
+/// bound on how stale a local copy could be if an invalidation were ever lost. A hot
+/// key costs one Redis read per process per this interval.
+pub const DEFAULT_NEAR_AGE: Duration = Duration::from_secs(10);
+
+/// Whether a function's values are kept in the near cache, and for how long at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Near {
+    /// For [`DEFAULT_NEAR_AGE`] at most.
+    Default,
+    /// Never: every call reads Redis.
+    Off,
+    /// For this long at most.
+    Within(Duration),
+}
+
 /// The storage settings of one cached function: the `#[redis_cached]` arguments, for
 /// calling [`Cache::get_or_load`](crate::Cache::get_or_load) by hand.
 ///
@@ -43,6 +60,7 @@ pub struct Policy {
     pub(crate) jitter_percent: u32,
     pub(crate) stale: Option<Duration>,
     pub(crate) refresh_beta: Option<f64>,
+    pub(crate) near: Near,
 }
 
 /// How long a tag version lives at least after its last use by a load (or its bump).
@@ -87,6 +105,7 @@ impl Policy {
             jitter_percent: DEFAULT_JITTER_PERCENT,
             stale: None,
             refresh_beta: None,
+            near: Near::Default,
         }
     }
 
@@ -166,6 +185,36 @@ impl Policy {
         assert!(beta >= 0.0 && beta.is_finite(), "beta must be a finite number from 0");
         self.refresh_beta = Some(beta);
         self
+    }
+
+    /// Serves a value from the near cache for at most `max_age` after it was read from
+    /// Redis (`near = "10s"`), even if an invalidation were lost. Only a cache built with
+    /// `near_cache` has a near cache. Defaults to [`DEFAULT_NEAR_AGE`].
+    ///
+    /// # Panics
+    /// When `max_age` is zero (use [`no_near`](Self::no_near)); in a `const`, a compile
+    /// error.
+    #[must_use]
+    pub const fn near(mut self, max_age: Duration) -> Self {
+        self.near = Near::Within(checked(max_age, "a near cache's max age must be longer than zero"));
+        self
+    }
+
+    /// Never serves this function's values from the near cache (`near = false`): every
+    /// call reads Redis, as without `near_cache`.
+    #[must_use]
+    pub const fn no_near(mut self) -> Self {
+        self.near = Near::Off;
+        self
+    }
+
+    /// How long a value may be served from the near cache; `None`: not at all.
+    pub(crate) fn near_age(&self) -> Option<Duration> {
+        match self.near {
+            Near::Default => Some(DEFAULT_NEAR_AGE),
+            Near::Off => None,
+            Near::Within(max_age) => Some(max_age),
+        }
     }
 
     /// The longest time Redis keeps an entry of this function: its ttl plus `stale`, or
