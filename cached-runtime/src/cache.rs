@@ -10,6 +10,7 @@ use crate::backoff::Backoff;
 use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
+use crate::near::NearCache;
 #[cfg(feature = "memory")]
 use crate::policy::TAG_TTL;
 use crate::read_path::{Context, read_through};
@@ -132,6 +133,7 @@ impl Cache {
         call_budget: Duration,
         wiring: Wiring,
         shutdown: watch::Sender<()>,
+        near: Option<Arc<NearCache>>,
     ) -> Cache {
         let counters = Arc::<Counters>::default();
         let context = Context {
@@ -141,6 +143,7 @@ impl Cache {
             flights: wiring.flights,
             fills: wiring.fills,
             call_budget,
+            near,
         };
         Cache {
             inner: Arc::new(Inner {
@@ -167,6 +170,7 @@ impl Cache {
             Duration::MAX,
             wiring,
             watch::Sender::new(()),
+            None,
         )
     }
 
@@ -268,16 +272,25 @@ impl Cache {
     }
 
     /// Detaches the loads `target` voids here, then deletes (or bumps) it in the store,
-    /// which tells every other cache.
+    /// which tells every other cache. The near cache drops it before (so reads already
+    /// in flight keep nothing) and again after (so a read sent before the delete reached
+    /// Redis keeps nothing either): once this returns, this process reads the new state.
     async fn invalidate_target(&self, target: &Target) -> Result<(), StoreError> {
-        let flights = &self.inner.context.flights;
-        match &self.inner.store {
+        let (flights, near) = (&self.inner.context.flights, self.inner.context.near.as_deref());
+        if let Some(near) = near {
+            near.evict(target.name());
+        }
+        let result = match &self.inner.store {
             AnyStore::Standalone(store) => target.invalidate(flights, store).await,
             AnyStore::Cluster(store) => target.invalidate(flights, store).await,
             AnyStore::Sentinel(store) => target.invalidate(flights, store).await,
             #[cfg(feature = "memory")]
             AnyStore::Memory(store) => target.invalidate(flights, store).await,
+        };
+        if let Some(near) = near {
+            near.evict(target.name());
         }
+        result
     }
 
     /// What `#[redis_invalidate]` does after its fn succeeded: invalidates `target` and,

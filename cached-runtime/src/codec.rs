@@ -379,31 +379,14 @@ pub(crate) fn decode<T: DeserializeOwned>(
     if bytes.first() == Some(&FORMAT_V1) {
         return Decoded::OtherFormat;
     }
-    let Some((head, rest)) = read_head(bytes) else {
+    let Some(Parts {
+        head,
+        stored_tags,
+        timing,
+        payload,
+    }) = parts(bytes)
+    else {
         return Decoded::Unreadable;
-    };
-    let (stored_tags, payload) = if head.tagged {
-        let Some((count, rest)) = read_varint(rest) else {
-            return Decoded::Unreadable;
-        };
-        let Some(len) = usize::try_from(count)
-            .ok()
-            .and_then(|n| n.checked_mul(8))
-            .filter(|&n| n <= rest.len())
-        else {
-            return Decoded::Unreadable;
-        };
-        rest.split_at(len)
-    } else {
-        (&[][..], rest)
-    };
-    let (timing, payload) = if head.timed {
-        let Some((load_ms, payload)) = read_varint(payload) else {
-            return Decoded::Unreadable;
-        };
-        (Some(Timing { load_ms }), payload)
-    } else {
-        (None, payload)
     };
     // Another codec or version first: a rollout, not a clash.
     if head.codec != codec.id() || head.version != version {
@@ -435,6 +418,47 @@ pub(crate) fn decode<T: DeserializeOwned>(
         },
         _ => Decoded::Unreadable,
     }
+}
+
+/// How long the load of a stored value took (ms), as stored for `refresh`; `None` when
+/// not stored, or not readable.
+pub(crate) fn load_ms(bytes: &[u8]) -> Option<u32> {
+    parts(bytes)?.timing.map(|timing| timing.load_ms)
+}
+
+/// A stored entry of the current format, split: its header, its tags' versions (8 bytes
+/// each), its timing and its payload.
+struct Parts<'a> {
+    head: Head,
+    stored_tags: &'a [u8],
+    timing: Option<Timing>,
+    payload: &'a [u8],
+}
+
+fn parts(bytes: &[u8]) -> Option<Parts<'_>> {
+    let (head, rest) = read_head(bytes)?;
+    let (stored_tags, payload) = if head.tagged {
+        let (count, rest) = read_varint(rest)?;
+        let len = usize::try_from(count)
+            .ok()
+            .and_then(|n| n.checked_mul(8))
+            .filter(|&n| n <= rest.len())?;
+        rest.split_at(len)
+    } else {
+        (&[][..], rest)
+    };
+    let (timing, payload) = if head.timed {
+        let (load_ms, payload) = read_varint(payload)?;
+        (Some(Timing { load_ms }), payload)
+    } else {
+        (None, payload)
+    };
+    Some(Parts {
+        head,
+        stored_tags,
+        timing,
+        payload,
+    })
 }
 
 /// Within the last `stale_window` of the time the store keeps the value.

@@ -33,6 +33,7 @@ mod budget;
 mod coalesce;
 mod fail_open;
 mod lease;
+mod near;
 mod wake;
 // The read path, then the cache that owns it.
 mod cache;
@@ -47,7 +48,7 @@ mod simulation;
 
 pub use cache::{Cache, INVALIDATION_RETRY};
 pub use codec::{Codec, DECODE_LIMIT};
-pub use config::CacheBuilder;
+pub use config::{CacheBuilder, DEFAULT_NEAR_CACHE_BYTES};
 pub use error::Error;
 pub use install::install;
 pub use key::{KeyBuilder, PlaceholderValue};

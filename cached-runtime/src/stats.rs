@@ -6,14 +6,18 @@ use serde::Serialize;
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
-/// Every call of a cached function counts once as a hit, a negative hit, a stale hit, a
-/// refresh or a miss.
+/// Every call of a cached function counts once as a near hit, a hit, a negative hit, a
+/// stale hit, a refresh or a miss.
 ///
 /// Serializes as a map of the counters by field name, e.g. for a JSON status endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Calls answered from the cache with a stored value.
+    /// Calls answered from the near cache (this process's memory, `near_cache`) without
+    /// a round trip to Redis, with a value or a "not found". Not counted in `hits` or
+    /// `negative_hits`.
+    pub near_hits: u64,
+    /// Calls answered from Redis with a stored value.
     pub hits: u64,
     /// Calls answered from the cache with a stored "not found" (`negative`).
     pub negative_hits: u64,
@@ -49,13 +53,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The share of calls answered from the cache, counting negative and stale hits, in
+    /// The share of calls answered from the cache, counting near, negative and stale hits, in
     /// `0.0..=1.0`; refreshes count as calls not answered from it. `0.0` before the first
     /// call.
     #[must_use]
     pub fn hit_rate(&self) -> f64 {
         let answered = self
-            .hits
+            .near_hits
+            .saturating_add(self.hits)
             .saturating_add(self.negative_hits)
             .saturating_add(self.stale_hits);
         let calls = answered.saturating_add(self.refreshes).saturating_add(self.misses);
@@ -70,6 +75,7 @@ impl Stats {
 /// What a counter counts: one per field of [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Count {
+    NearHits,
     Hits,
     NegativeHits,
     StaleHits,
@@ -85,7 +91,7 @@ pub(crate) enum Count {
     TypeMismatches,
 }
 
-const COUNTS: usize = 13;
+const COUNTS: usize = 14;
 
 /// Stripes per counter set: a thread counts in its own stripe, so calls on two cores
 /// never write the same cache line (a shared counter bounced between the cores on
@@ -136,6 +142,7 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
+            near_hits: self.sum(Count::NearHits),
             hits: self.sum(Count::Hits),
             negative_hits: self.sum(Count::NegativeHits),
             stale_hits: self.sum(Count::StaleHits),

@@ -1,7 +1,10 @@
 //! The read-through algorithm, written once for every store. Every fail-open branch is
 //! in this module.
 //!
-//! 1. `GET` the key: the only round trip of a hit ([`read_through`]).
+//! 0. With a near cache: a value kept in this process and still current is the answer,
+//!    with no round trip (`near`).
+//! 1. `GET` the key: the only round trip of a hit ([`read_through`]). A hit is kept in
+//!    the near cache, unless an invalidation arrived while it was read.
 //! 2. Miss: join the key's in-process flight; one caller leads, the others wait for it
 //!    (`miss`). A value due for refresh is refreshed by one caller while the others are
 //!    served it (`refresh`).
@@ -33,9 +36,10 @@ use crate::budget::Budget;
 use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
+use crate::near::{NearCache, Ticket};
 use crate::shape::Shape;
 use crate::stats::{Count, Counters};
-use crate::store::{Store, StoreError};
+use crate::store::{Entry, Store, StoreError};
 use crate::wake::FillWaiters;
 use answer::{Answer, answer};
 use refresh::Current;
@@ -50,6 +54,8 @@ pub(crate) struct Context {
     pub(crate) fills: Arc<FillWaiters>,
     /// The Redis time one call may spend in all (see `budget`).
     pub(crate) call_budget: Duration,
+    /// The in-process tier, when the cache was built with one.
+    pub(crate) near: Option<Arc<NearCache>>,
 }
 
 #[cfg(test)]
@@ -67,12 +73,13 @@ impl Context {
             flights,
             fills,
             call_budget,
+            near: None,
         };
         (cx, wake)
     }
 }
 
-/// Reads `rendered` through the cache: a hit, a refresh or a miss.
+/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss.
 pub(crate) async fn read_through<S: Shape, St: Store>(
     cx: &Context,
     store: &St,
@@ -82,27 +89,21 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
     let key = full_key(&cx.prefix, rendered);
+    let near = cx.near.as_deref().zip(policy.near_age());
+    if let Some(out) = near.and_then(|(near, _)| near.get::<S>(&key, policy)) {
+        cx.counters.bump(Count::NearHits);
+        return out;
+    }
     let started = Instant::now();
-
-    // A tagged value is read with its tags' versions, in the same round trip.
     let mut tagging = Tagging {
-        keys: Vec::new(),
+        keys: tags.iter().map(|tag| tag_key(&cx.prefix, tag)).collect(),
         versions: Some(Vec::new()),
     };
-    let read = if tags.is_empty() {
-        store.get(&key, policy.timed()).await
-    } else {
-        tagging.keys = tags.iter().map(|tag| tag_key(&cx.prefix, tag)).collect();
-        store
-            .get_tagged(&key, &tagging.keys, policy.timed())
-            .await
-            .map(|(value, versions)| {
-                // A tag with no version yet: the value cannot be current; the load creates it.
-                tagging.versions = versions.into_iter().collect();
-                value
-            })
-    };
-    match read {
+    // Taken before the read is sent: an invalidation that arrives meanwhile voids it.
+    let ticket = near.and_then(|(near, max_age)| near.ticket(&key, &tagging.keys, max_age));
+    // The near cache keeps a value no longer than Redis does.
+    let timed = policy.timed() || ticket.is_some();
+    match first_read(store, &key, &mut tagging, timed).await {
         Ok(Some(entry)) => match tagging
             .versions
             .as_deref()
@@ -110,10 +111,12 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
         {
             Some(Answer::Value(out)) => {
                 cx.counters.bump(Count::Hits);
+                keep_near::<S>(near, ticket, &key, &out, policy, &entry);
                 return out;
             }
             Some(Answer::Negative(out)) => {
                 cx.counters.bump(Count::NegativeHits);
+                keep_near::<S>(near, ticket, &key, &out, policy, &entry);
                 return out;
             }
             Some(Answer::Due { value, stale }) => {
@@ -137,6 +140,37 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
     let call = Call::new(cx, store, policy, key, started);
     Box::pin(miss::miss::<S, St>(call, tagging, load)).await
+}
+
+/// The first read of a call: the entry and, for a tagged value, its tags' versions in
+/// the same round trip (into `tagging`; a tag with no version yet means the value cannot
+/// be current, and the load creates it).
+async fn first_read<St: Store>(
+    store: &St,
+    key: &str,
+    tagging: &mut Tagging,
+    timed: bool,
+) -> Result<Option<Entry>, StoreError> {
+    if tagging.keys.is_empty() {
+        return store.get(key, timed).await;
+    }
+    let (value, versions) = store.get_tagged(key, &tagging.keys, timed).await?;
+    tagging.versions = versions.into_iter().collect();
+    Ok(value)
+}
+
+/// Keeps a Redis hit in the near cache, if the function uses it.
+fn keep_near<S: Shape>(
+    near: Option<(&NearCache, Duration)>,
+    ticket: Option<Ticket>,
+    key: &str,
+    out: &S::Output,
+    policy: &Policy,
+    entry: &Entry,
+) {
+    if let (Some((near, _)), Some(ticket)) = (near, ticket) {
+        near.keep::<S>(ticket, key, out, policy, &entry.bytes, entry.remaining);
+    }
 }
 
 /// One call past its first read: what every later step needs.

@@ -38,6 +38,7 @@ use super::redis_store::{Topology, Verdict};
 use super::replication::Durability;
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
+use super::tracking::Masters;
 use crate::backoff::Backoff;
 use crate::log::RateLimited;
 use crate::sync::{read, write};
@@ -290,6 +291,26 @@ impl Cluster {
     fn any_shard_open(&self) -> bool {
         self.current()
             .is_none_or(|state| state.slots.shards.iter().any(|shard| shard.breaker.is_open()))
+    }
+}
+
+/// The masters `CLUSTER SLOTS` names now, asked afresh: the cache's own map is read
+/// again only every few seconds, or when a shard fails.
+impl Masters for Cluster {
+    async fn masters(&self) -> Result<Vec<Client>, RedisError> {
+        let state = self
+            .current()
+            .ok_or_else(|| RedisError::from((ErrorKind::Io, "not connected to the cluster yet")))?;
+        let (reply, answered_by) = self.read_slots(&mut state.connection.clone(), Some(&state)).await?;
+        let slots = SlotMap::read(&reply, &answered_by, Some(&state.slots))?;
+        slots
+            .shards
+            .iter()
+            .map(|shard| {
+                (self.node_client)(&shard.host, shard.port)
+                    .ok_or_else(|| RedisError::from((ErrorKind::Client, "a master's url cannot be made")))
+            })
+            .collect()
     }
 }
 

@@ -23,6 +23,7 @@ mod subscription;
 mod supervise;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+pub(crate) mod tracking;
 
 use std::fmt;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub(crate) use sentinel::{Sentinel, Sentinels};
 pub(crate) use standalone::Standalone;
 #[cfg(feature = "tls")]
 use tls::reason as tls_reason;
+pub(crate) use tracking::Tracked;
 
 use crate::key::{fence_key, lease_key};
 use crate::random::new_token;

@@ -30,6 +30,7 @@ use super::redis_store::{Topology, Verdict, verdict};
 use super::replication::{Durability, Replicas, Role};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{log_failed_attempt, pause};
+use super::tracking::Masters;
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
 use crate::log::{RateLimited, WarnOnce};
@@ -277,6 +278,17 @@ impl<L: Locate> Topology for Standalone<L> {
 
     fn reachable(&self) -> bool {
         !self.breaker.is_open()
+    }
+}
+
+/// The server connected to last: tracking follows the connection, to the new master
+/// after a failover.
+impl<L: Locate> Masters for Standalone<L> {
+    async fn masters(&self) -> Result<Vec<Client>, RedisError> {
+        match self.current_client() {
+            Some(client) => Ok(vec![client]),
+            None => Err(RedisError::from((ErrorKind::Io, "not connected to redis yet"))),
+        }
     }
 }
 
