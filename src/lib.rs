@@ -16,9 +16,9 @@
 /// ```
 ///
 /// # Arguments
-/// Durations (`ttl`, `lock`, `negative`, `stale`) are whole seconds, a bare number
-/// (`lock = 10` is a 10 s lease), or a string with a unit (`ms`, `s`, `m`, `h`, `d`:
-/// `lock = "10s"`); a string without a unit is a compile error.
+/// Durations (`ttl`, `lock`, `negative`, `stale`, `near`) are whole seconds, a bare
+/// number (`lock = 10` is a 10 s lease), or a string with a unit (`ms`, `s`, `m`, `h`,
+/// `d`: `lock = "10s"`); a string without a unit is a compile error.
 /// - `key = "item:<param>:<param.field>/part:<self.field>"` (required): the key
 ///   template. Placeholders name a parameter, a field of one, or a field of `self`; their
 ///   values are rendered with `Display`, and every character but `A-Z a-z 0-9 _ . -` is
@@ -46,6 +46,12 @@
 /// - `refresh = "xfetch"`: refresh hot values early, in one caller, while the others keep
 ///   the current value. Defaults to no early refresh.
 /// - `beta = 2.0`: how early `refresh` refreshes; larger is earlier. Defaults to 1.0.
+/// - `near = "10s"`, `near = 10` or `near = false`: the longest a value read from Redis is
+///   kept decoded in this process and served without a round trip (in whole seconds or
+///   with a unit), or `false` for never. Only in a cache built with
+///   `Cache::builder().near_cache(n)`; Redis's client tracking drops a kept value as soon
+///   as any process writes or deletes its key, or the key expires. `near = false` suits
+///   values that must never be served from process memory. Defaults to a 10 s max age.
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
 ///   Defaults to the installed one.
 /// - `codec = "bincode" | "msgpack" | "json"`: the value codec. Defaults to bincode.
@@ -55,9 +61,9 @@
 /// - `tags = ["catalog", "category:<id>"]`: groups of values to invalidate at once with
 ///   `Cache::invalidate_tag`. Defaults to none.
 ///
-/// The defaults are [`DEFAULT_LEASE`], [`DEFAULT_NEGATIVE_TTL`], [`DEFAULT_REFRESH_BETA`]
-/// and [`DEFAULT_JITTER_PERCENT`]. The crate docs describe each argument, what happens
-/// under concurrency and how Redis failures fail open.
+/// The defaults are [`DEFAULT_LEASE`], [`DEFAULT_NEGATIVE_TTL`], [`DEFAULT_REFRESH_BETA`],
+/// [`DEFAULT_NEAR_AGE`] and [`DEFAULT_JITTER_PERCENT`]. The crate docs describe each
+/// argument, what happens under concurrency and how Redis failures fail open.
 ///
 /// # What it expands to
 /// For `get_product` above, roughly (the expansion uses absolute paths and hygienic
@@ -190,7 +196,7 @@ pub mod __private {
 
 #[cfg(test)]
 mod tests {
-    use super::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA};
+    use super::{DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEAR_AGE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA};
 
     /// The attribute's docs state the runtime's defaults in words, which the macro's
     /// argument table must repeat (its own test checks that): a changed constant fails
@@ -206,6 +212,7 @@ mod tests {
             format!("`lock` alone takes a {} s lease", DEFAULT_LEASE.as_secs()),
             format!("the smaller of `ttl` and {} s", DEFAULT_NEGATIVE_TTL.as_secs()),
             format!("larger is earlier. Defaults to {DEFAULT_REFRESH_BETA:.1}."),
+            format!("Defaults to a {} s max age.", DEFAULT_NEAR_AGE.as_secs()),
             format!("Defaults to {DEFAULT_JITTER_PERCENT}%."),
         ] {
             assert!(docs.contains(&said), "the docs do not say {said:?}");

@@ -13,7 +13,7 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, Parser};
 use syn::{Expr, LitStr};
 
-pub(crate) use value::{CodecName, Millis, Refresh};
+pub(crate) use value::{CodecName, Millis, Near, Refresh};
 
 /// The arguments of `#[redis_cached]`.
 #[derive(Default)]
@@ -29,6 +29,9 @@ pub(crate) struct Args {
     pub(crate) refresh: Option<Refresh>,
     /// `beta = 1.0`, with its span.
     pub(crate) beta: Option<(Span, f64)>,
+    /// `near = "10s"` or `near = false`: how long a value may be served from the near
+    /// cache (`None`: the runtime's default).
+    pub(crate) near: Option<Near>,
     pub(crate) codec: Option<CodecName>,
     pub(crate) version: Option<u32>,
     /// Percent of the ttl taken off at random.
@@ -134,6 +137,18 @@ impl Attribute for Args {
             },
             default: Some("1.0"),
             doc: "how early `refresh` refreshes; larger is earlier",
+        },
+        Spec {
+            name: "near",
+            parse: |args, arg| {
+                if arg.refuse_bare(value::NEAR_TAKES) {
+                    return Ok(());
+                }
+                arg.set(&mut args.near, value::near)
+            },
+            default: Some("a 10 s max age"),
+            doc: "the longest a value read from Redis is kept decoded in this process and served \
+                  without a round trip (in whole seconds or with a unit), or `false` for never",
         },
         Spec::cache(),
         Spec {
@@ -368,6 +383,16 @@ impl Arg<'_, '_> {
         Ok(self.record(check(literal, self.name)))
     }
 
+    /// `name` alone, which this argument does not take: records `message` under it and
+    /// returns `true`.
+    fn refuse_bare(&mut self, message: &str) -> bool {
+        let bare = !self.meta.input.peek(syn::Token![=]);
+        if bare {
+            self.errors.push(syn::Error::new(self.span, message));
+        }
+        bare
+    }
+
     /// The value, or `None` with its error recorded.
     fn record<V>(&mut self, checked: syn::Result<V>) -> Option<V> {
         checked.map_err(|error| self.errors.push(error)).ok()
@@ -429,6 +454,47 @@ mod tests {
         assert!(messages[2].contains("longer than zero"));
     }
 
+    fn near(text: &str) -> Result<Option<Near>, Vec<String>> {
+        parse::<Args>(tokens(&format!(r#"key = "p:<id>", ttl = 60, {text}"#)))
+            .map(|args| args.near)
+            .map_err(|error| error.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn near_takes_a_max_age_or_false() {
+        assert!(matches!(
+            near(r#"near = "10s""#),
+            Ok(Some(Near::Within(Millis { ms: 10_000 })))
+        ));
+        assert!(matches!(
+            near("near = 30"),
+            Ok(Some(Near::Within(Millis { ms: 30_000 })))
+        ));
+        assert!(matches!(near("near = false"), Ok(Some(Near::Off))));
+        assert!(matches!(near(r#"version = 1"#), Ok(None)));
+    }
+
+    #[test]
+    fn near_true_or_alone_says_what_to_write() {
+        let takes = "`near` takes a max age, e.g. `near = \"10s\"`, or `false` to opt out";
+        assert_eq!(near("near = true").unwrap_err(), [takes]);
+        assert_eq!(near("near").unwrap_err(), [takes]);
+        // Alone, it does not stop the arguments after it from being checked.
+        assert_eq!(near("near, near = false, colour = 1").unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn near_zero_points_at_false() {
+        let zero = "`near` must be longer than zero; use `near = false` to keep values out of the near cache";
+        assert_eq!(near(r#"near = "0s""#).unwrap_err(), [zero]);
+        assert_eq!(near("near = 0").unwrap_err(), [zero]);
+        assert_eq!(
+            near(r#"near = "10s", near = false"#).unwrap_err(),
+            ["duplicate argument `near`; give it once"]
+        );
+        assert_eq!(near("ttl = 0").unwrap_err(), ["`ttl` must be longer than zero"]);
+    }
+
     #[test]
     fn both_attributes_parse_tags_and_cache_alike() {
         let text = r#"key = "a:<id>", tags = ["t:<id>", 7], cache = CACHE"#;
@@ -452,8 +518,8 @@ mod tests {
             .err()
             .unwrap();
         let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
-        let expected = "expected one of `key`, `ttl`, `lock`, `negative`, `stale`, `refresh`, `beta`, `cache`, \
-                        `codec`, `version`, `jitter`, `tags`";
+        let expected = "expected one of `key`, `ttl`, `lock`, `negative`, `stale`, `refresh`, `beta`, `near`, \
+                        `cache`, `codec`, `version`, `jitter`, `tags`";
         assert_eq!(
             messages,
             [

@@ -10,7 +10,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, Block, Ident, ItemFn, ItemImpl, TraitItemFn};
 
-use crate::args::CodecName;
+use crate::args::{CodecName, Near};
 use crate::async_trait::Boxed;
 use crate::check::{self, InvalidatePlan, Plan};
 use crate::key::{Placeholder, Segment, Template};
@@ -276,6 +276,14 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
         let ms = stale.ms;
         chain = quote!(#chain.stale(::redis_cached::__private::Duration::from_millis(#ms)));
     }
+    match plan.args.near {
+        Some(Near::Within(max_age)) => {
+            let ms = max_age.ms;
+            chain = quote!(#chain.near(::redis_cached::__private::Duration::from_millis(#ms)));
+        }
+        Some(Near::Off) => chain = quote!(#chain.no_near()),
+        None => {}
+    }
     if plan.args.refresh.is_some() {
         let beta = match plan.args.beta {
             Some((_, beta)) => quote!(#beta),
@@ -382,6 +390,24 @@ mod tests {
             1,
             "the body once, in place: {out}"
         );
+    }
+
+    #[test]
+    fn near_sets_the_max_age_or_turns_the_near_cache_off() {
+        let item = quote!(
+            async fn get(id: u64) -> u8 {
+                1
+            }
+        );
+        let within = expand(quote!(key = "item:<id>", ttl = 60, near = "10s"), item.clone());
+        assert!(
+            within.contains(". near (:: redis_cached :: __private :: Duration :: from_millis (10000u64))"),
+            "{within}"
+        );
+        let off = expand(quote!(key = "item:<id>", ttl = 60, near = false), item.clone());
+        assert!(off.contains(". no_near ()"), "{off}");
+        let default = expand(quote!(key = "item:<id>", ttl = 60), item);
+        assert!(!default.contains("near"), "{default}");
     }
 
     #[test]

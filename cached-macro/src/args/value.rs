@@ -17,6 +17,15 @@ pub(crate) enum CodecName {
     Json,
 }
 
+/// How long a value read from Redis may be served from the near cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Near {
+    /// `near = false`: never.
+    Off,
+    /// `near = "10s"`: for this long at most.
+    Within(Millis),
+}
+
 /// How values are refreshed before their ttl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refresh {
@@ -31,6 +40,29 @@ const MAX_MS: u64 = 100 * 365 * 86_400_000;
 /// `300` (whole seconds, as for every duration argument: `lock = 10` is a 10 s lease)
 /// or `"5m"` (ms, s, m, h, d), longer than zero and at most `MAX_MS`.
 pub(crate) fn duration(lit: Lit, name: &str) -> syn::Result<Millis> {
+    let zero = format!("`{name}` must be longer than zero");
+    duration_or(lit, name, &zero)
+}
+
+/// What `near` takes, said when it is given `true` or nothing.
+pub(crate) const NEAR_TAKES: &str = "`near` takes a max age, e.g. `near = \"10s\"`, or `false` to opt out";
+
+/// `near = "10s"` (or whole seconds, as every duration) or `near = false`.
+pub(crate) fn near(lit: Lit, name: &str) -> syn::Result<Near> {
+    match &lit {
+        Lit::Bool(flag) if !flag.value => Ok(Near::Off),
+        Lit::Bool(_) => Err(syn::Error::new(lit.span(), NEAR_TAKES)),
+        _ => duration_or(
+            lit,
+            name,
+            "`near` must be longer than zero; use `near = false` to keep values out of the near cache",
+        )
+        .map(Near::Within),
+    }
+}
+
+/// A duration as `duration` reads it, with `zero` as the error for zero.
+fn duration_or(lit: Lit, name: &str, zero: &str) -> syn::Result<Millis> {
     if let Lit::Str(text) = &lit {
         let number = text.value();
         let number = number.trim();
@@ -49,10 +81,7 @@ pub(crate) fn duration(lit: Lit, name: &str) -> syn::Result<Millis> {
         _ => None,
     };
     match parsed {
-        Some(0) => Err(syn::Error::new(
-            lit.span(),
-            format!("`{name}` must be longer than zero"),
-        )),
+        Some(0) => Err(syn::Error::new(lit.span(), zero)),
         Some(ms) if ms > MAX_MS => Err(syn::Error::new(
             lit.span(),
             format!("`{name}` is longer than the 100 years a cache entry may live; write at most `\"36500d\"`"),

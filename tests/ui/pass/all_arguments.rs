@@ -17,6 +17,7 @@ struct Product {
     codec = "msgpack",
     version = 2,
     jitter = "10%",
+    near = "10s",
     tags = ["catalog", "product:<id>"],
     cache = cache
 )]
@@ -51,6 +52,17 @@ async fn price(id: u64) -> u64 {
     id * 100
 }
 
+// Never served from the near cache; a near max age in whole seconds.
+#[redis_cached(key = "balance:<id>", ttl = 60, near = false)]
+async fn balance(id: u64) -> u64 {
+    id * 1000
+}
+
+#[redis_cached(key = "label:<id>", ttl = 60, near = 5)]
+async fn label(id: u64) -> String {
+    format!("label {id}")
+}
+
 fn main() {
     let cache = Cache::in_memory();
     assert_eq!(get_product_key(&cache, 7), "{product:7}");
@@ -68,5 +80,7 @@ fn main() {
         assert_eq!(price(4).await, 400);
         assert_eq!(rating(7).await, Some(2));
         assert_eq!(rating(0).await, None);
+        assert_eq!(balance(2).await, 2000);
+        assert_eq!(label(2).await, "label 2");
     });
 }
