@@ -123,3 +123,185 @@ async fn a_write_by_another_client_reaches_the_near_cache() {
     let _: () = redis.conn().set(b.key("product:1"), "overwritten").unwrap();
     until_not_served(&b, &db, "product:1", 1).await;
 }
+
+#[tokio::test]
+async fn a_tag_invalidated_in_one_process_reaches_the_others_near_cache() {
+    let redis = RedisServer::start();
+    let (a, b, db) = (near_cache(&redis).await, near_cache(&redis).await, Db::default());
+    let tags = ["category:7".to_owned()];
+    let read_tagged = async |cache: &Cache| {
+        cache
+            .get_or_load_tagged(&PRODUCT, "product:1", &tags, db.load())
+            .await
+            .unwrap()
+    };
+    db.set(1);
+    let deadline = Instant::now() + support::PATIENCE;
+    while b.stats().near_hits == 0 {
+        assert_eq!(read_tagged(&b).await, Some(1));
+        assert!(Instant::now() < deadline, "never a near hit");
+    }
+    db.set(2);
+    a.invalidate_tag("category:7").await.unwrap();
+    let start = Instant::now();
+    while read_tagged(&b).await == Some(1) {
+        assert!(
+            start.elapsed() < WINDOW,
+            "the tagged value was still served after {WINDOW:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    println!("tag: the old value stopped being served after {:?}", start.elapsed());
+    assert_eq!(read_tagged(&b).await, Some(2));
+}
+
+#[tokio::test]
+async fn a_value_is_not_served_from_the_near_cache_past_its_expiry_in_redis() {
+    static SHORT: Policy = Policy::new("short", Duration::from_millis(500))
+        .near(Duration::from_secs(60))
+        .jitter(0);
+    let redis = RedisServer::start();
+    let (b, db) = (near_cache(&redis).await, Db::default());
+    db.set(1);
+    let read_short = async || b.get_or_load(&SHORT, "product:1", db.load()).await.unwrap();
+    let deadline = Instant::now() + support::PATIENCE;
+    while b.stats().near_hits == 0 {
+        assert_eq!(read_short().await, Some(1));
+        assert!(Instant::now() < deadline, "never a near hit");
+    }
+    db.set(2);
+    let mut conn = redis.conn();
+    let key = b.key("product:1");
+    while conn.exists::<_, bool>(&key).unwrap() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let expired = Instant::now();
+    while read_short().await == Some(1) {
+        assert!(expired.elapsed() < WINDOW, "served {WINDOW:?} past its expiry in redis");
+        tokio::task::yield_now().await;
+    }
+    println!(
+        "expiry: the old value stopped being served {:?} after redis expired it",
+        expired.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_not_found_is_served_from_the_near_cache_until_it_is_invalidated() {
+    static NEGATIVE: Policy = Policy::new("maybe", Duration::from_secs(300))
+        .negative(Duration::from_secs(300))
+        .near(Duration::from_secs(60));
+    let redis = RedisServer::start();
+    let (a, b) = (near_cache(&redis).await, near_cache(&redis).await);
+    let found = Arc::new(AtomicU32::new(0));
+    let read_maybe = async |cache: &Cache| {
+        let found = found.load(Ordering::SeqCst);
+        cache
+            .get_or_load(&NEGATIVE, "product:9", async move {
+                Ok::<_, ()>((found != 0).then_some(found))
+            })
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + support::PATIENCE;
+    while b.stats().near_hits == 0 {
+        assert_eq!(read_maybe(&b).await, None);
+        assert!(Instant::now() < deadline, "never a near hit");
+    }
+    assert_eq!(b.stats().loads, 1, "one load; the not-found was cached");
+    found.store(5, Ordering::SeqCst);
+    a.invalidate("product:9").await.unwrap();
+    let start = Instant::now();
+    while read_maybe(&b).await.is_none() {
+        assert!(
+            start.elapsed() < WINDOW,
+            "the not-found was still served after {WINDOW:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_the_near_cache_is_cleared_and_bypassed_and_after_a_restart_no_old_value_returns() {
+    let mut redis = RedisServer::start();
+    let (b, db) = (near_cache(&redis).await, Db::default());
+    db.set(1);
+    assert_eq!(until_near_hit(&b, &db, "product:1").await, Some(1));
+    db.set(2);
+    redis.kill();
+    // Once the connection's loss is heard, the near cache no longer answers: every call
+    // runs the loader.
+    until_not_served(&b, &db, "product:1", 1).await;
+    let near_hits = b.stats().near_hits;
+    for _ in 0..20 {
+        assert_eq!(read(&b, &db, "product:1").await, Some(2));
+    }
+    assert_eq!(
+        b.stats().near_hits,
+        near_hits,
+        "nothing served from the near cache while redis is down"
+    );
+    redis.restart();
+    // Back: near hits resume, with the value loaded since; the old one never returns.
+    let deadline = Instant::now() + support::PATIENCE;
+    while b.stats().near_hits == near_hits {
+        assert_eq!(read(&b, &db, "product:1").await, Some(2));
+        assert!(Instant::now() < deadline, "near hits never resumed after the restart");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(read(&b, &db, "product:1").await, Some(2));
+}
+
+#[tokio::test]
+async fn a_value_due_for_refresh_is_refreshed_through_redis_not_served_from_the_near_cache() {
+    static STALE: Policy = Policy::new("stale", Duration::from_millis(300))
+        .stale(Duration::from_secs(60))
+        .near(Duration::from_secs(60))
+        .jitter(0);
+    let redis = RedisServer::start();
+    let (b, db) = (near_cache(&redis).await, Db::default());
+    db.set(1);
+    let read_stale = async || b.get_or_load(&STALE, "product:1", db.load()).await.unwrap();
+    let deadline = Instant::now() + support::PATIENCE;
+    while b.stats().near_hits == 0 {
+        assert_eq!(read_stale().await, Some(1));
+        assert!(Instant::now() < deadline, "never a near hit");
+    }
+    db.set(2);
+    // Past its ttl the value is stale: served while one call refreshes it, by the
+    // refresh path, which the near cache leaves it to.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let near_hits = b.stats().near_hits;
+    let deadline = Instant::now() + support::PATIENCE;
+    while read_stale().await != Some(2) {
+        assert!(Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = b.stats();
+    assert!(stats.stale_hits + stats.refreshes >= 1, "{stats:?}");
+    assert_eq!(stats.near_hits, near_hits, "a stale value is not a near hit");
+}
+
+#[tokio::test]
+async fn a_function_that_opts_out_reads_redis_every_time() {
+    static OUT: Policy = Policy::new("out", Duration::from_secs(300)).no_near();
+    let redis = RedisServer::start();
+    let (b, db) = (near_cache(&redis).await, Db::default());
+    db.set(1);
+    for _ in 0..50 {
+        assert_eq!(b.get_or_load(&OUT, "product:1", db.load()).await.unwrap(), Some(1));
+    }
+    let stats = b.stats();
+    assert_eq!((stats.near_hits, stats.hits, stats.loads), (0, 49, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_flushall_reaches_the_near_cache() {
+    let redis = RedisServer::start();
+    let (b, db) = (near_cache(&redis).await, Db::default());
+    db.set(1);
+    assert_eq!(until_near_hit(&b, &db, "product:1").await, Some(1));
+    db.set(2);
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    until_not_served(&b, &db, "product:1", 1).await;
+}

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::support::{Db, DbError, deployment, full, loaded, ms, pass};
+use super::support::{Db, DbError, deployment, deployment_with_near, full, loaded, ms, pass};
 use crate::Policy;
+use crate::store::Tracked;
 use crate::store::scripted::{Delivery, Fault, OpKind};
 
 static PLAIN: Policy = Policy::new("plain", Duration::from_secs(60)).jitter(0);
@@ -179,4 +180,35 @@ async fn a_refresh_that_finds_its_value_invalidated_before_taking_the_lease_does
     pass(ms(10)).await;
     ps[1].invalidate("k").await;
     assert_eq!(refresh.await.unwrap().0, Err(DbError), "no stale-if-error");
+}
+
+/// The near cache's race, forced: a read is answered with the old value after the
+/// key was invalidated (the read ran in Redis first, its answer was still on the way when
+/// the invalidation's push arrived). The old value must not be kept, nor served.
+#[tokio::test(start_paused = true)]
+async fn a_value_invalidated_while_its_read_was_in_flight_is_not_kept_in_the_near_cache() {
+    let (_server, ps, near) = deployment_with_near(2);
+    let db = Arc::new(Db::default());
+    assert_eq!(ps[0].read(&PLAIN, "k", db.load(ms(0))).await, loaded(1));
+    // Applied at once, answered 20 ms later.
+    let slow = Fault::Slow {
+        before: ms(0),
+        after: ms(20),
+    };
+    ps[0].store.fail_next(OpKind::Get, slow);
+    let read = ps[0].spawn_read(&PLAIN, "k", db.load(ms(0)));
+    pass(ms(10)).await;
+    ps[1].invalidate("k").await;
+    near.invalidated(full("k").as_bytes());
+    assert_eq!(read.await.unwrap().0, loaded(1), "the read ran before the invalidation");
+    assert_eq!(ps[0].stats().near_hits, 0);
+    assert_eq!(
+        ps[0].read(&PLAIN, "k", db.load(ms(0))).await,
+        loaded(2),
+        "not the old value, from the near cache or anywhere"
+    );
+    assert_eq!(ps[0].stats().near_hits, 0);
+    assert_eq!(ps[0].read(&PLAIN, "k", db.load(ms(0))).await, loaded(2));
+    assert_eq!(ps[0].read(&PLAIN, "k", db.load(ms(0))).await, loaded(2));
+    assert_eq!(ps[0].stats().near_hits, 1, "the new value is kept once read");
 }

@@ -9,10 +9,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::key::full_key;
+use crate::near::NearCache;
 use crate::policy::TAG_TTL;
 use crate::read_path::{Context, read_through};
 use crate::shape::ResultOption;
 use crate::store::Store;
+use crate::store::Tracked;
 use crate::store::scripted::{ScriptedStore, Server};
 use crate::{Policy, Stats};
 
@@ -79,6 +81,19 @@ pub(super) fn deployment(n: u64) -> (Server, Vec<Arc<Process>>) {
     let server = Server::new(OP_TIMEOUT, TAG_TTL);
     let processes = (1..=n).map(|origin| Arc::new(Process::new(&server, origin))).collect();
     (server, processes)
+}
+
+/// `n` processes on one scripted store, the first with a near cache whose tracking
+/// is on: the test plays Redis's invalidation pushes on it.
+pub(super) fn deployment_with_near(n: u64) -> (Server, Vec<Arc<Process>>, Arc<NearCache>) {
+    let server = Server::new(OP_TIMEOUT, TAG_TTL);
+    let near = Arc::new(NearCache::new(100, 1 << 20));
+    near.resumed();
+    let mut first = Process::new(&server, 1);
+    first.cx.near = Some(near.clone());
+    let others = (2..=n).map(|origin| Arc::new(Process::new(&server, origin)));
+    let processes = std::iter::once(Arc::new(first)).chain(others).collect();
+    (server, processes, near)
 }
 
 impl Process {
