@@ -146,3 +146,39 @@ async fn without_role_the_cache_still_works_and_says_once_that_invalidations_are
     assert_eq!(warnings.len(), 1, "{:?}", logs.lines());
     assert!(warnings[0].contains("'role'"), "names the command: {}", warnings[0]);
 }
+
+/// The near cache as the guide's user: `HELLO` (RESP3) and `CLIENT TRACKING` are in its
+/// line, so values are served from process memory and another process's invalidation
+/// still reaches them.
+#[tokio::test]
+async fn the_acl_user_runs_the_near_cache() {
+    static POLICY: redis_cached::Policy =
+        redis_cached::Policy::new("near", std::time::Duration::from_secs(60)).near(std::time::Duration::from_secs(60));
+    let redis = RedisServer::start();
+    let url = redis.acl_user("cache", "cache-password", &guide_rules("one server"));
+    let near = async || {
+        let cache = Cache::builder().url(&url).prefix("shop:").near_cache(100);
+        cache.build().await.unwrap()
+    };
+    let (a, b) = (near().await, near().await);
+    let value = Arc::new(std::sync::atomic::AtomicU32::new(1));
+    let read = async |cache: &Cache| {
+        let value = value.load(std::sync::atomic::Ordering::SeqCst);
+        cache
+            .get_or_load(&POLICY, "k", async move { Ok::<_, ()>(Some(value)) })
+            .await
+            .unwrap()
+    };
+    support::eventually("a near hit", async || {
+        read(&b).await;
+        b.stats().near_hits > 0
+    })
+    .await;
+    value.store(2, std::sync::atomic::Ordering::SeqCst);
+    a.invalidate("k").await.unwrap();
+    support::eventually("the invalidation reached the other cache", async || {
+        read(&b).await == Some(2)
+    })
+    .await;
+    assert_eq!(a.stats().errors + b.stats().errors, 0);
+}
