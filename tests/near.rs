@@ -305,3 +305,38 @@ async fn a_flushall_reaches_the_near_cache() {
     let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
     until_not_served(&b, &db, "product:1", 1).await;
 }
+
+/// The example, run as a user runs it: near hits, then the other instance's change.
+#[test]
+fn the_near_cache_example_serves_near_hits_and_sees_the_other_instances_change() {
+    let redis = RedisServer::start();
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let examples = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let output = std::process::Command::new(examples.join("examples").join("near_cache"))
+        .env("REDIS_URL", redis.url())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the near_cache example runs (built by `cargo test`)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{stdout}", output.status);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|line| line.contains("near hit")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("the other instance's change reached")),
+        "{stdout}"
+    );
+    let after = lines
+        .iter()
+        .find(|line| line.starts_with("after"))
+        .expect("an `after` line");
+    assert!(after.contains("price 2999"), "{after}");
+}

@@ -93,7 +93,14 @@ async fn keep_tracking<M: Masters>(rounds: Rounds<M>, mut shutdown: watch::Recei
     let losses_logged = RateLimited::new();
     loop {
         rounds.near.lost();
-        let round = match tokio::time::timeout(rounds.timeout, rounds.begin()).await {
+        // Not connected (yet): the topology says why; tracking waits quietly.
+        let Ok(masters) = rounds.topology.masters().await else {
+            if !pause(&mut backoff, &mut shutdown).await {
+                return;
+            }
+            continue;
+        };
+        let round = match tokio::time::timeout(rounds.timeout, rounds.begin(&masters)).await {
             Ok(Ok(round)) => round,
             failed => {
                 log_failed_attempt(
@@ -132,10 +139,9 @@ async fn keep_tracking<M: Masters>(rounds: Rounds<M>, mut shutdown: watch::Recei
 }
 
 impl<M: Masters> Rounds<M> {
-    /// Turns tracking on at every master, each on a new connection.
-    async fn begin(&self) -> Result<Round, RedisError> {
+    /// Turns tracking on at every one of `masters`, each on a new connection.
+    async fn begin(&self, masters: &[Client]) -> Result<Round, RedisError> {
         let dropped = Arc::new(Notify::new());
-        let masters = self.topology.masters().await?;
         let connections = masters.iter().map(|master| self.track(master, dropped.clone()));
         let connections = try_join_all(connections).await?;
         Ok(Round {
