@@ -407,3 +407,40 @@ async fn sentinel_urls_of_both_schemes_are_a_configuration_error() {
     };
     assert!(why.contains("one scheme"), "{why}");
 }
+
+/// The near cache over mutual TLS: its tracking connection is TLS too (with the client
+/// certificate), so values are served from memory and another cache's invalidation
+/// still reaches them.
+#[tokio::test]
+async fn the_near_cache_tracks_over_mutual_tls() {
+    let server = TlsRedis::start_with(Clients::Authenticated, "server");
+    let near = async || {
+        cache_with(server.port, |b| {
+            b.tls_root_ca(server.read("ca.pem"))
+                .tls_client_auth(server.read("client.pem"), server.read("client.key"))
+                .near_cache(100)
+        })
+        .await
+    };
+    let (a, b) = (near().await, near().await);
+    let value = Arc::new(AtomicUsize::new(1));
+    let read = async |cache: &Cache| {
+        let value = value.load(Ordering::SeqCst);
+        cache
+            .get_or_load(&POLICY, "k", async move { Ok::<_, ()>(Some(value)) })
+            .await
+            .unwrap()
+    };
+    eventually("a near hit", async || {
+        read(&b).await;
+        b.stats().near_hits > 0
+    })
+    .await;
+    value.store(2, Ordering::SeqCst);
+    a.invalidate("k").await.unwrap();
+    eventually("the invalidation reached the other cache", async || {
+        read(&b).await == Some(2)
+    })
+    .await;
+    assert_eq!(a.stats().errors + b.stats().errors, 0);
+}
