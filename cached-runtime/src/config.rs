@@ -315,7 +315,8 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache and connects, waiting at most `connect_timeout` for Redis.
+    /// Builds the cache and connects, waiting at most `connect_timeout` for Redis (and,
+    /// with a near cache, for client tracking to be on).
     ///
     /// An unreachable Redis is not an error: the cache is returned after that wait,
     /// calls fail open until Redis answers, and the cache connects by itself when it
@@ -332,6 +333,7 @@ impl CacheBuilder {
     /// # Panics
     /// Outside a Tokio runtime, or in one without the time driver.
     pub async fn build(self) -> Result<Cache, Error> {
+        let started = std::time::Instant::now();
         if self.prefix.contains(['{', '}']) {
             return Err(Error::InvalidConfig(format!(
                 "prefix {:?} contains `{{` or `}}`; the cache adds the hash tag itself",
@@ -403,7 +405,9 @@ impl CacheBuilder {
             }
         };
         if let Some(near) = &near {
-            near.serving_within(self.connect_timeout).await;
+            // Within the same wait as the connection's, not a second one.
+            near.serving_within(self.connect_timeout.saturating_sub(started.elapsed()))
+                .await;
         }
         let call_budget = self.effective_call_budget();
         Ok(Cache::new(self.prefix, store, call_budget, wiring, shutdown, near))
