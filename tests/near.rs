@@ -340,3 +340,105 @@ fn the_near_cache_example_serves_near_hits_and_sees_the_other_instances_change()
         .expect("an `after` line");
     assert!(after.contains("price 2999"), "{after}");
 }
+
+/// The ids of the server's tracking connections (flag `t`).
+fn tracking_clients(redis: &RedisServer) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut redis.conn()).unwrap();
+    list.lines()
+        .filter(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("flags="))
+                .is_some_and(|flags| flags.contains('t'))
+        })
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Regression: after a round of tracking shorter than a second, the cache paused before
+/// the next round without clearing the near cache, and served (and kept) values that no
+/// tracking connection covered: another process's invalidation went unheard for up to
+/// 400 ms.
+#[tokio::test]
+async fn a_lost_tracking_connection_stops_near_hits_at_once_even_after_short_rounds() {
+    let redis = RedisServer::start();
+    let (a, b, db) = (near_cache(&redis).await, near_cache(&redis).await, Db::default());
+    db.set(1);
+    // Short rounds grow the pause between rounds: each one is killed as soon as it
+    // serves.
+    let mut killed = Vec::new();
+    let mut kill_next_round = async |killed: &mut Vec<String>| {
+        let deadline = Instant::now() + support::PATIENCE;
+        let ids = loop {
+            let ids: Vec<String> = tracking_clients(&redis)
+                .into_iter()
+                .filter(|id| !killed.contains(id))
+                .collect();
+            if !ids.is_empty() {
+                break ids;
+            }
+            assert!(Instant::now() < deadline, "tracking never came back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        until_near_hit(&b, &db, "product:5").await;
+        for id in &ids {
+            let _: () = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query(&mut redis.conn())
+                .unwrap();
+        }
+        killed.extend(ids);
+    };
+    for _ in 0..6 {
+        kill_next_round(&mut killed).await;
+    }
+    db.set(2);
+    kill_next_round(&mut killed).await;
+    a.invalidate("product:5").await.unwrap();
+    let took = until_not_served(&b, &db, "product:5", 1).await;
+    // Heard at once; the pause before the next round (400 ms by now) serves nothing.
+    assert!(
+        took < Duration::from_millis(200),
+        "served for {took:?} with no tracking connection"
+    );
+    // Until tracking is back, nothing is a near hit; then the new value is.
+    assert_eq!(until_near_hit(&b, &db, "product:5").await, Some(2));
+}
+
+/// Regression: a near hit never yielded, so a loop of them on a current-thread runtime
+/// kept the connection's task from handling Redis's invalidation until the loop ended.
+#[tokio::test]
+async fn a_loop_of_near_hits_does_not_keep_the_invalidation_from_being_heard() {
+    let redis = RedisServer::start();
+    let (b, db) = (near_cache(&redis).await, Db::default());
+    db.set(1);
+    assert_eq!(until_near_hit(&b, &db, "product:7").await, Some(1));
+    db.set(2);
+    let (url, key) = (redis.url(), b.key("product:7"));
+    let deleted = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query(&mut redis::Client::open(url).unwrap().get_connection().unwrap())
+            .unwrap();
+        Instant::now()
+    });
+    // No await but the reads themselves, until the old value is gone.
+    let start = Instant::now();
+    while read(&b, &db, "product:7").await == Some(1) {
+        assert!(
+            start.elapsed() < WINDOW,
+            "the old value was still served after {WINDOW:?}"
+        );
+    }
+    let deleted = deleted.join().unwrap();
+    let took = Instant::now().saturating_duration_since(deleted);
+    println!("the delete was heard {took:?} after it completed, during a loop of near hits");
+    // Well under the second after which an unconfirmed near cache stops serving anyway.
+    assert!(took < Duration::from_millis(500), "heard only after {took:?}");
+}

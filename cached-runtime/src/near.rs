@@ -60,6 +60,11 @@ pub(crate) struct NearCache {
     serving: watch::Sender<bool>,
     /// The least weight of an entry, so that `max_entries` holds too.
     least_weight: u32,
+    /// Until when tracking is known to be delivering (nanoseconds after `origin`): every
+    /// message Redis sent before the last check has been handled. Nothing is served
+    /// past it, however the checks fail (a silent connection, a starved task).
+    confirmed_until: AtomicU64,
+    origin: Instant,
 }
 
 impl std::fmt::Debug for NearCache {
@@ -75,8 +80,11 @@ impl std::fmt::Debug for NearCache {
 struct Kept {
     /// A `Shared<V>` of the function's value type.
     value: Arc<dyn Any + Send + Sync>,
-    codec: Codec,
-    version: u32,
+    /// The terms it was kept under: served only to a call with the same.
+    terms: Terms,
+    /// The tags of the call that kept it (as rendered): a call with other tags needs a
+    /// value computed under those.
+    tags: Box<[String]>,
     /// Served until then.
     until: Instant,
     /// The tracking epoch when the read was sent.
@@ -96,6 +104,37 @@ pub(crate) struct Ticket {
     /// The counters of the key, then of each tag.
     seen: Box<[(usize, u64)]>,
 }
+
+/// What of a function's policy decides whether and how long a kept value may be served:
+/// two functions that share a key but not these do not share kept values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Terms {
+    function: &'static str,
+    codec: Codec,
+    version: u32,
+    negative: bool,
+    stale: Option<Duration>,
+    refresh_beta: Option<f64>,
+    max_age: Option<Duration>,
+}
+
+impl Terms {
+    fn of(policy: &Policy) -> Self {
+        Self {
+            function: policy.name,
+            codec: policy.codec,
+            version: policy.version,
+            negative: policy.negative.is_some(),
+            stale: policy.stale,
+            refresh_beta: policy.refresh_beta,
+            max_age: policy.near_age(),
+        }
+    }
+}
+
+/// What moka counts for an entry besides its stored bytes: the map's own node, the
+/// kept value's boxes and counters (about what a small entry was measured to take).
+const ENTRY_OVERHEAD: usize = 512;
 
 struct Expiry;
 
@@ -122,7 +161,14 @@ impl NearCache {
             epoch: AtomicU64::new(0),
             serving: watch::Sender::new(false),
             least_weight,
+            confirmed_until: AtomicU64::new(0),
+            origin: Instant::now(),
         }
+    }
+
+    fn confirmed_at(&self, now: Instant) -> bool {
+        let now = u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX);
+        now < self.confirmed_until.load(SeqCst)
     }
 
     fn is_serving(&self) -> bool {
@@ -135,16 +181,19 @@ impl NearCache {
         let _ = tokio::time::timeout(timeout, serving.wait_for(|serving| *serving)).await;
     }
 
-    /// The value of `key` for a function of shape `S`, if one is kept and still current.
-    pub(crate) fn get<S: Shape>(&self, key: &str, policy: &Policy) -> Option<S::Output> {
+    /// The value of `key` (with `tags`, as rendered) for a function of shape `S`, if one
+    /// is kept and still current.
+    pub(crate) fn get<S: Shape>(&self, key: &str, tags: &[String], policy: &Policy) -> Option<S::Output> {
         if !self.is_serving() {
             return None;
         }
         let kept = self.entries.get(key)?;
-        if kept.codec != policy.codec
-            || kept.version != policy.version
+        let now = Instant::now();
+        if kept.terms != Terms::of(policy)
+            || *kept.tags != *tags
             || !self.unmoved(kept.epoch, &kept.seen)
-            || Instant::now() >= kept.until
+            || now >= kept.until
+            || !self.confirmed_at(now)
         {
             return None;
         }
@@ -175,12 +224,15 @@ impl NearCache {
         })
     }
 
-    /// Keeps `out`, the answer a read with `ticket` got from `bytes` (stored for
-    /// `remaining` more, if known), unless an invalidation arrived since the ticket.
+    /// Keeps `out`, the answer a read of `key` with `tags` (as rendered) and `ticket`
+    /// got from `bytes` (stored for `remaining` more, if known), unless an invalidation
+    /// arrived since the ticket.
+    #[allow(clippy::too_many_arguments, reason = "the read's parts, each needed")]
     pub(crate) fn keep<S: Shape>(
         &self,
         ticket: Ticket,
         key: &str,
+        tags: &[String],
         out: &S::Output,
         policy: &Policy,
         bytes: &[u8],
@@ -196,11 +248,12 @@ impl NearCache {
         if until <= Instant::now() {
             return;
         }
-        let size = u32::try_from(bytes.len().saturating_add(key.len())).unwrap_or(u32::MAX);
+        let size = bytes.len() + key.len() + tags.iter().map(String::len).sum::<usize>() + ENTRY_OVERHEAD;
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
         let kept = Arc::new(Kept {
             value,
-            codec: policy.codec,
-            version: policy.version,
+            terms: Terms::of(policy),
+            tags: tags.into(),
             until,
             epoch: ticket.epoch,
             seen: ticket.seen,
@@ -277,6 +330,11 @@ impl Tracked for NearCache {
         self.serving.send_replace(false);
     }
 
+    fn confirmed(&self, until: Instant) {
+        let until = u64::try_from(until.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX);
+        self.confirmed_until.fetch_max(until, SeqCst);
+    }
+
     fn resumed(&self) {
         if !self.is_serving() {
             self.epoch.fetch_add(1, SeqCst);
@@ -295,11 +353,16 @@ mod tests {
     fn serving() -> NearCache {
         let near = NearCache::new(100, 1 << 20);
         near.resumed();
+        near.confirmed(Instant::now() + Duration::from_secs(60));
         near
     }
 
     fn keep(near: &NearCache, ticket: Ticket, key: &str, value: Option<u32>) {
-        near.keep::<Optional<u32>>(ticket, key, &value, &POLICY, b"", Some(Duration::from_secs(60)));
+        near.keep::<Optional<u32>>(ticket, key, &[], &value, &POLICY, b"", Some(Duration::from_secs(60)));
+    }
+
+    fn get(near: &NearCache, key: &str) -> Option<Option<u32>> {
+        near.get::<Optional<u32>>(key, &[], &POLICY)
     }
 
     #[test]
@@ -317,10 +380,10 @@ mod tests {
             "none",
             None,
         );
-        assert_eq!(near.get::<Optional<u32>>("k", &POLICY), Some(Some(7)));
-        assert_eq!(near.get::<Optional<u32>>("none", &POLICY), Some(None));
+        assert_eq!(get(&near, "k"), Some(Some(7)));
+        assert_eq!(get(&near, "none"), Some(None));
         assert_eq!(
-            near.get::<Optional<u64>>("k", &POLICY),
+            near.get::<Optional<u64>>("k", &[], &POLICY),
             None,
             "another type is not served"
         );
@@ -334,7 +397,7 @@ mod tests {
         let ticket = near.ticket("k", &[], Duration::from_secs(10)).unwrap();
         near.invalidated(b"k");
         keep(&near, ticket, "k", Some(1));
-        assert_eq!(near.get::<Optional<u32>>("k", &POLICY), None);
+        assert_eq!(get(&near, "k"), None);
     }
 
     #[test]
@@ -348,7 +411,7 @@ mod tests {
         );
         near.resumed();
         keep(&near, ticket, "k", Some(1));
-        assert_eq!(near.get::<Optional<u32>>("k", &POLICY), None);
+        assert_eq!(get(&near, "k"), None);
     }
 
     #[test]
@@ -362,7 +425,7 @@ mod tests {
         );
         near.lost();
         near.resumed();
-        assert_eq!(near.get::<Optional<u32>>("k", &POLICY), None);
+        assert_eq!(get(&near, "k"), None);
     }
 
     #[test]
@@ -381,10 +444,10 @@ mod tests {
             "b",
             Some(2),
         );
-        assert_eq!(near.get::<Optional<u32>>("a", &POLICY), Some(Some(1)));
+        assert_eq!(get(&near, "a"), Some(Some(1)));
         near.invalidated(b"tag:{t}");
-        assert_eq!(near.get::<Optional<u32>>("a", &POLICY), None);
-        assert_eq!(near.get::<Optional<u32>>("b", &POLICY), None);
+        assert_eq!(get(&near, "a"), None);
+        assert_eq!(get(&near, "b"), None);
     }
 
     #[test]
@@ -399,8 +462,8 @@ mod tests {
         let ticket = near.ticket("b", &[], Duration::from_secs(10)).unwrap();
         near.flushed();
         keep(&near, ticket, "b", Some(2));
-        assert_eq!(near.get::<Optional<u32>>("a", &POLICY), None);
-        assert_eq!(near.get::<Optional<u32>>("b", &POLICY), None);
+        assert_eq!(get(&near, "a"), None);
+        assert_eq!(get(&near, "b"), None);
     }
 
     #[test]
@@ -409,11 +472,11 @@ mod tests {
         let ticket = near.ticket("k", &[], Duration::from_millis(1)).unwrap();
         keep(&near, ticket, "k", Some(1));
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(near.get::<Optional<u32>>("k", &POLICY), None, "max age");
+        assert_eq!(get(&near, "k"), None, "max age");
         let ticket = near.ticket("k", &[], Duration::from_secs(10)).unwrap();
-        near.keep::<Optional<u32>>(ticket, "k", &Some(1), &POLICY, b"", Some(Duration::from_millis(1)));
+        near.keep::<Optional<u32>>(ticket, "k", &[], &Some(1), &POLICY, b"", Some(Duration::from_millis(1)));
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(near.get::<Optional<u32>>("k", &POLICY), None, "ttl");
+        assert_eq!(get(&near, "k"), None, "ttl");
     }
 
     #[test]
@@ -423,7 +486,15 @@ mod tests {
         for i in 0..100 {
             let key = format!("k{i}");
             let ticket = near.ticket(&key, &[], Duration::from_secs(10)).unwrap();
-            near.keep::<Optional<u32>>(ticket, &key, &Some(i), &POLICY, &[0; 10], Some(Duration::from_secs(60)));
+            near.keep::<Optional<u32>>(
+                ticket,
+                &key,
+                &[],
+                &Some(i),
+                &POLICY,
+                &[0; 10],
+                Some(Duration::from_secs(60)),
+            );
         }
         near.entries.run_pending_tasks();
         assert!(near.entries.entry_count() <= 10, "{}", near.entries.entry_count());
@@ -435,6 +506,7 @@ mod tests {
             big.keep::<Optional<u32>>(
                 ticket,
                 &key,
+                &[],
                 &Some(i),
                 &POLICY,
                 &[0; 100],
@@ -443,5 +515,71 @@ mod tests {
         }
         big.entries.run_pending_tasks();
         assert!(big.entries.weighted_size() <= 1000, "{}", big.entries.weighted_size());
+    }
+
+    /// Regression: a near hit ignored the caller's tags, so a call of the same key with
+    /// another tag got the value computed under the first, even after its own tag was
+    /// invalidated.
+    #[test]
+    fn a_value_kept_under_one_tag_is_not_served_to_a_call_with_another() {
+        let near = serving();
+        let (seven, eight) = (["category:7".to_owned()], ["category:8".to_owned()]);
+        let ticket = near
+            .ticket("p", &["tag:{category:7}".to_owned()], Duration::from_secs(10))
+            .unwrap();
+        near.keep::<Optional<u32>>(
+            ticket,
+            "p",
+            &seven,
+            &Some(7),
+            &POLICY,
+            b"",
+            Some(Duration::from_secs(60)),
+        );
+        assert_eq!(near.get::<Optional<u32>>("p", &seven, &POLICY), Some(Some(7)));
+        assert_eq!(near.get::<Optional<u32>>("p", &eight, &POLICY), None);
+        assert_eq!(near.get::<Optional<u32>>("p", &[], &POLICY), None);
+    }
+
+    /// Regression: a value kept by one function was served to another sharing its key
+    /// under that function's terms (its `stale`, `refresh` and max age).
+    #[test]
+    fn a_value_kept_by_one_function_is_not_served_to_another_with_other_terms() {
+        static STALE: Policy = Policy::new("f", Duration::from_secs(60))
+            .negative(Duration::from_secs(60))
+            .stale(Duration::from_secs(60));
+        static SHORT: Policy = Policy::new("f", Duration::from_secs(60))
+            .negative(Duration::from_secs(60))
+            .near(Duration::from_secs(1));
+        let near = serving();
+        keep(
+            &near,
+            near.ticket("k", &[], Duration::from_secs(10)).unwrap(),
+            "k",
+            Some(1),
+        );
+        assert_eq!(get(&near, "k"), Some(Some(1)));
+        assert_eq!(near.get::<Optional<u32>>("k", &[], &STALE), None);
+        assert_eq!(near.get::<Optional<u32>>("k", &[], &SHORT), None);
+    }
+
+    /// Nothing is served once tracking has not been confirmed for its lease: the checks
+    /// may be failing, or starved, while the connection looks up.
+    #[test]
+    fn nothing_is_served_past_the_last_confirmation() {
+        let near = NearCache::new(100, 1 << 20);
+        near.resumed();
+        near.confirmed(Instant::now() + Duration::from_millis(2));
+        keep(
+            &near,
+            near.ticket("k", &[], Duration::from_secs(10)).unwrap(),
+            "k",
+            Some(1),
+        );
+        assert_eq!(get(&near, "k"), Some(Some(1)));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(get(&near, "k"), None);
+        near.confirmed(Instant::now() + Duration::from_secs(1));
+        assert_eq!(get(&near, "k"), Some(Some(1)), "served again once confirmed");
     }
 }

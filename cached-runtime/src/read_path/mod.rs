@@ -90,8 +90,11 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
 ) -> S::Output {
     let key = full_key(&cx.prefix, rendered);
     let near = cx.near.as_deref().zip(policy.near_age());
-    if let Some(out) = near.and_then(|(near, _)| near.get::<S>(&key, policy)) {
+    if let Some(out) = near.and_then(|(near, _)| near.get::<S>(&key, tags, policy)) {
         cx.counters.bump(Count::NearHits);
+        // A near hit touches nothing that yields: a loop of them would starve the
+        // tasks that hear Redis's invalidations.
+        tokio::task::consume_budget().await;
         return out;
     }
     let started = Instant::now();
@@ -111,12 +114,12 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
         {
             Some(Answer::Value(out)) => {
                 cx.counters.bump(Count::Hits);
-                keep_near::<S>(near, ticket, &key, &out, policy, &entry);
+                keep_near::<S>(cx, ticket, (&key, tags), &out, policy, &entry);
                 return out;
             }
             Some(Answer::Negative(out)) => {
                 cx.counters.bump(Count::NegativeHits);
-                keep_near::<S>(near, ticket, &key, &out, policy, &entry);
+                keep_near::<S>(cx, ticket, (&key, tags), &out, policy, &entry);
                 return out;
             }
             Some(Answer::Due { value, stale }) => {
@@ -159,17 +162,17 @@ async fn first_read<St: Store>(
     Ok(value)
 }
 
-/// Keeps a Redis hit in the near cache, if the function uses it.
+/// Keeps a Redis hit of `key` with `tags` in the near cache, if the read took a ticket.
 fn keep_near<S: Shape>(
-    near: Option<(&NearCache, Duration)>,
+    cx: &Context,
     ticket: Option<Ticket>,
-    key: &str,
+    (key, tags): (&str, &[String]),
     out: &S::Output,
     policy: &Policy,
     entry: &Entry,
 ) {
-    if let (Some((near, _)), Some(ticket)) = (near, ticket) {
-        near.keep::<S>(ticket, key, out, policy, &entry.bytes, entry.remaining);
+    if let (Some(near), Some(ticket)) = (cx.near.as_deref(), ticket) {
+        near.keep::<S>(ticket, key, tags, out, policy, &entry.bytes, entry.remaining);
     }
 }
 

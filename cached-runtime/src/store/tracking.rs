@@ -36,6 +36,12 @@ const TRACKING_CHECK: Duration = Duration::from_millis(250);
 /// How long tracking must stay up before a new loss is retried without delay.
 const STABLE: Duration = Duration::from_secs(1);
 
+/// How long a passed check vouches for tracking: a `PING` answered on every tracking
+/// connection proves that every message sent before it was handled. With no check
+/// passed for this long (failing, slow, or starved of the runtime), the near cache
+/// serves nothing: the bound on a silent connection, whatever `connect_timeout` is.
+const TRACKING_LEASE: Duration = Duration::from_secs(1);
+
 /// What tracking tells the near cache.
 pub(crate) trait Tracked: Send + Sync + 'static {
     /// A key under the prefix changed (a full key, or a tag's key).
@@ -46,6 +52,9 @@ pub(crate) trait Tracked: Send + Sync + 'static {
     fn lost(&self);
     /// Tracking is on at every master.
     fn resumed(&self);
+    /// Every message sent before `until - TRACKING_LEASE` has been handled: serve
+    /// until `until`, unless confirmed again.
+    fn confirmed(&self, until: std::time::Instant);
 }
 
 /// Where tracking must be on: a topology's masters.
@@ -100,6 +109,7 @@ async fn keep_tracking<M: Masters>(rounds: Rounds<M>, mut shutdown: watch::Recei
             }
             continue;
         };
+        let began = std::time::Instant::now();
         let round = match tokio::time::timeout(rounds.timeout, rounds.begin(&masters)).await {
             Ok(Ok(round)) => round,
             failed => {
@@ -115,8 +125,9 @@ async fn keep_tracking<M: Masters>(rounds: Rounds<M>, mut shutdown: watch::Recei
                 continue;
             }
         };
+        rounds.near.confirmed(began + TRACKING_LEASE);
         rounds.near.resumed();
-        let began = Instant::now();
+        let up = Instant::now();
         loop {
             tokio::select! {
                 () = round.dropped.notified() => break,
@@ -124,13 +135,16 @@ async fn keep_tracking<M: Masters>(rounds: Rounds<M>, mut shutdown: watch::Recei
                 _ = shutdown.changed() => return,
             }
         }
+        // At once: the pause before the next round must not serve what tracking no
+        // longer covers.
+        rounds.near.lost();
         if let Some(suppressed) = losses_logged.admit() {
             tracing::warn!(
                 suppressed,
                 "redis-cached: client tracking was lost; the near cache is cleared and bypassed until it is back"
             );
         }
-        if began.elapsed() >= STABLE {
+        if up.elapsed() >= STABLE {
             backoff.reset();
         } else if !pause(&mut backoff, &mut shutdown).await {
             return;
@@ -207,9 +221,11 @@ impl<M: Masters> Rounds<M> {
         flags.iter().any(|flag| flag == "bcast") && field("prefixes").contains(&self.prefix)
     }
 
-    /// Whether `round` still tracks every master: each connection answers, and the
-    /// masters are the same.
+    /// Whether `round` still tracks every master: each connection answers (so every
+    /// message sent before has been handled, which confirms tracking), and the masters
+    /// are the same.
     async fn holds(&self, round: &Round) -> bool {
+        let sent = std::time::Instant::now();
         let check = async {
             let masters = self.topology.masters().await?;
             let mut now: Vec<String> = masters.iter().map(address).collect();
@@ -225,7 +241,11 @@ impl<M: Masters> Rounds<M> {
             try_join_all(pings).await?;
             Ok::<_, RedisError>(true)
         };
-        matches!(tokio::time::timeout(self.timeout, check).await, Ok(Ok(true)))
+        let holds = matches!(tokio::time::timeout(self.timeout, check).await, Ok(Ok(true)));
+        if holds {
+            self.near.confirmed(sent + TRACKING_LEASE);
+        }
+        holds
     }
 }
 

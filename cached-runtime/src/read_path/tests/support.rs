@@ -89,6 +89,8 @@ pub(super) fn deployment_with_near(n: u64) -> (Server, Vec<Arc<Process>>, Arc<Ne
     let server = Server::new(OP_TIMEOUT, TAG_TTL);
     let near = Arc::new(NearCache::new(100, 1 << 20));
     near.resumed();
+    // Confirmed for longer than any test runs (the near cache keeps real time).
+    near.confirmed(std::time::Instant::now() + Duration::from_secs(3600));
     let mut first = Process::new(&server, 1);
     first.cx.near = Some(near.clone());
     let others = (2..=n).map(|origin| Arc::new(Process::new(&server, origin)));
