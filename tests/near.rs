@@ -370,7 +370,7 @@ async fn a_lost_tracking_connection_stops_near_hits_at_once_even_after_short_rou
     // Short rounds grow the pause between rounds: each one is killed as soon as it
     // serves.
     let mut killed = Vec::new();
-    let mut kill_next_round = async |killed: &mut Vec<String>| {
+    let kill_next_round = async |killed: &mut Vec<String>| {
         let deadline = Instant::now() + support::PATIENCE;
         let ids = loop {
             let ids: Vec<String> = tracking_clients(&redis)
