@@ -149,7 +149,7 @@ impl Rows {
     }
 }
 
-fn decode(bytes: Vec<u8>) -> Product {
+pub(crate) fn decode(bytes: Vec<u8>) -> Product {
     let bytes = bytes.as_slice();
     let config = bincode::config::standard().with_limit::<{ 32 * 1024 * 1024 }>();
     bincode::serde::decode_from_slice(bytes, config).expect("decode").0

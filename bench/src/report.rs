@@ -61,6 +61,10 @@ impl Table {
     }
 }
 
+pub(crate) fn nanos(d: Duration) -> String {
+    format!("{} ns", d.as_nanos())
+}
+
 pub(crate) fn micros(d: Duration) -> String {
     format!("{:.1} us", d.as_secs_f64() * 1e6)
 }
