@@ -270,7 +270,7 @@ impl Db {
 async fn propagation(server: &Server) -> Table {
     let (a, b) = (near_cache(server).await, Arc::new(near_cache(server).await));
     let db = Db::default();
-    let (mut invalidate, mut gone, mut fresh) = (Samples::default(), Samples::default(), Samples::default());
+    let [mut invalidate, mut gone, mut gone_since_call, mut fresh] = [(); 4].map(|()| Samples::default());
     let mut before_return = 0;
     for round in 0..PROPAGATION_ROUNDS {
         let key = format!("propagation:{round}");
@@ -317,6 +317,7 @@ async fn propagation(server: &Server) -> Table {
             before_return += 1;
         }
         gone.push(sent.saturating_duration_since(returned));
+        gone_since_call.push(sent.saturating_duration_since(called));
         fresh.push(answered.saturating_duration_since(returned));
     }
     let stats = (a.stats(), b.stats());
@@ -343,8 +344,18 @@ async fn propagation(server: &Server) -> Table {
         ]);
     };
     row("A's `invalidate` call", &mut invalidate);
-    row("from its return to B's first read not served the old value", &mut gone);
-    row("... to B answering the new value (a miss and a load)", &mut fresh);
+    row(
+        "from its return to B's first read not served the old value (0 if before)",
+        &mut gone,
+    );
+    row(
+        "from its start to B's first read not served the old value",
+        &mut gone_since_call,
+    );
+    row(
+        "from its return to B answering the new value (a miss and a load)",
+        &mut fresh,
+    );
     table
 }
 

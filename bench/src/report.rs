@@ -77,6 +77,9 @@ pub(crate) fn ratio(value: f64, base: f64) -> String {
     if base == 0.0 {
         "-".to_owned()
     } else {
-        format!("{:.2}x", value / base)
+        let ratio = value / base;
+        // A near hit is thousandths of a Redis round trip.
+        let digits = if ratio < 0.1 { 4 } else { 2 };
+        format!("{ratio:.digits$}x")
     }
 }
