@@ -10,17 +10,11 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis_cached::{Cache, Policy, redis_cached};
 
+use crate::hit::{CONCURRENT_ROUNDS, ID, OPS_PER_ROUND, OPS_PER_TASK, ROUNDS, TASKS, decode};
 use crate::model::{Product, product};
 use crate::report::{Samples, Table, micros, nanos, ratio};
 use crate::server::Server;
 
-const ID: u64 = 1;
-const ROUNDS: usize = 20;
-const OPS_PER_ROUND: usize = 250;
-const TASKS: usize = 64;
-const CONCURRENT_ROUNDS: usize = 12;
-/// Per task and round, for the rows that read Redis.
-const OPS_PER_TASK: usize = 150;
 /// Per task and round, for the near hits: a round of `OPS_PER_TASK` would last a few
 /// milliseconds.
 const NEAR_OPS_PER_TASK: usize = 3_000;
@@ -92,7 +86,7 @@ struct Rows {
 impl Rows {
     async fn get(&self, row: Row, raw: &mut MultiplexedConnection) -> Product {
         match row {
-            Row::Raw => crate::hit::decode(raw.get::<_, Vec<u8>>("raw:1").await.expect("raw GET")),
+            Row::Raw => decode(raw.get::<_, Vec<u8>>("raw:1").await.expect("raw GET")),
             Row::Redis => self.plain.product(ID).await,
             Row::Near => self.near.product(ID).await,
             Row::NoNearPolicy => self.plain.product_no_near(ID).await,
