@@ -20,12 +20,13 @@ use crate::report::{Samples, Table, micros, ratio};
 use crate::seed;
 use crate::server::Server;
 
-const ID: u64 = 1;
-const ROUNDS: usize = 20;
-const OPS_PER_ROUND: usize = 250;
-const TASKS: usize = 64;
-const CONCURRENT_ROUNDS: usize = 12;
-const OPS_PER_TASK: usize = 150;
+// The near scenario takes these too, so its rows compare with these.
+pub(crate) const ID: u64 = 1;
+pub(crate) const ROUNDS: usize = 20;
+pub(crate) const OPS_PER_ROUND: usize = 250;
+pub(crate) const TASKS: usize = 64;
+pub(crate) const CONCURRENT_ROUNDS: usize = 12;
+pub(crate) const OPS_PER_TASK: usize = 150;
 
 /// The `#[redis_cached]` rows.
 pub(crate) struct Catalog {
@@ -149,7 +150,7 @@ impl Rows {
     }
 }
 
-fn decode(bytes: Vec<u8>) -> Product {
+pub(crate) fn decode(bytes: Vec<u8>) -> Product {
     let bytes = bytes.as_slice();
     let config = bincode::config::standard().with_limit::<{ 32 * 1024 * 1024 }>();
     bincode::serde::decode_from_slice(bytes, config).expect("decode").0

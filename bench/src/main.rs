@@ -4,17 +4,18 @@
 //!
 //! ```text
 //! cargo run --release -p redis-cached-bench                 # every scenario
-//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, stampede, outage, hotkey, size, failover
+//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, near, stampede, outage, hotkey, size, failover
 //! ```
 //!
 //! `hit` and `stampede` have rows on one server and on a cluster; `failover` kills, then
-//! hangs, a cluster master under load.
+//! hangs, a cluster master under load; `near` measures the near cache (`near_cache`).
 
 mod cluster;
 mod failover;
 mod hit;
 mod hotkey;
 mod model;
+mod near;
 mod outage;
 mod report;
 mod seed;
@@ -34,6 +35,11 @@ async fn main() {
     println!("redis-cached bench: redis-server on 127.0.0.1:{}", server.port);
     if wanted("hit") {
         for table in hit::run(&server).await {
+            table.print();
+        }
+    }
+    if wanted("near") {
+        for table in near::run(&server).await {
             table.print();
         }
     }

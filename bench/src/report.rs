@@ -61,6 +61,10 @@ impl Table {
     }
 }
 
+pub(crate) fn nanos(d: Duration) -> String {
+    format!("{} ns", d.as_nanos())
+}
+
 pub(crate) fn micros(d: Duration) -> String {
     format!("{:.1} us", d.as_secs_f64() * 1e6)
 }
@@ -73,6 +77,9 @@ pub(crate) fn ratio(value: f64, base: f64) -> String {
     if base == 0.0 {
         "-".to_owned()
     } else {
-        format!("{:.2}x", value / base)
+        let ratio = value / base;
+        // A near hit is thousandths of a Redis round trip.
+        let digits = if ratio < 0.1 { 4 } else { 2 };
+        format!("{ratio:.digits$}x")
     }
 }

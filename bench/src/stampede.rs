@@ -2,7 +2,7 @@
 //! Redis (`INCR`, so counts from several processes add up), 4 OS processes (copies of
 //! this binary) x 250 concurrent tasks, all starting at the same instant; on one server,
 //! and with `lock` on a Redis Cluster, where a fill's announcement (a classic `PUBLISH`)
-//! reaches the waiters through the cluster bus.
+//! reaches the waiters through the cluster bus; and on one server with a near cache.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,10 +26,12 @@ const LOAD: Duration = Duration::from_millis(200);
 /// Time for the children to start and connect before the common start instant.
 const START_DELAY: Duration = Duration::from_millis(1_500);
 
-const ROWS: [(&str, &str); 5] = [
+const ROWS: [(&str, &str); 7] = [
     ("none", "no cache: every call loads (the reference)"),
     ("lock", "`#[redis_cached(lock)]`"),
+    ("lock-near", "`#[redis_cached(lock)]`, `near_cache(10_000)`"),
     ("nolock", "`#[redis_cached]` without `lock`"),
+    ("nolock-near", "`#[redis_cached]` without `lock`, `near_cache(10_000)`"),
     (
         "seed",
         "hand-written getOrSetLocked (lock, 50 ms sleep, one retry, load)",
@@ -54,7 +56,7 @@ pub(crate) fn run(server: &Server) -> Table {
         ],
     );
     let mut conn = server.conn();
-    for (row, name) in ROWS {
+    for (i, (row, name)) in (0u64..).zip(ROWS) {
         // The children take the seeds where they take the URL, joined by commas.
         let target = if row.starts_with("cluster") {
             seeds.join(",")
@@ -64,7 +66,8 @@ pub(crate) fn run(server: &Server) -> Table {
         let mut calls = Vec::new();
         let mut beyond = Samples::default();
         for run in 0..RUNS {
-            let id = run + 1;
+            // A cold key of its own: the rows with and without the near cache share a fn.
+            let id = i * RUNS + run + 1;
             let counter = format!("stampede-loads:{row}:{id}");
             let start_at = SystemTime::now() + START_DELAY;
             let start_ms = start_at.duration_since(UNIX_EPOCH).expect("clock").as_millis();
@@ -163,6 +166,11 @@ pub(crate) async fn child(args: &[String]) {
         let conn = client.get_multiplexed_async_connection().await.expect("connect");
         (Cache::builder().url(url.as_str()), Counter::Single(conn))
     };
+    let builder = if row.ends_with("-near") {
+        builder.near_cache(10_000)
+    } else {
+        builder
+    };
     let loader = std::sync::Arc::new(Loader {
         cache: builder.prefix("bench:").build().await.expect("cache"),
         counter,
@@ -181,8 +189,8 @@ pub(crate) async fn child(args: &[String]) {
                 let begun = std::time::Instant::now();
                 let value = match row.as_str() {
                     "none" => loader.load(id).await,
-                    "lock" | "cluster-lock" => loader.locked(id).await,
-                    "nolock" => loader.unlocked(id).await,
+                    "lock" | "lock-near" | "cluster-lock" => loader.locked(id).await,
+                    "nolock" | "nolock-near" => loader.unlocked(id).await,
                     _ => loader.seed(id).await,
                 };
                 assert_eq!(value.id, id);
