@@ -352,11 +352,12 @@ async fn invalidations_confirmed_before_the_master_is_killed_survive_the_failove
     eprintln!("{} invalidations survived a killed master", ids.len());
 }
 
-/// Two processes with near caches; the master is SIGKILLed and the sentinels promote the
-/// replica: near hits resume in the second one, and every invalidation the first one
-/// makes on the new master, and every write another client makes there, reaches it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_killed_master_is_replaced_near_hits_resume_and_changes_on_the_new_master_arrive() {
+/// Two processes with near caches; the master is SIGKILLed (`kill`) or handed over
+/// gracefully, and the sentinels promote the replica: near hits resume in the second one,
+/// and every invalidation the first one makes on the new master, and every write another
+/// client makes there, reaches it. After a graceful failover no connection drops: only
+/// the cache's following the master moves its tracking there.
+async fn near_cache_across_a_failover(kill: bool) {
     let mut set = SentinelSet::start();
     let near_cache = || set.cache_with("shop:", |builder| builder.near_cache(1000));
     let (a, b) = (near_cache().await, near_cache().await);
@@ -370,10 +371,14 @@ async fn after_a_killed_master_is_replaced_near_hits_resume_and_changes_on_the_n
     db.set(1);
     near_hits(1).await;
 
-    let killed = Instant::now();
-    set.kill_master();
+    let failed = Instant::now();
+    if kill {
+        set.kill_master();
+    } else {
+        set.failover();
+    }
     let new = set.wait_switched();
-    let switch = killed.elapsed();
+    let switch = failed.elapsed();
     let switched = Instant::now();
     assert_eq!(until_near_hit(&b, &db, &keys[0]).await, Some(1));
     let resumed = switched.elapsed();
@@ -397,10 +402,21 @@ async fn after_a_killed_master_is_replaced_near_hits_resume_and_changes_on_the_n
     }
     let by_client = until_none_served(&b, &db, &overwritten, 2).await;
     eprintln!(
-        "master killed: the sentinels switched after {switch:?}; near hits resumed {resumed:?} after the switch; \
+        "{}: the sentinels switched after {switch:?}; near hits resumed {resumed:?} after the switch; \
          on the new master, {} invalidations by another cache reached the near cache within {by_cache:?}, \
          writes by another client within {by_client:?}",
+        if kill { "master killed" } else { "graceful failover" },
         keys.len()
     );
     assert_eq!(near::read(&b, &db, &keys[0]).await, Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_killed_master_is_replaced_near_hits_resume_and_changes_on_the_new_master_arrive() {
+    near_cache_across_a_failover(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_graceful_failover_changes_on_the_new_master_reach_the_near_cache() {
+    near_cache_across_a_failover(false).await;
 }
