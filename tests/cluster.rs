@@ -5,16 +5,18 @@
 mod behaviour;
 mod support;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use behaviour::load::{Load, Seen};
 use behaviour::{Db, behaviour_tests, product};
-use redis_cached::Cache;
+use redis_cached::{Cache, CacheBuilder};
 use support::cluster::{Cluster, Node};
 use support::eventually;
 use support::logs::Logs;
+use support::near::{self, until_near_hit, until_none_served};
 use support::tls::Certificates;
 
 static PREFIXES: AtomicUsize = AtomicUsize::new(0);
@@ -33,19 +35,21 @@ async fn cluster_cache(cluster: &Cluster, prefix: &str) -> Cache {
 /// about deadlines: a deadline of a second, so that six nodes and two test threads on a
 /// loaded machine do not turn slow replies into failures open.
 async fn shared_cluster_cache(prefix: &str) -> Cache {
+    connected(shared_cluster_builder(prefix).await).await
+}
+
+/// The builder of [`shared_cluster_cache`].
+async fn shared_cluster_builder(prefix: &str) -> CacheBuilder {
     let cluster = tokio::task::spawn_blocking(Cluster::shared)
         .await
         .expect("start the cluster");
-    connected(
-        Cache::builder()
-            .cluster(cluster.seeds())
-            .prefix(prefix)
-            .op_timeout(Duration::from_secs(1)),
-    )
-    .await
+    Cache::builder()
+        .cluster(cluster.seeds())
+        .prefix(prefix)
+        .op_timeout(Duration::from_secs(1))
 }
 
-async fn connected(builder: redis_cached::CacheBuilder) -> Cache {
+async fn connected(builder: CacheBuilder) -> Cache {
     let cache = builder.build().await.expect("build the cache");
     wait_every_shard(&cache).await;
     cache
@@ -259,7 +263,7 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
         let generation = db.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // An invalidation that is not confirmed is retried, as `#[redis_invalidate]`
         // does; once one is, the next read has the new value.
-        unconfirmed += invalidate_until_confirmed(&db, "product:1").await;
+        unconfirmed += invalidate_until_confirmed(&db.cache, "product:1").await;
         assert_eq!(
             db.product(1).await,
             Ok(Some(product(1, generation))),
@@ -279,7 +283,7 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
     );
     // After the move: an invalidation and a read on the new master.
     let generation = db.generation.fetch_add(1, Ordering::SeqCst) + 1;
-    let unconfirmed = invalidate_until_confirmed(&db, "product:1").await;
+    let unconfirmed = invalidate_until_confirmed(&db.cache, "product:1").await;
     assert_eq!(
         db.product(1).await,
         Ok(Some(product(1, generation))),
@@ -289,10 +293,10 @@ async fn a_slot_resharded_under_load_surfaces_no_error_and_loses_no_invalidation
 
 /// Invalidates `key` until Redis confirms it, as `#[redis_invalidate]` does in the
 /// background; returns how many attempts were not confirmed.
-async fn invalidate_until_confirmed(db: &Db, key: &str) -> usize {
+async fn invalidate_until_confirmed(cache: &Cache, key: &str) -> usize {
     let mut unconfirmed = 0;
     eventually("an invalidation is confirmed", async || {
-        let confirmed = db.cache.invalidate(key).await;
+        let confirmed = cache.invalidate(key).await;
         if let Err(e) = &confirmed {
             eprintln!("not confirmed: {e}");
             unconfirmed += 1;
@@ -388,9 +392,9 @@ async fn an_invalidation_is_confirmed_only_once_a_replica_of_its_master_has_it()
     eprintln!("not confirmed after {:?}: {unconfirmed:?}", started.elapsed());
     assert!(unconfirmed.is_err(), "no replica acknowledged it");
     assert!(started.elapsed() < Duration::from_secs(1), "within the deadline");
-    invalidate_until_confirmed(&db, &other_key).await;
+    invalidate_until_confirmed(&db.cache, &other_key).await;
     cluster.resume(replica);
-    invalidate_until_confirmed(&db, "product:1").await;
+    invalidate_until_confirmed(&db.cache, "product:1").await;
 }
 
 /// Keys invalidated (and confirmed) just before their master is killed stay invalidated
@@ -403,7 +407,7 @@ async fn invalidations_confirmed_before_a_master_is_killed_survive_the_failover(
         .filter(|key| cluster.master_of_key(&db.cache.key(key)) == master)
         .collect();
     for key in &keys {
-        invalidate_until_confirmed(&db, key).await;
+        invalidate_until_confirmed(&db.cache, key).await;
     }
     tokio::task::spawn_blocking({
         let cluster = cluster.clone();
@@ -538,4 +542,132 @@ async fn a_hung_master_leaves_the_other_masters_keys_hitting() {
         (after.misses - before.misses) * 10 <= calls,
         "the other masters' keys missed: {before:?} {after:?}"
     );
+}
+
+/// The keys the near-cache tests read: 30, so that every master serves some.
+fn near_keys() -> Vec<String> {
+    (1..=30).map(|id| format!("product:{id}")).collect()
+}
+
+/// Makes each of `keys` a near hit of `cache` with the value `db` holds now.
+async fn near_hits(cache: &Cache, db: &near::Db, keys: &[String], value: u32) {
+    for key in keys {
+        assert_eq!(until_near_hit(cache, db, key).await, Some(value), "{key}");
+    }
+}
+
+/// Invalidations from every shard reach another process's near cache: keys of all
+/// three masters, each a near hit in cache B, invalidated by cache A, and later
+/// overwritten by another client: B stops serving each old value within the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_any_master_reaches_another_processs_near_cache() {
+    let cluster = tokio::task::spawn_blocking(Cluster::shared).await.unwrap();
+    let prefix = fresh_prefix();
+    let a = connected(shared_cluster_builder(&prefix).await.near_cache(1000)).await;
+    let b = connected(shared_cluster_builder(&prefix).await.near_cache(1000)).await;
+    let db = near::Db::default();
+    let keys = near_keys();
+    let masters: BTreeSet<Node> = keys.iter().map(|key| cluster.master_of_key(&b.key(key))).collect();
+    assert_eq!(
+        masters,
+        cluster.masters().into_iter().collect(),
+        "every master serves some keys"
+    );
+
+    db.set(1);
+    near_hits(&b, &db, &keys, 1).await;
+    db.set(2);
+    let mut invalidated = Vec::new();
+    for key in &keys {
+        invalidate_until_confirmed(&a, key).await;
+        invalidated.push((key.clone(), Instant::now()));
+    }
+    let longest = until_none_served(&b, &db, &invalidated, 1).await;
+    eprintln!("invalidated by another cache: every old value gone from the near cache within {longest:?}");
+
+    near_hits(&b, &db, &keys, 2).await;
+    db.set(3);
+    let mut conn = cluster.conn();
+    let mut overwritten = Vec::new();
+    for key in &keys {
+        let _: () = redis::cmd("SET")
+            .arg(b.key(key))
+            .arg("overwritten")
+            .query(&mut conn)
+            .unwrap();
+        overwritten.push((key.clone(), Instant::now()));
+    }
+    let longest = until_none_served(&b, &db, &overwritten, 2).await;
+    eprintln!("overwritten by another client: every old value gone from the near cache within {longest:?}");
+    assert_eq!(near::read(&b, &db, &keys[0]).await, Some(3));
+}
+
+/// Kills (`pause: false`) or hangs the master of 30 keys that are near hits in cache B,
+/// waits for its replica's promotion, then: B serves near hits again (tracking is on at
+/// the promoted master), and every invalidation of those keys cache A makes reaches B.
+async fn near_cache_across_a_failover(pause: bool) {
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::start).await.unwrap());
+    let near_cache = || {
+        connected(
+            Cache::builder()
+                .cluster(cluster.seeds())
+                .prefix("shop:")
+                .near_cache(1000),
+        )
+    };
+    let (a, b) = (near_cache().await, near_cache().await);
+    let db = near::Db::default();
+    let master = cluster.master_of_key(&b.key("product:1"));
+    let keys: Vec<String> = (1..)
+        .map(|id| format!("product:{id}"))
+        .filter(|key| cluster.master_of_key(&b.key(key)) == master)
+        .take(30)
+        .collect();
+    db.set(1);
+    near_hits(&b, &db, &keys, 1).await;
+
+    let failed = Instant::now();
+    let promoted = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || {
+            if pause {
+                cluster.pause(master);
+            } else {
+                cluster.kill(master);
+            }
+            cluster.wait_promoted(master)
+        }
+    })
+    .await
+    .unwrap();
+    let promotion = failed.elapsed();
+    let since_promotion = Instant::now();
+    assert_eq!(until_near_hit(&b, &db, &keys[0]).await, Some(1));
+    let resumed = since_promotion.elapsed();
+    near_hits(&b, &db, &keys, 1).await;
+
+    db.set(2);
+    let mut invalidated = Vec::new();
+    for key in &keys {
+        invalidate_until_confirmed(&a, key).await;
+        invalidated.push((key.clone(), Instant::now()));
+    }
+    let longest = until_none_served(&b, &db, &invalidated, 1).await;
+    eprintln!(
+        "{} master: {promoted:?} promoted {promotion:?} after; near hits resumed {resumed:?} after the promotion; \
+         {} invalidations on the promoted master reached the near cache within {longest:?}",
+        if pause { "hung" } else { "killed" },
+        keys.len()
+    );
+    assert_eq!(near::read(&b, &db, &keys[0]).await, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_killed_master_is_replaced_near_hits_resume_and_its_keys_invalidations_arrive() {
+    near_cache_across_a_failover(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_hung_master_is_replaced_near_hits_resume_and_its_keys_invalidations_arrive() {
+    near_cache_across_a_failover(true).await;
 }

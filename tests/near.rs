@@ -4,33 +4,10 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-
 use redis::Commands;
-use redis_cached::{Cache, Policy};
+use redis_cached::Cache;
 use support::RedisServer;
-
-/// How long a change may take to reach another process's near cache before a test
-/// fails: far above the sub-millisecond it takes, for a busy machine.
-const WINDOW: Duration = Duration::from_secs(2);
-
-static PRODUCT: Policy = Policy::new("product", Duration::from_secs(300)).near(Duration::from_secs(60));
-
-/// A value the loader reads: the database.
-#[derive(Clone, Default)]
-struct Db(Arc<AtomicU32>);
-
-impl Db {
-    fn set(&self, value: u32) {
-        self.0.store(value, Ordering::SeqCst);
-    }
-
-    async fn load(&self) -> Result<Option<u32>, ()> {
-        Ok(Some(self.0.load(Ordering::SeqCst)))
-    }
-}
+use support::near::{Db, read, until_near_hit, until_not_served};
 
 async fn near_cache(redis: &RedisServer) -> Cache {
     Cache::builder()
@@ -40,39 +17,6 @@ async fn near_cache(redis: &RedisServer) -> Cache {
         .build()
         .await
         .expect("build the cache")
-}
-
-async fn read(cache: &Cache, db: &Db, key: &str) -> Option<u32> {
-    cache.get_or_load(&PRODUCT, key, db.load()).await.unwrap()
-}
-
-/// Reads until the value is served from the near cache.
-async fn until_near_hit(cache: &Cache, db: &Db, key: &str) -> Option<u32> {
-    let deadline = Instant::now() + support::PATIENCE;
-    loop {
-        let before = cache.stats().near_hits;
-        let value = read(cache, db, key).await;
-        if cache.stats().near_hits > before {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{key} never became a near hit");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Reads until `cache` no longer serves `old`; returns how long that took.
-async fn until_not_served(cache: &Cache, db: &Db, key: &str, old: u32) -> Duration {
-    let start = Instant::now();
-    while read(cache, db, key).await == Some(old) {
-        assert!(
-            start.elapsed() < WINDOW,
-            "the old value of {key} was still served after {WINDOW:?}"
-        );
-        tokio::task::yield_now().await;
-    }
-    let took = start.elapsed();
-    println!("{key}: the old value stopped being served after {took:?}");
-    took
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use behaviour::load::{Load, Seen};
 use behaviour::{Db, behaviour_tests, product};
 use redis::Commands;
 use redis_cached::Cache;
+use support::near::{self, until_near_hit, until_none_served};
 use support::sentinel::{MASTER_NAME, SentinelSet};
 use support::{eventually, free_port, wait_connected};
 
@@ -349,4 +350,73 @@ async fn invalidations_confirmed_before_the_master_is_killed_survive_the_failove
         );
     }
     eprintln!("{} invalidations survived a killed master", ids.len());
+}
+
+/// Two processes with near caches; the master is SIGKILLed (`kill`) or handed over
+/// gracefully, and the sentinels promote the replica: near hits resume in the second one,
+/// and every invalidation the first one makes on the new master, and every write another
+/// client makes there, reaches it. After a graceful failover no connection drops: only
+/// the cache's following the master moves its tracking there.
+async fn near_cache_across_a_failover(kill: bool) {
+    let mut set = SentinelSet::start();
+    let near_cache = || set.cache_with("shop:", |builder| builder.near_cache(1000));
+    let (a, b) = (near_cache().await, near_cache().await);
+    let db = near::Db::default();
+    let keys: Vec<String> = (1..=30).map(|id| format!("product:{id}")).collect();
+    let near_hits = async |value| {
+        for key in &keys {
+            assert_eq!(until_near_hit(&b, &db, key).await, Some(value), "{key}");
+        }
+    };
+    db.set(1);
+    near_hits(1).await;
+
+    let failed = Instant::now();
+    if kill {
+        set.kill_master();
+    } else {
+        set.failover();
+    }
+    let new = set.wait_switched();
+    let switch = failed.elapsed();
+    let switched = Instant::now();
+    assert_eq!(until_near_hit(&b, &db, &keys[0]).await, Some(1));
+    let resumed = switched.elapsed();
+    near_hits(1).await;
+
+    db.set(2);
+    let mut invalidated = Vec::new();
+    for key in &keys {
+        eventually("an invalidation is confirmed", async || a.invalidate(key).await.is_ok()).await;
+        invalidated.push((key.clone(), Instant::now()));
+    }
+    let by_cache = until_none_served(&b, &db, &invalidated, 1).await;
+
+    near_hits(2).await;
+    db.set(3);
+    let mut new_master = set.nodes[new].conn();
+    let mut overwritten = Vec::new();
+    for key in &keys {
+        let _: () = new_master.set(b.key(key), "overwritten").unwrap();
+        overwritten.push((key.clone(), Instant::now()));
+    }
+    let by_client = until_none_served(&b, &db, &overwritten, 2).await;
+    eprintln!(
+        "{}: the sentinels switched after {switch:?}; near hits resumed {resumed:?} after the switch; \
+         on the new master, {} invalidations by another cache reached the near cache within {by_cache:?}, \
+         writes by another client within {by_client:?}",
+        if kill { "master killed" } else { "graceful failover" },
+        keys.len()
+    );
+    assert_eq!(near::read(&b, &db, &keys[0]).await, Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_killed_master_is_replaced_near_hits_resume_and_changes_on_the_new_master_arrive() {
+    near_cache_across_a_failover(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_graceful_failover_changes_on_the_new_master_reach_the_near_cache() {
+    near_cache_across_a_failover(false).await;
 }

@@ -13,6 +13,7 @@ pub mod child;
 pub mod cluster;
 pub mod delay_proxy;
 pub mod logs;
+pub mod near;
 pub mod proxy;
 pub mod sentinel;
 pub mod tls;

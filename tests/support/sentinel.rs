@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use redis_cached::Cache;
+use redis_cached::{Cache, CacheBuilder};
 
 use super::{RedisServer, free_port, wait_until};
 
@@ -213,12 +213,16 @@ impl SentinelSet {
 
     /// A cache through the sentinels; waits until it is connected.
     pub async fn cache(&self, prefix: &str) -> Cache {
-        let cache = Cache::builder()
+        self.cache_with(prefix, |builder| builder).await
+    }
+
+    /// A cache through the sentinels with settings of `configure`'s own; waits until it
+    /// is connected.
+    pub async fn cache_with(&self, prefix: &str, configure: impl FnOnce(CacheBuilder) -> CacheBuilder) -> Cache {
+        let builder = Cache::builder()
             .sentinel(MASTER_NAME, self.sentinel_urls())
-            .prefix(prefix)
-            .build()
-            .await
-            .expect("build the cache");
+            .prefix(prefix);
+        let cache = configure(builder).build().await.expect("build the cache");
         super::wait_connected(&cache).await;
         cache
     }
