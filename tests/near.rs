@@ -4,10 +4,14 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
 use redis::Commands;
-use redis_cached::Cache;
+use redis_cached::{Cache, Policy};
 use support::RedisServer;
-use support::near::{Db, read, until_near_hit, until_not_served};
+use support::near::{Db, PRODUCT, WINDOW, read, until_near_hit, until_not_served};
 
 async fn near_cache(redis: &RedisServer) -> Cache {
     Cache::builder()
