@@ -136,14 +136,6 @@ impl Terms {
 /// kept value's boxes and counters (about what a small entry was measured to take).
 const ENTRY_OVERHEAD: usize = 512;
 
-struct Expiry;
-
-impl moka::Expiry<String, Arc<Kept>> for Expiry {
-    fn expire_after_create(&self, _key: &String, kept: &Arc<Kept>, created_at: Instant) -> Option<Duration> {
-        Some(kept.until.saturating_duration_since(created_at))
-    }
-}
-
 impl NearCache {
     /// A near cache of at most `max_entries` entries and about `max_bytes` bytes (each
     /// entry counted at its stored size), not serving until tracking is on.
@@ -155,7 +147,6 @@ impl NearCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_key: &String, kept: &Arc<Kept>| kept.weight)
-                .expire_after(Expiry)
                 .build(),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
@@ -189,10 +180,14 @@ impl NearCache {
         }
         let kept = self.entries.get(key)?;
         let now = Instant::now();
+        if now >= kept.until {
+            // Expired here rather than by moka's per-entry expiry, which costs every hit.
+            self.entries.invalidate(key);
+            return None;
+        }
         if kept.terms != Terms::of(policy)
             || *kept.tags != *tags
             || !self.unmoved(kept.epoch, &kept.seen)
-            || now >= kept.until
             || !self.confirmed_at(now)
         {
             return None;
