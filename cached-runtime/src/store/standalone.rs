@@ -290,6 +290,10 @@ impl<L: Locate> Masters for Standalone<L> {
             None => Err(RedisError::from((ErrorKind::Io, "not connected to redis yet"))),
         }
     }
+
+    fn reconnects(&self) -> watch::Receiver<u64> {
+        self.reconnects.subscribe()
+    }
 }
 
 /// Owns the connection: while the breaker is open, reconnects and probes with backoff.

@@ -61,6 +61,12 @@ pub(crate) trait Tracked: Send + Sync + 'static {
 pub(crate) trait Masters: Send + Sync + 'static {
     /// The clients of every master that serves keys now.
     fn masters(&self) -> impl Future<Output = Result<Vec<Client>, RedisError>> + Send;
+
+    /// Changes when the topology connects anew, perhaps to another master: the masters
+    /// are checked at once rather than at the next regular check. By default, never.
+    fn reconnects(&self) -> watch::Receiver<u64> {
+        watch::Sender::new(0).subscribe()
+    }
 }
 
 /// Keeps tracking on at every master of `topology` for keys under `prefix`, telling
@@ -128,11 +134,17 @@ async fn keep_tracking<M: Masters>(rounds: Rounds<M>, mut shutdown: watch::Recei
         rounds.near.confirmed(began + TRACKING_LEASE);
         rounds.near.resumed();
         let up = Instant::now();
+        let mut reconnects = rounds.topology.reconnects();
         loop {
             tokio::select! {
                 () = round.dropped.notified() => break,
-                () = tokio::time::sleep(TRACKING_CHECK) => if !rounds.holds(&round).await { break },
+                () = tokio::time::sleep(TRACKING_CHECK) => {}
+                // A closed channel (the default) never changes: wait on the others.
+                Ok(()) = reconnects.changed() => {}
                 _ = shutdown.changed() => return,
+            }
+            if !rounds.holds(&round).await {
+                break;
             }
         }
         // At once: the pause before the next round must not serve what tracking no
