@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `hit` and `stampede` have rows on one server and on a cluster; `failover` kills, then
-//! hangs, a cluster master under load; `near` measures the near cache (`near_cache`).
+//! hangs, a cluster master under load; `near` measures the near cache (`near_cache`), `tracking` what client tracking costs Redis.
 
 mod cluster;
 mod failover;
@@ -22,6 +22,7 @@ mod seed;
 mod server;
 mod size;
 mod stampede;
+mod tracking;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -42,6 +43,9 @@ async fn main() {
         for table in near::run(&server).await {
             table.print();
         }
+    }
+    if wanted("tracking") {
+        tracking::run(&server).await.print();
     }
     if wanted("stampede") {
         tokio::task::block_in_place(|| stampede::run(&server)).print();
