@@ -367,7 +367,7 @@ impl CacheBuilder {
         }
         let near = self
             .near_entries
-            .map(|entries| Arc::new(NearCache::new(entries, self.near_bytes)));
+            .map(|entries| Arc::new(NearCache::new(&self.prefix, entries, self.near_bytes)));
         let store = match (&self.cluster, &self.sentinel) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidConfig(

@@ -51,7 +51,10 @@ const EARLY_REFRESH_LOADS: f64 = 3.0;
 
 /// The near cache of one `Cache`.
 pub(crate) struct NearCache {
+    /// By rendered key (a hit need not build the full key: one allocation less).
     entries: moka::sync::Cache<String, Arc<Kept>>,
+    /// The cache's prefix, which full keys start with.
+    prefix: String,
     stripes: Box<[AtomicU64]>,
     /// Odd while tracking is on at every master (values are served and kept); bumped at
     /// each loss and resumption, and by two at each flush.
@@ -137,9 +140,10 @@ impl Terms {
 const ENTRY_OVERHEAD: usize = 512;
 
 impl NearCache {
-    /// A near cache of at most `max_entries` entries and about `max_bytes` bytes (each
-    /// entry counted at its stored size), not serving until tracking is on.
-    pub(crate) fn new(max_entries: u64, max_bytes: u64) -> Self {
+    /// A near cache for the keys under `prefix`, of at most `max_entries` entries and
+    /// about `max_bytes` bytes (each entry counted at its stored size), not serving until
+    /// tracking is on.
+    pub(crate) fn new(prefix: &str, max_entries: u64, max_bytes: u64) -> Self {
         let max_entries = max_entries.max(1);
         let max_bytes = max_bytes.max(max_entries);
         let least_weight = u32::try_from(max_bytes / max_entries).unwrap_or(u32::MAX);
@@ -148,6 +152,7 @@ impl NearCache {
                 .max_capacity(max_bytes)
                 .weigher(|_key: &String, kept: &Arc<Kept>| kept.weight)
                 .build(),
+            prefix: prefix.to_owned(),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
             serving: watch::Sender::new(false),
@@ -172,8 +177,8 @@ impl NearCache {
         let _ = tokio::time::timeout(timeout, serving.wait_for(|serving| *serving)).await;
     }
 
-    /// The value of `key` (with `tags`, as rendered) for a function of shape `S`, if one
-    /// is kept and still current.
+    /// The value of `key` (rendered, with `tags`) for a function of shape `S`, if one is
+    /// kept and still current.
     pub(crate) fn get<S: Shape>(&self, key: &str, tags: &[String], policy: &Policy) -> Option<S::Output> {
         if !self.is_serving() {
             return None;
@@ -199,8 +204,9 @@ impl NearCache {
         }
     }
 
-    /// What a read of `key` with `tag_keys` sees before it is sent, for a function whose
-    /// values may be kept for `max_age`; `None` while the cache does not serve.
+    /// What a read of `key` with `tag_keys` (full keys) sees before it is sent, for a
+    /// function whose values may be kept for `max_age`; `None` while the cache does not
+    /// serve.
     pub(crate) fn ticket(&self, key: &str, tag_keys: &[String], max_age: Duration) -> Option<Ticket> {
         let epoch = self.epoch.load(SeqCst);
         if epoch.is_multiple_of(2) {
@@ -219,7 +225,7 @@ impl NearCache {
         })
     }
 
-    /// Keeps `out`, the answer a read of `key` with `tags` (as rendered) and `ticket`
+    /// Keeps `out`, the answer a read of `key` with `tags` (both as rendered) and `ticket`
     /// got from `bytes` (stored for `remaining` more, if known), unless an invalidation
     /// arrived since the ticket.
     #[allow(clippy::too_many_arguments, reason = "the read's parts, each needed")]
@@ -277,6 +283,17 @@ impl NearCache {
     }
 }
 
+impl NearCache {
+    /// The rendered keys whose full key (`key::full_key`) is `key`: without the prefix,
+    /// and also without the braces of the hash tag the cache adds (when the rendered key
+    /// had its own, the braces are its).
+    fn rendered_of<'a>(&self, key: &'a str) -> impl Iterator<Item = &'a str> {
+        let unprefixed = key.strip_prefix(self.prefix.as_str());
+        let untagged = unprefixed.and_then(|key| key.strip_prefix('{')?.strip_suffix('}'));
+        unprefixed.into_iter().chain(untagged)
+    }
+}
+
 /// When a value read with `ticket` stops being served (see the module docs).
 fn served_until(ticket: &Ticket, policy: &Policy, bytes: &[u8], remaining: Option<Duration>, absent: bool) -> Instant {
     let mut left = ticket.max_age;
@@ -308,7 +325,9 @@ impl Tracked for NearCache {
     fn invalidated(&self, key: &[u8]) {
         self.stripes[stripe(key)].fetch_add(1, SeqCst);
         if let Ok(key) = std::str::from_utf8(key) {
-            self.entries.invalidate(key);
+            for rendered in self.rendered_of(key) {
+                self.entries.invalidate(rendered);
+            }
         }
     }
 
@@ -346,7 +365,7 @@ mod tests {
     static POLICY: Policy = Policy::new("f", Duration::from_secs(60)).negative(Duration::from_secs(60));
 
     fn serving() -> NearCache {
-        let near = NearCache::new(100, 1 << 20);
+        let near = NearCache::new("", 100, 1 << 20);
         near.resumed();
         near.confirmed(Instant::now() + Duration::from_secs(60));
         near
@@ -476,7 +495,7 @@ mod tests {
 
     #[test]
     fn entries_are_bounded_by_count_and_by_bytes() {
-        let near = NearCache::new(10, 1000);
+        let near = NearCache::new("", 10, 1000);
         near.resumed();
         for i in 0..100 {
             let key = format!("k{i}");
@@ -493,7 +512,7 @@ mod tests {
         }
         near.entries.run_pending_tasks();
         assert!(near.entries.entry_count() <= 10, "{}", near.entries.entry_count());
-        let big = NearCache::new(1000, 1000);
+        let big = NearCache::new("", 1000, 1000);
         big.resumed();
         for i in 0..100 {
             let key = format!("k{i}");
@@ -562,7 +581,7 @@ mod tests {
     /// may be failing, or starved, while the connection looks up.
     #[test]
     fn nothing_is_served_past_the_last_confirmation() {
-        let near = NearCache::new(100, 1 << 20);
+        let near = NearCache::new("", 100, 1 << 20);
         near.resumed();
         near.confirmed(Instant::now() + Duration::from_millis(2));
         keep(
@@ -576,5 +595,27 @@ mod tests {
         assert_eq!(get(&near, "k"), None);
         near.confirmed(Instant::now() + Duration::from_secs(1));
         assert_eq!(get(&near, "k"), Some(Some(1)), "served again once confirmed");
+    }
+
+    /// Entries are kept by rendered key; Redis names full keys (prefix and hash tag).
+    #[test]
+    fn an_invalidation_of_a_full_key_reaches_the_rendered_key_kept() {
+        let near = NearCache::new("shop:", 100, 1 << 20);
+        near.resumed();
+        near.confirmed(Instant::now() + Duration::from_secs(60));
+        for (rendered, full) in [
+            ("product:1", "shop:{product:1}"),
+            ("{user:1}:orders", "shop:{user:1}:orders"),
+        ] {
+            keep(
+                &near,
+                near.ticket(full, &[], Duration::from_secs(10)).unwrap(),
+                rendered,
+                Some(1),
+            );
+            assert_eq!(get(&near, rendered), Some(Some(1)));
+            near.invalidated(full.as_bytes());
+            assert_eq!(get(&near, rendered), None, "{full}");
+        }
     }
 }

@@ -88,15 +88,15 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
     tags: &[String],
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
-    let key = full_key(&cx.prefix, rendered);
     let near = cx.near.as_deref().zip(policy.near_age());
-    if let Some(out) = near.and_then(|(near, _)| near.get::<S>(&key, tags, policy)) {
+    if let Some(out) = near.and_then(|(near, _)| near.get::<S>(rendered, tags, policy)) {
         cx.counters.bump(Count::NearHits);
         // A near hit touches nothing that yields: a loop of them would starve the
         // tasks that hear Redis's invalidations.
         tokio::task::consume_budget().await;
         return out;
     }
+    let key = full_key(&cx.prefix, rendered);
     let started = Instant::now();
     let mut tagging = Tagging {
         keys: tags.iter().map(|tag| tag_key(&cx.prefix, tag)).collect(),
@@ -114,12 +114,12 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
         {
             Some(Answer::Value(out)) => {
                 cx.counters.bump(Count::Hits);
-                keep_near::<S>(cx, ticket, (&key, tags), &out, policy, &entry);
+                keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
                 return out;
             }
             Some(Answer::Negative(out)) => {
                 cx.counters.bump(Count::NegativeHits);
-                keep_near::<S>(cx, ticket, (&key, tags), &out, policy, &entry);
+                keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
                 return out;
             }
             Some(Answer::Due { value, stale }) => {
@@ -162,7 +162,8 @@ async fn first_read<St: Store>(
     Ok(value)
 }
 
-/// Keeps a Redis hit of `key` with `tags` in the near cache, if the read took a ticket.
+/// Keeps a Redis hit of `key` with `tags` (as rendered) in the near cache, if the read
+/// took a ticket.
 fn keep_near<S: Shape>(
     cx: &Context,
     ticket: Option<Ticket>,

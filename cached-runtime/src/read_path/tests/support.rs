@@ -87,7 +87,7 @@ pub(super) fn deployment(n: u64) -> (Server, Vec<Arc<Process>>) {
 /// is on: the test plays Redis's invalidation pushes on it.
 pub(super) fn deployment_with_near(n: u64) -> (Server, Vec<Arc<Process>>, Arc<NearCache>) {
     let server = Server::new(OP_TIMEOUT, TAG_TTL);
-    let near = Arc::new(NearCache::new(100, 1 << 20));
+    let near = Arc::new(NearCache::new("", 100, 1 << 20));
     near.resumed();
     // Confirmed for longer than any test runs (the near cache keeps real time).
     near.confirmed(std::time::Instant::now() + Duration::from_secs(3600));
