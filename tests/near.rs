@@ -13,6 +13,15 @@ use redis_cached::{Cache, Policy};
 use support::RedisServer;
 use support::near::{Db, PRODUCT, WINDOW, read, until_near_hit, until_not_served};
 
+/// Calls `read` (which must answer `expected`) until `cache` has served a near hit.
+async fn until_first_near_hit(cache: &Cache, expected: Option<u32>, mut read: impl AsyncFnMut() -> Option<u32>) {
+    let deadline = Instant::now() + support::PATIENCE;
+    while cache.stats().near_hits == 0 {
+        assert_eq!(read().await, expected);
+        assert!(Instant::now() < deadline, "never a near hit");
+    }
+}
+
 async fn near_cache(redis: &RedisServer) -> Cache {
     Cache::builder()
         .url(redis.url())
@@ -84,11 +93,7 @@ async fn a_tag_invalidated_in_one_process_reaches_the_others_near_cache() {
             .unwrap()
     };
     db.set(1);
-    let deadline = Instant::now() + support::PATIENCE;
-    while b.stats().near_hits == 0 {
-        assert_eq!(read_tagged(&b).await, Some(1));
-        assert!(Instant::now() < deadline, "never a near hit");
-    }
+    until_first_near_hit(&b, Some(1), async || read_tagged(&b).await).await;
     db.set(2);
     a.invalidate_tag("category:7").await.unwrap();
     let start = Instant::now();
@@ -112,11 +117,7 @@ async fn a_value_is_not_served_from_the_near_cache_past_its_expiry_in_redis() {
     let (b, db) = (near_cache(&redis).await, Db::default());
     db.set(1);
     let read_short = async || b.get_or_load(&SHORT, "product:1", db.load()).await.unwrap();
-    let deadline = Instant::now() + support::PATIENCE;
-    while b.stats().near_hits == 0 {
-        assert_eq!(read_short().await, Some(1));
-        assert!(Instant::now() < deadline, "never a near hit");
-    }
+    until_first_near_hit(&b, Some(1), async || read_short().await).await;
     db.set(2);
     let mut conn = redis.conn();
     let key = b.key("product:1");
@@ -151,11 +152,7 @@ async fn a_not_found_is_served_from_the_near_cache_until_it_is_invalidated() {
             .await
             .unwrap()
     };
-    let deadline = Instant::now() + support::PATIENCE;
-    while b.stats().near_hits == 0 {
-        assert_eq!(read_maybe(&b).await, None);
-        assert!(Instant::now() < deadline, "never a near hit");
-    }
+    until_first_near_hit(&b, None, async || read_maybe(&b).await).await;
     assert_eq!(b.stats().loads, 1, "one load; the not-found was cached");
     found.store(5, Ordering::SeqCst);
     a.invalidate("product:9").await.unwrap();
@@ -210,11 +207,7 @@ async fn a_value_due_for_refresh_is_refreshed_through_redis_not_served_from_the_
     let (b, db) = (near_cache(&redis).await, Db::default());
     db.set(1);
     let read_stale = async || b.get_or_load(&STALE, "product:1", db.load()).await.unwrap();
-    let deadline = Instant::now() + support::PATIENCE;
-    while b.stats().near_hits == 0 {
-        assert_eq!(read_stale().await, Some(1));
-        assert!(Instant::now() < deadline, "never a near hit");
-    }
+    until_first_near_hit(&b, Some(1), async || read_stale().await).await;
     db.set(2);
     // Past its ttl the value is stale: served while one call refreshes it, by the
     // refresh path, which the near cache leaves it to.

@@ -239,12 +239,11 @@ impl NearCache {
         bytes: &[u8],
         remaining: Option<Duration>,
     ) {
-        let value: Arc<dyn Any + Send + Sync> = match S::classify(out) {
-            Loaded::Value(value) => Arc::new(Shared::Value(value.clone())),
-            Loaded::Absent => Arc::new(Shared::<S::Value>::Absent),
+        let (value, absent): (Arc<dyn Any + Send + Sync>, bool) = match S::classify(out) {
+            Loaded::Value(value) => (Arc::new(Shared::Value(value.clone())), false),
+            Loaded::Absent => (Arc::new(Shared::<S::Value>::Absent), true),
             Loaded::Failed => return,
         };
-        let absent = matches!(S::classify(out), Loaded::Absent);
         let until = served_until(&ticket, policy, bytes, remaining, absent);
         if until <= Instant::now() {
             return;
@@ -493,41 +492,33 @@ mod tests {
         assert_eq!(get(&near, "k"), None, "ttl");
     }
 
-    #[test]
-    fn entries_are_bounded_by_count_and_by_bytes() {
-        let near = NearCache::new("", 10, 1000);
+    /// A near cache of `max_entries` and `max_bytes` after 100 values of `size` bytes.
+    fn filled(max_entries: u64, max_bytes: u64, size: usize) -> NearCache {
+        let near = NearCache::new("", max_entries, max_bytes);
         near.resumed();
         for i in 0..100 {
             let key = format!("k{i}");
             let ticket = near.ticket(&key, &[], Duration::from_secs(10)).unwrap();
+            let bytes = vec![0; size];
             near.keep::<Optional<u32>>(
                 ticket,
                 &key,
                 &[],
                 &Some(i),
                 &POLICY,
-                &[0; 10],
+                &bytes,
                 Some(Duration::from_secs(60)),
             );
         }
         near.entries.run_pending_tasks();
+        near
+    }
+
+    #[test]
+    fn entries_are_bounded_by_count_and_by_bytes() {
+        let near = filled(10, 1000, 10);
         assert!(near.entries.entry_count() <= 10, "{}", near.entries.entry_count());
-        let big = NearCache::new("", 1000, 1000);
-        big.resumed();
-        for i in 0..100 {
-            let key = format!("k{i}");
-            let ticket = big.ticket(&key, &[], Duration::from_secs(10)).unwrap();
-            big.keep::<Optional<u32>>(
-                ticket,
-                &key,
-                &[],
-                &Some(i),
-                &POLICY,
-                &[0; 100],
-                Some(Duration::from_secs(60)),
-            );
-        }
-        big.entries.run_pending_tasks();
+        let big = filled(1000, 1000, 100);
         assert!(big.entries.weighted_size() <= 1000, "{}", big.entries.weighted_size());
     }
 
