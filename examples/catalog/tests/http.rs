@@ -118,7 +118,7 @@ fn the_service_answers_while_redis_is_down_and_hits_resume_after() {
         "failing open is counted: {down}"
     );
 
-    redis.start_again();
+    redis.run();
     let hits = counter(&service.stats(), "hits");
     wait_for("hits to resume after Redis is back", || {
         assert_eq!(service.get_ok("/products/11"), product);
@@ -190,7 +190,7 @@ impl Redis {
             dir: dir.0.clone(),
             child: None,
         };
-        redis.start_again();
+        redis.run();
         redis
     }
 
@@ -200,7 +200,7 @@ impl Redis {
 
     /// Starts the server (again, after [`kill`](Self::kill)) on its port, and waits until
     /// it answers `PING`.
-    fn start_again(&mut self) {
+    fn run(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
