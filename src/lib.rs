@@ -180,7 +180,7 @@ pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
     Cache, CacheBuilder, Cacheable, CachedValue, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE,
     DEFAULT_NEAR_AGE, DEFAULT_NEAR_CACHE_BYTES, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY,
-    KeyBuilder, MAX_DURATION, PlaceholderValue, Policy, Stats, install, redis,
+    KeyBuilder, MAX_DURATION, PlaceholderValue, Policy, ServerStats, Stats, install, redis,
 };
 
 /// The README's examples compile too.

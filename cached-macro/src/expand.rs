@@ -234,10 +234,11 @@ fn in_place(function: &ItemFn, boxed: Option<&Boxed<'_>>, body: TokenStream) -> 
 fn policy(name: &Ident, plan: &Plan) -> TokenStream {
     let function_name = name.to_string();
     let ttl = plan.ttl_ms;
+    let template = plan.key.value();
     let mut chain = quote!(::redis_cached::__private::Policy::new(
         #function_name,
         ::redis_cached::__private::Duration::from_millis(#ttl)
-    ));
+    ).key_template(#template));
     match &plan.args.lock {
         Some(Some(lease)) => {
             let ms = lease.ms;

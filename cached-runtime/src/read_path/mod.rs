@@ -27,6 +27,7 @@ mod refresh;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -38,7 +39,7 @@ use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
 use crate::near::{NearCache, Ticket};
 use crate::shape::Shape;
-use crate::stats::{Count, Counters};
+use crate::stats::{Count, Counters, Outcome};
 use crate::store::{Entry, Store, StoreError};
 use crate::wake::FillWaiters;
 use answer::{Answer, answer};
@@ -79,7 +80,8 @@ impl Context {
     }
 }
 
-/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss.
+/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss; says
+/// which the call came to.
 pub(crate) async fn read_through<S: Shape, St: Store>(
     cx: &Context,
     store: &St,
@@ -87,14 +89,14 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
     rendered: &str,
     tags: &[String],
     load: impl Future<Output = S::Output>,
-) -> S::Output {
+) -> (S::Output, Outcome) {
     let near = cx.near.as_deref().zip(policy.near_age());
     if let Some(out) = near.and_then(|(near, _)| near.get::<S>(rendered, tags, policy)) {
         cx.counters.bump(Count::NearHits);
         // A near hit touches nothing that yields: a loop of them would starve the
         // tasks that hear Redis's invalidations.
         tokio::task::consume_budget().await;
-        return out;
+        return (out, Outcome::NearHit);
     }
     let key = full_key(&cx.prefix, rendered);
     let started = Instant::now();
@@ -115,12 +117,12 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
             Some(Answer::Value(out)) => {
                 cx.counters.bump(Count::Hits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
-                return out;
+                return (out, Outcome::Hit);
             }
             Some(Answer::Negative(out)) => {
                 cx.counters.bump(Count::NegativeHits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
-                return out;
+                return (out, Outcome::NegativeHit);
             }
             Some(Answer::Due { value, stale }) => {
                 let current = Current {
@@ -129,20 +131,22 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
                     bytes: entry.bytes,
                 };
                 let call = Call::new(cx, store, policy, key, started);
-                return Box::pin(refresh::refresh::<S, St>(call, tagging, load, current)).await;
+                let out = Box::pin(refresh::refresh::<S, St>(&call, tagging, load, current)).await;
+                return (out, call.came.get());
             }
             None => {}
         },
         Ok(None) => {}
         Err(e) => {
             tagging.versions = None;
-            cx.fail_open.failed(e);
+            let call = Call::new(cx, store, policy, key, started);
+            call.failed(e);
+            return Box::pin(call.miss::<S>(tagging, load)).await;
         }
     }
-    cx.counters.bump(Count::Misses);
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
     let call = Call::new(cx, store, policy, key, started);
-    Box::pin(miss::miss::<S, St>(call, tagging, load)).await
+    Box::pin(call.miss::<S>(tagging, load)).await
 }
 
 /// The first read of a call: the entry and, for a tagged value, its tags' versions in
@@ -184,6 +188,8 @@ struct Call<'a, St> {
     policy: &'a Policy,
     key: String,
     budget: Budget,
+    /// What the call has come to so far.
+    came: Came,
 }
 
 impl<'a, St: Store> Call<'a, St> {
@@ -197,12 +203,52 @@ impl<'a, St: Store> Call<'a, St> {
             policy,
             key,
             budget,
+            came: Came::new(Outcome::Miss),
         }
     }
 
     /// Counts and logs a Redis error the call fails open on.
     fn failed(&self, error: StoreError) {
+        self.came.failed(matches!(error, StoreError::Skipped));
         self.cx.fail_open.failed(error);
+    }
+
+    /// A miss (counted as one), after its first read.
+    async fn miss<S: Shape>(self, tagging: Tagging, load: impl Future<Output = S::Output>) -> (S::Output, Outcome) {
+        self.cx.counters.bump(Count::Misses);
+        let out = miss::miss::<S, St>(&self, tagging, load).await;
+        (out, self.came.get())
+    }
+}
+
+/// What a call past its first read has come to so far: the step that answers it names
+/// it, unless a Redis error (or a skipped operation) on the way already has. Atomic only
+/// so a call's steps may share it; one call's future owns it.
+struct Came(AtomicU8);
+
+impl Came {
+    fn new(outcome: Outcome) -> Self {
+        Self(AtomicU8::new(outcome as u8))
+    }
+
+    fn get(&self) -> Outcome {
+        Outcome::ALL[usize::from(self.0.load(Ordering::Relaxed))]
+    }
+
+    /// The step that answers the call, unless it failed open.
+    fn set(&self, outcome: Outcome) {
+        if !matches!(self.get(), Outcome::Error | Outcome::Skipped) {
+            self.0.store(outcome as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// A Redis operation of the call failed (`skipped`: it was not attempted). An error
+    /// names the call over a skipped operation.
+    fn failed(&self, skipped: bool) {
+        let outcome = if skipped { Outcome::Skipped } else { Outcome::Error };
+        if self.get() != Outcome::Error {
+            self.0.store(outcome as u8, Ordering::Relaxed);
+        }
     }
 }
 

@@ -108,6 +108,16 @@ impl Process {
     }
 
     pub(super) async fn read(&self, policy: &Policy, key: &str, load: impl Future<Output = Out>) -> Out {
+        self.read_with_outcome(policy, key, load).await.0
+    }
+
+    /// A read, and what it came to.
+    pub(super) async fn read_with_outcome(
+        &self,
+        policy: &Policy,
+        key: &str,
+        load: impl Future<Output = Out>,
+    ) -> (Out, crate::stats::Outcome) {
         read_through::<ResultOption<Row, DbError>, ScriptedStore>(&self.cx, &self.store, policy, key, &[], load).await
     }
 

@@ -67,7 +67,7 @@ impl World {
             &func_plan.tags,
             loader,
         );
-        let read = attributed(id, read);
+        let read = attributed(id, async { read.await.0 });
         let out = match dropped_after {
             Some(after) => tokio::time::timeout(after, read).await.ok(),
             None => Some(read.await),
