@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p redis-cached-bench                 # every scenario
 //! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, near, stampede, outage, hotkey, size, failover
+//! cargo run --release -p redis-cached-bench --features metrics -- hit near # with the `metrics` feature
 //! ```
 //!
 //! `hit` and `stampede` have rows on one server and on a cluster; `failover` kills, then
@@ -33,7 +34,11 @@ async fn main() {
     }
     let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     let server = server::Server::start();
-    println!("redis-cached bench: redis-server on 127.0.0.1:{}", server.port);
+    println!(
+        "redis-cached bench: redis-server on 127.0.0.1:{}; the `metrics` feature is {} (no recorder installed)",
+        server.port,
+        if cfg!(feature = "metrics") { "on" } else { "off" },
+    );
     if wanted("hit") {
         for table in hit::run(&server).await {
             table.print();
