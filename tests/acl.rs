@@ -197,5 +197,9 @@ async fn the_acl_user_reads_server_stats() {
         logs.lines().iter().any(|line| line.contains("no maxmemory"))
     })
     .await;
-    assert!(!logs.lines().iter().any(|line| line.contains("grant `+info`")), "{:?}", logs.lines());
+    assert!(
+        !logs.lines().iter().any(|line| line.contains("grant `+info`")),
+        "{:?}",
+        logs.lines()
+    );
 }

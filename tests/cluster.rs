@@ -683,6 +683,9 @@ async fn server_stats_are_summed_over_the_masters() {
         db.product(id).await.unwrap();
     }
     let after = cache.server_stats().await.expect("INFO of every master");
-    assert!(after.keyspace_misses >= before.keyspace_misses + 30, "{before:?} then {after:?}");
+    assert!(
+        after.keyspace_misses >= before.keyspace_misses + 30,
+        "{before:?} then {after:?}"
+    );
     assert!(after.used_memory > 0 && !after.maxmemory_policy.is_empty());
 }

@@ -79,6 +79,9 @@ pub(crate) enum Failure {
     Other,
 }
 
+/// The label of [`Failure::Other`].
+const OTHER: &str = "other";
+
 impl Failure {
     /// The label value.
     pub(crate) const fn as_str(self) -> &'static str {
@@ -91,7 +94,7 @@ impl Failure {
             Failure::NoPerm => "noperm",
             Failure::ReadOnly => "readonly",
             Failure::Unavailable => "unavailable",
-            Failure::Other => "other",
+            Failure::Other => OTHER,
         }
     }
 }
