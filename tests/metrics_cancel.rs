@@ -31,9 +31,7 @@ fn seen(snapshotter: &Snapshotter) -> (u64, usize) {
             (MetricKind::Counter, DebugValue::Counter(n)) if ours && key.name() == "redis_cached_calls_total" => {
                 calls += n;
             }
-            (MetricKind::Histogram, DebugValue::Histogram(xs))
-                if ours && key.name() == "redis_cached_load_seconds" =>
-            {
+            (MetricKind::Histogram, DebugValue::Histogram(xs)) if ours && key.name() == "redis_cached_load_seconds" => {
                 loads += xs.len();
             }
             _ => {}

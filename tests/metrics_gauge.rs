@@ -13,15 +13,19 @@ use redis_cached::Cache;
 use support::RedisServer;
 
 fn gauge(snapshotter: &Snapshotter) -> Option<f64> {
-    snapshotter.snapshot().into_vec().into_iter().find_map(|(key, _, _, value)| {
-        let (kind, key) = key.into_parts();
-        match (kind, value) {
-            (MetricKind::Gauge, DebugValue::Gauge(x)) if key.name() == "redis_cached_available" => {
-                Some(x.into_inner())
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| {
+            let (kind, key) = key.into_parts();
+            match (kind, value) {
+                (MetricKind::Gauge, DebugValue::Gauge(x)) if key.name() == "redis_cached_available" => {
+                    Some(x.into_inner())
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    })
+        })
 }
 
 /// The guide: the gauge is "1 while Redis is answering, 0 while the cache fails open

@@ -12,15 +12,19 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::RedisServer;
 
 fn gauge(snapshotter: &Snapshotter) -> Option<f64> {
-    snapshotter.snapshot().into_vec().into_iter().find_map(|(key, _, _, value)| {
-        let (kind, key) = key.into_parts();
-        match (kind, value) {
-            (MetricKind::Gauge, DebugValue::Gauge(x)) if key.name() == "redis_cached_available" => {
-                Some(x.into_inner())
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| {
+            let (kind, key) = key.into_parts();
+            match (kind, value) {
+                (MetricKind::Gauge, DebugValue::Gauge(x)) if key.name() == "redis_cached_available" => {
+                    Some(x.into_inner())
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    })
+        })
 }
 
 /// The gauge task writes only when `available()` changes: its one write came before

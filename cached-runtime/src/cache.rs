@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
@@ -16,13 +15,13 @@ use crate::key::{full_key, tag_key};
 use crate::near::NearCache;
 #[cfg(feature = "memory")]
 use crate::policy::TAG_TTL;
-use crate::read_path::{Context, read_through};
+use crate::read_path::{Came, Context, read_through};
+use crate::report::{Report, timed_load};
 use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
 #[cfg(feature = "memory")]
 use crate::store::MemoryStore;
 use crate::store::{Cluster, Listener, RedisStore, Sentinel, Standalone, Store, StoreError};
-use crate::telemetry;
 use crate::wake::{FillWaiters, Wake};
 use crate::{Cacheable, Error, Policy, ServerStats, Stats};
 
@@ -176,17 +175,21 @@ impl Cache {
             call_budget,
             near,
         };
-        let watched = store.clone();
-        health::keep_gauge(move || watched.available(), shutdown.subscribe());
         #[cfg(feature = "memory")]
         let in_memory = matches!(store, AnyStore::Memory(_));
         #[cfg(not(feature = "memory"))]
         let in_memory = false;
+        // An in-memory cache has no Redis to report on.
         if !in_memory {
             let (watched, asked) = (store.clone(), store.clone());
+            health::keep_gauge(move || watched.available(), shutdown.subscribe());
+            let watched = store.clone();
             health::warn_about_memory(
                 move || watched.available(),
-                move || async move { asked.server_info().await },
+                move || {
+                    let asked = asked.clone();
+                    async move { asked.server_info().await }
+                },
                 shutdown.subscribe(),
             );
         }
@@ -228,25 +231,21 @@ impl Cache {
         load: impl Future<Output = S::Output>,
     ) -> S::Output {
         let cx = &self.inner.context;
-        let span = tracing::debug_span!(
-            "redis_cached",
-            r#fn = policy.name,
-            key = policy.key_template,
-            outcome = tracing::field::Empty,
-        );
+        let came = Came::new();
+        let report = Report::new(policy, &came);
         let load = timed_load(policy.name, load);
+        let (key, came) = ((rendered, tags), &came);
         let read = async {
             match &self.inner.store {
-                AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
-                AnyStore::Cluster(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
-                AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+                AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Cluster(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
                 #[cfg(feature = "memory")]
-                AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
+                AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
             }
         };
-        let (out, outcome) = read.instrument(span.clone()).await;
-        span.record("outcome", outcome.as_str());
-        telemetry::call(policy.name, outcome);
+        let out = read.instrument(report.span()).await;
+        drop(report);
         out
     }
 
@@ -397,14 +396,6 @@ impl Cache {
     pub fn available(&self) -> bool {
         self.inner.store.available()
     }
-}
-
-/// The loader of a call, run (if it is) in its own span under the call's, and timed.
-async fn timed_load<F: Future>(function: &'static str, load: F) -> F::Output {
-    let started = Instant::now();
-    let out = load.instrument(tracing::debug_span!("load")).await;
-    telemetry::load(function, started.elapsed());
-    out
 }
 
 /// How long an invalidation that Redis did not confirm is retried in the background.

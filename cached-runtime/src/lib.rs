@@ -43,6 +43,7 @@ mod config;
 mod health;
 mod install;
 mod read_path;
+mod report;
 
 #[doc(hidden)]
 pub mod private;

@@ -110,7 +110,10 @@ impl ServerStats {
     /// Why fills may fail once this server is full, if they may: no `maxmemory` (Redis
     /// grows until the machine runs out), or `noeviction` (writes fail with `OOM`).
     pub(crate) fn memory_warning(&self) -> Option<&'static str> {
-        if self.maxmemory == 0 {
+        if self.maxmemory_policy.is_empty() {
+            // A server whose `INFO` says nothing of its memory (a proxy, say): nothing known.
+            None
+        } else if self.maxmemory == 0 {
             Some(
                 "it has no maxmemory: it grows until the machine runs out of memory; set maxmemory \
                  with maxmemory-policy allkeys-lru",
@@ -177,5 +180,7 @@ mod tests {
         );
         let refusing = ServerStats::parse("maxmemory:1000\r\nmaxmemory_policy:noeviction\r\n");
         assert!(refusing.memory_warning().is_some_and(|why| why.contains("noeviction")));
+        let silent = ServerStats::parse("# Stats\r\nkeyspace_hits:1\r\n");
+        assert_eq!(silent.memory_warning(), None, "no memory section, nothing known");
     }
 }

@@ -36,7 +36,8 @@ pub struct Stats {
     /// Misses that waited for another process (or cache) holding the key's lease.
     pub lock_waits: u64,
     /// Redis errors, operations slower than `op_timeout`, and calls that ran out of their
-    /// Redis budget (`call_budget`); each one failed open.
+    /// Redis budget (`call_budget`); each one failed open. Also each failed connection
+    /// attempt, so a Redis down since the cache was built shows here.
     pub errors: u64,
     /// Redis operations not attempted because the cache had stopped calling Redis
     /// after repeated failures (they failed open at once).
@@ -83,8 +84,9 @@ pub(crate) enum Outcome {
     Hit,
     /// Answered from Redis with a stored "not found".
     NegativeHit,
-    /// Answered with a value past its ttl (within `stale`), or the value a failed
-    /// refresh replaced.
+    /// Answered with a value past its ttl (within `stale`): while another caller
+    /// refreshes it, or because this call's refresh failed. (A failed early refresh,
+    /// `refresh`, answers with a value still within its ttl: a hit.)
     StaleHit,
     /// A miss answered by a value another process (or cache) stored meanwhile.
     Miss,

@@ -80,23 +80,24 @@ impl Context {
     }
 }
 
-/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss; says
-/// which the call came to.
+/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss; `came`
+/// says which the call has come to, also if its future is dropped before the end.
 pub(crate) async fn read_through<S: Shape, St: Store>(
     cx: &Context,
     store: &St,
     policy: &Policy,
-    rendered: &str,
-    tags: &[String],
+    (rendered, tags): (&str, &[String]),
     load: impl Future<Output = S::Output>,
-) -> (S::Output, Outcome) {
+    came: &Came,
+) -> S::Output {
     let near = cx.near.as_deref().zip(policy.near_age());
     if let Some(out) = near.and_then(|(near, _)| near.get::<S>(rendered, tags, policy)) {
         cx.counters.bump(Count::NearHits);
         // A near hit touches nothing that yields: a loop of them would starve the
         // tasks that hear Redis's invalidations.
         tokio::task::consume_budget().await;
-        return (out, Outcome::NearHit);
+        came.set(Outcome::NearHit);
+        return out;
     }
     let key = full_key(&cx.prefix, rendered);
     let started = Instant::now();
@@ -117,12 +118,14 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
             Some(Answer::Value(out)) => {
                 cx.counters.bump(Count::Hits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
-                return (out, Outcome::Hit);
+                came.set(Outcome::Hit);
+                return out;
             }
             Some(Answer::Negative(out)) => {
                 cx.counters.bump(Count::NegativeHits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
-                return (out, Outcome::NegativeHit);
+                came.set(Outcome::NegativeHit);
+                return out;
             }
             Some(Answer::Due { value, stale }) => {
                 let current = Current {
@@ -130,22 +133,21 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
                     stale,
                     bytes: entry.bytes,
                 };
-                let call = Call::new(cx, store, policy, key, started);
-                let out = Box::pin(refresh::refresh::<S, St>(&call, tagging, load, current)).await;
-                return (out, call.came.get());
+                let call = Call::new(cx, store, policy, key, started, came);
+                return Box::pin(refresh::refresh::<S, St>(&call, tagging, load, current)).await;
             }
             None => {}
         },
         Ok(None) => {}
         Err(e) => {
             tagging.versions = None;
-            let call = Call::new(cx, store, policy, key, started);
+            let call = Call::new(cx, store, policy, key, started, came);
             call.failed(e);
             return Box::pin(call.miss::<S>(tagging, load)).await;
         }
     }
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
-    let call = Call::new(cx, store, policy, key, started);
+    let call = Call::new(cx, store, policy, key, started, came);
     Box::pin(call.miss::<S>(tagging, load)).await
 }
 
@@ -189,12 +191,12 @@ struct Call<'a, St> {
     key: String,
     budget: Budget,
     /// What the call has come to so far.
-    came: Came,
+    came: &'a Came,
 }
 
 impl<'a, St: Store> Call<'a, St> {
     /// `started`: when the call's first read was sent; that read counts against the budget.
-    fn new(cx: &'a Context, store: &'a St, policy: &'a Policy, key: String, started: Instant) -> Self {
+    fn new(cx: &'a Context, store: &'a St, policy: &'a Policy, key: String, started: Instant, came: &'a Came) -> Self {
         let budget = Budget::new(cx.call_budget);
         budget.spend(started.elapsed());
         Self {
@@ -203,7 +205,7 @@ impl<'a, St: Store> Call<'a, St> {
             policy,
             key,
             budget,
-            came: Came::new(Outcome::Miss),
+            came,
         }
     }
 
@@ -214,24 +216,25 @@ impl<'a, St: Store> Call<'a, St> {
     }
 
     /// A miss (counted as one), after its first read.
-    async fn miss<S: Shape>(self, tagging: Tagging, load: impl Future<Output = S::Output>) -> (S::Output, Outcome) {
+    async fn miss<S: Shape>(self, tagging: Tagging, load: impl Future<Output = S::Output>) -> S::Output {
         self.cx.counters.bump(Count::Misses);
-        let out = miss::miss::<S, St>(&self, tagging, load).await;
-        (out, self.came.get())
+        miss::miss::<S, St>(&self, tagging, load).await
     }
 }
 
-/// What a call past its first read has come to so far: the step that answers it names
-/// it, unless a Redis error (or a skipped operation) on the way already has. Atomic only
-/// so a call's steps may share it; one call's future owns it.
-struct Came(AtomicU8);
+/// What a call has come to so far: a miss until the step that answers it names it,
+/// unless a Redis error (or a skipped operation) on the way already has. Atomic only so
+/// a call's steps may share it.
+#[derive(Debug)]
+pub(crate) struct Came(AtomicU8);
 
 impl Came {
-    fn new(outcome: Outcome) -> Self {
-        Self(AtomicU8::new(outcome as u8))
+    /// A call that has not been answered yet: a miss so far.
+    pub(crate) fn new() -> Self {
+        Self(AtomicU8::new(Outcome::Miss as u8))
     }
 
-    fn get(&self) -> Outcome {
+    pub(crate) fn get(&self) -> Outcome {
         Outcome::ALL[usize::from(self.0.load(Ordering::Relaxed))]
     }
 

@@ -22,23 +22,23 @@ pub(crate) trait Masters: Send + Sync + 'static {
 }
 
 /// The `INFO` text of every master, each read on a connection of its own (made and
-/// dropped here: this is not on any call's path) within `timeout`.
+/// dropped here: this is not on any call's path), all within `timeout`.
 pub(crate) async fn info<M: Masters>(topology: &M, timeout: Duration) -> Result<Vec<String>, StoreError> {
-    let masters = tokio::time::timeout(timeout, topology.masters())
-        .await
-        .map_err(|_| StoreError::Timeout(timeout))??;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let each = masters.iter().map(|master| {
-        let config = &config;
-        async move {
-            let mut connection = master.get_multiplexed_async_connection_with_config(config).await?;
-            redis::cmd("INFO").query_async::<String>(&mut connection).await
-        }
-    });
-    let replies = tokio::time::timeout(timeout, try_join_all(each))
+    let read = async {
+        let masters: Vec<Client> = topology.masters().await?;
+        let each = masters.iter().map(|master| {
+            let config = &config;
+            async move {
+                let mut connection = master.get_multiplexed_async_connection_with_config(config).await?;
+                redis::cmd("INFO").query_async::<String>(&mut connection).await
+            }
+        });
+        try_join_all(each).await
+    };
+    Ok(tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| StoreError::Timeout(timeout))??;
-    Ok(replies)
+        .map_err(|_| StoreError::Timeout(timeout))??)
 }

@@ -118,7 +118,17 @@ impl Process {
         key: &str,
         load: impl Future<Output = Out>,
     ) -> (Out, crate::stats::Outcome) {
-        read_through::<ResultOption<Row, DbError>, ScriptedStore>(&self.cx, &self.store, policy, key, &[], load).await
+        let came = crate::read_path::Came::new();
+        let out = read_through::<ResultOption<Row, DbError>, ScriptedStore>(
+            &self.cx,
+            &self.store,
+            policy,
+            (key, &[]),
+            load,
+            &came,
+        )
+        .await;
+        (out, came.get())
     }
 
     /// Starts a read on its own task; it answers with the result and when it came.

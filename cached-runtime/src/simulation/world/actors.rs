@@ -59,15 +59,19 @@ impl World {
             key,
         });
         let ended = Unless::new(self, Note::CallDropped { call: id });
-        let read = read_through::<ResultOption<Row, DbError>, _>(
-            &p.cx,
-            &p.store,
-            &func_plan.policy,
-            rendered,
-            &func_plan.tags,
-            loader,
-        );
-        let read = attributed(id, async { read.await.0 });
+        let came = crate::read_path::Came::new();
+        let read = async {
+            read_through::<ResultOption<Row, DbError>, _>(
+                &p.cx,
+                &p.store,
+                &func_plan.policy,
+                (rendered, &func_plan.tags),
+                loader,
+                &came,
+            )
+            .await
+        };
+        let read = attributed(id, read);
         let out = match dropped_after {
             Some(after) => tokio::time::timeout(after, read).await.ok(),
             None => Some(read.await),
