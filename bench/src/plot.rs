@@ -72,6 +72,8 @@ pub(crate) struct Cdf {
     pub(crate) name: &'static str,
     pub(crate) title: String,
     pub(crate) x_label: String,
+    /// Where the logarithmic axis starts.
+    pub(crate) left_edge: Duration,
     pub(crate) curves: Vec<(String, Vec<Duration>)>,
 }
 
@@ -307,8 +309,9 @@ fn draw_timeline(timeline: &Timeline, path: &PathBuf) -> Result<(), Box<dyn Erro
         }
         for line in &panel.lines {
             let color = color_of(&palette, &line.label);
+            // A bucket's value at its middle, so nothing counted after a mark is drawn before it.
             chart.draw_series(LineSeries::new(
-                (0..).zip(&line.values).map(|(i, v)| (f64::from(i) * step, *v)),
+                (0..).zip(&line.values).map(|(i, v)| ((f64::from(i) + 0.5) * step, *v)),
                 color.stroke_width(2),
             ))?;
         }
@@ -334,14 +337,9 @@ fn draw_cdf(cdf: &Cdf, path: &PathBuf) -> Result<(), Box<dyn Error>> {
         })
         .collect();
     let all = || curves.iter().flat_map(|(_, points)| points.iter().map(|p| p.0));
-    // A logarithmic axis from the decade below the smallest latency; a latency of zero
-    // is drawn at the axis.
-    let low = all().filter(|x| *x > 0.0).fold(f64::INFINITY, f64::min);
-    let low = if low.is_finite() {
-        10f64.powf(low.log10().floor())
-    } else {
-        0.1
-    };
+    // A logarithmic axis from `left_edge`; latencies below it (zero among them) are drawn
+    // at it.
+    let low = cdf.left_edge.as_secs_f64() * 1e3;
     let high = 10f64.powf(all().fold(low, f64::max).log10().ceil());
     let mut chart = ChartBuilder::on(&body)
         .margin_left(10)
