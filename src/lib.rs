@@ -167,8 +167,32 @@ pub use redis_cached_macro::redis_cached;
 /// - `cache = EXPR`: a `Cache`, `&Cache` or `Arc<Cache>` instead of the installed one.
 ///   Defaults to the installed one.
 ///
-/// The keys and tags are rendered before the body runs (it may consume its arguments).
-/// After the body returns they are invalidated, unless it returned `Err`. Invalidation
+/// Keys and tags may also name the value the fn succeeded with, `<return>` or a field of
+/// it: the `Ok` value of a `Result`, else the returned value. A move between categories
+/// invalidates both, from the rows it read and wrote:
+///
+/// ```no_run
+/// # use redis_cached::redis_invalidate;
+/// # struct Product { id: u64, category_id: u32 }
+/// # #[derive(Debug)]
+/// # struct DbError;
+/// /// The row before and after the update.
+/// struct Updated { before: Product, after: Product }
+///
+/// #[redis_invalidate(
+///     key = "product:<id>",
+///     tags = ["category:<return.before.category_id>", "category:<return.after.category_id>"]
+/// )]
+/// async fn move_product(id: u64, to: u32) -> Result<Updated, DbError> {
+///     let before = Product { id, category_id: 1 };
+///     Ok(Updated { after: Product { id, category_id: to }, before })
+/// }
+/// ```
+///
+/// The keys and tags are rendered before the body runs (it may consume its arguments);
+/// those naming the result after it succeeded, from its value and the parameter values
+/// rendered before. After the body returns they are invalidated, each distinct text
+/// once, unless it returned `Err`. Invalidation
 /// fails open: a key Redis did not confirm is counted, logged and retried in the
 /// background for up to [`INVALIDATION_RETRY`]; meanwhile the old value may still be
 /// served.
@@ -180,7 +204,7 @@ pub use redis_cached_macro::redis_invalidate;
 pub use redis_cached_runtime::{
     Cache, CacheBuilder, Cacheable, CachedValue, Codec, DECODE_LIMIT, DEFAULT_JITTER_PERCENT, DEFAULT_LEASE,
     DEFAULT_NEAR_AGE, DEFAULT_NEAR_CACHE_BYTES, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, Error, INVALIDATION_RETRY,
-    KeyBuilder, MAX_DURATION, PlaceholderValue, Policy, Stats, install, redis,
+    KeyBuilder, MAX_DURATION, PlaceholderValue, Policy, ServerStats, Stats, install, redis,
 };
 
 /// The README's examples compile too.

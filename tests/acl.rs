@@ -182,3 +182,24 @@ async fn the_acl_user_runs_the_near_cache() {
     .await;
     assert_eq!(a.stats().errors + b.stats().errors, 0);
 }
+
+/// `Cache::server_stats` and the check of `maxmemory` at connect read `INFO`, which the
+/// guide's line allows.
+#[tokio::test]
+async fn the_acl_user_reads_server_stats() {
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start();
+    let url = redis.acl_user("cache", "cache-password", &guide_rules("one server"));
+    let cache = Cache::builder().url(url).prefix("shop:").build().await.unwrap();
+    let stats = cache.server_stats().await.expect("INFO is allowed");
+    assert_eq!(stats.servers, 1);
+    support::eventually("maxmemory is checked", async || {
+        logs.lines().iter().any(|line| line.contains("no maxmemory"))
+    })
+    .await;
+    assert!(
+        !logs.lines().iter().any(|line| line.contains("grant `+info`")),
+        "{:?}",
+        logs.lines()
+    );
+}

@@ -671,3 +671,21 @@ async fn after_a_killed_master_is_replaced_near_hits_resume_and_its_keys_invalid
 async fn after_a_hung_master_is_replaced_near_hits_resume_and_its_keys_invalidations_arrive() {
     near_cache_across_a_failover(true).await;
 }
+
+/// `INFO` is read from every master and summed: a read of each master's key shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stats_are_summed_over_the_masters() {
+    let cache = shared_cluster_cache(&fresh_prefix()).await;
+    let before = cache.server_stats().await.expect("INFO of every master");
+    assert_eq!(before.servers, 3, "{before:?}");
+    let db = Db::new(cache.clone());
+    for id in 0..30 {
+        db.product(id).await.unwrap();
+    }
+    let after = cache.server_stats().await.expect("INFO of every master");
+    assert!(
+        after.keyspace_misses >= before.keyspace_misses + 30,
+        "{before:?} then {after:?}"
+    );
+    assert!(after.used_memory > 0 && !after.maxmemory_policy.is_empty());
+}

@@ -51,6 +51,17 @@ async fn save(id: u64) -> Result<u64, LoadError> {
     if id == 0 { Err(LoadError) } else { Ok(id) }
 }
 
+/// Keys and tags naming the result, mixed with a parameter the body consumes.
+#[redis_invalidate(key = "plain:<id>", tags = ["moved:<return.id>", "pair:<with.id>:<return.id>"])]
+async fn replace(id: u64, with: Item) -> Result<Item, LoadError> {
+    if id == 0 { Err(LoadError) } else { Ok(with) }
+}
+
+#[redis_invalidate(key = "plain:<return.id>")]
+async fn create(item: Item) -> Item {
+    item
+}
+
 struct Service {
     cache: Cache,
     region: String,
@@ -97,6 +108,7 @@ impl Repo for Service {
 trait Store {
     async fn get(&self, id: u64) -> Item;
     async fn put(&self, id: u64) -> Result<(), LoadError>;
+    async fn take(&self, item: Item) -> Result<Item, LoadError>;
 }
 
 /// `#[async_trait]` expands before `#[redis_cached]`.
@@ -114,6 +126,11 @@ impl Store for Outside {
     async fn put(&self, id: u64) -> Result<(), LoadError> {
         if id == 0 { Err(LoadError) } else { Ok(()) }
     }
+
+    #[redis_invalidate(key = "outside:<return.id>", cache = self.0)]
+    async fn take(&self, item: Item) -> Result<Item, LoadError> {
+        Ok(item)
+    }
 }
 
 /// `#[redis_cached]` expands before `#[async_trait]`.
@@ -130,6 +147,11 @@ impl Store for Inside {
     #[redis_invalidate(key = "inside:<id>", cache = self.0)]
     async fn put(&self, id: u64) -> Result<(), LoadError> {
         if id == 0 { Err(LoadError) } else { Ok(()) }
+    }
+
+    #[redis_invalidate(key = "inside:<return.id>", cache = self.0)]
+    async fn take(&self, item: Item) -> Result<Item, LoadError> {
+        Ok(item)
     }
 }
 
@@ -153,6 +175,9 @@ async fn every_shape_runs() {
     service.describe_invalidate(&Item { id: 2 }).await.unwrap();
     assert!(save(0).await.is_err());
     assert_eq!(save(1).await.unwrap(), 1);
+    assert!(replace(0, Item { id: 2 }).await.is_err());
+    assert_eq!(replace(1, Item { id: 2 }).await.unwrap(), Item { id: 2 });
+    assert_eq!(create(Item { id: 3 }).await, Item { id: 3 });
     assert_eq!(Item::find(3).await, Some(Item { id: 3 }));
     assert_eq!(Item::find_key(3), "{find:3}");
     Item::remove(3).await.unwrap();
@@ -163,6 +188,7 @@ async fn every_shape_runs() {
     for store in [&Outside(Cache::in_memory()) as &dyn Store, &Inside(Cache::in_memory())] {
         assert_eq!(store.get(5).await, Item { id: 5 });
         store.put(5).await.unwrap();
+        assert_eq!(store.take(Item { id: 6 }).await.unwrap(), Item { id: 6 });
     }
     assert_eq!(Outside(Cache::in_memory()).get_key(5), "{outside:5}");
     assert_eq!(Inside(Cache::in_memory()).get_key(5), "{inside:5}");

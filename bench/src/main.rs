@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! cargo run --release -p redis-cached-bench                 # every scenario
-//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, near, stampede, outage, hotkey, size, failover
+//! cargo run --release -p redis-cached-bench -- hit stampede # some: hit, near, tracking, stampede, outage, hotkey, size, failover
+//! cargo run --release -p redis-cached-bench -- --no-plots   # the tables only
+//! cargo run --release -p redis-cached-bench --features metrics -- hit near # with the `metrics` feature
 //! ```
 //!
 //! `hit` and `stampede` have rows on one server and on a cluster; `failover` kills, then
 //! hangs, a cluster master under load; `near` measures the near cache (`near_cache`), `tracking` what client tracking costs Redis.
+//!
+//! `hotkey`, `stampede` and `outage` also write a chart of their run to
+//! `docs/plots/<section>.svg`, replacing it, unless `--no-plots` is given.
 
 mod cluster;
 mod failover;
@@ -17,6 +22,7 @@ mod hotkey;
 mod model;
 mod near;
 mod outage;
+mod plot;
 mod report;
 mod seed;
 mod server;
@@ -31,9 +37,23 @@ async fn main() {
         stampede::child(&args[1..]).await;
         return;
     }
-    let wanted = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let plots = !args.iter().any(|a| a == "--no-plots");
+    let sections: Vec<&String> = args.iter().filter(|a| *a != "--no-plots").collect();
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|a| *a == name);
+    let draw = |chart: plot::Chart| {
+        if plots {
+            match chart.write() {
+                Ok(path) => println!("\nchart: {}", path.display()),
+                Err(error) => eprintln!("\nno chart: {error}"),
+            }
+        }
+    };
     let server = server::Server::start();
-    println!("redis-cached bench: redis-server on 127.0.0.1:{}", server.port);
+    println!(
+        "redis-cached bench: redis-server on 127.0.0.1:{}; the `metrics` feature is {} (no recorder installed)",
+        server.port,
+        if cfg!(feature = "metrics") { "on" } else { "off" },
+    );
     if wanted("hit") {
         for table in hit::run(&server).await {
             table.print();
@@ -48,13 +68,19 @@ async fn main() {
         tracking::run(&server).await.print();
     }
     if wanted("stampede") {
-        tokio::task::block_in_place(|| stampede::run(&server)).print();
+        let (table, chart) = tokio::task::block_in_place(|| stampede::run(&server));
+        table.print();
+        draw(chart);
     }
     if wanted("outage") {
-        outage::run().await.print();
+        let (table, chart) = outage::run().await;
+        table.print();
+        draw(chart);
     }
     if wanted("hotkey") {
-        hotkey::run(&server).await.print();
+        let (table, chart) = hotkey::run(&server).await;
+        table.print();
+        draw(chart);
     }
     if wanted("size") {
         size::run(&server).await.print();

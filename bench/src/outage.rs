@@ -1,14 +1,17 @@
 //! Scenario 3: an outage. Steady load on warm and cold keys while Redis is killed,
 //! restarted empty, then frozen (SIGSTOP, a hung server) and woken. The loader answers
-//! at once, so a call's latency is what the cache adds over calling the loader.
+//! at once, so a call's latency is what the cache adds over calling the loader. Its
+//! chart: calls and hits per second, Redis errors and failed calls per 100 ms, through
+//! the phases.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis_cached::{Cache, redis_cached};
+use redis_cached::{Cache, Stats, redis_cached};
 
 use crate::model::{Product, product};
+use crate::plot::{self, Chart, Line, Mark, Panel, Timeline};
 use crate::report::{Samples, Table, micros, millis};
 use crate::server::Server;
 
@@ -16,6 +19,8 @@ const TASKS: u64 = 16;
 const PHASE: Duration = Duration::from_secs(2);
 /// Percentiles of a fault phase leave out its start: the time the cache takes to notice.
 const NOTICE: Duration = Duration::from_millis(500);
+/// The chart's bucket.
+const TICK: Duration = Duration::from_millis(100);
 
 struct Shop {
     cache: Cache,
@@ -36,7 +41,7 @@ struct Call {
     ok: bool,
 }
 
-pub(crate) async fn run() -> Table {
+pub(crate) async fn run() -> (Table, Chart) {
     let mut server = Server::start();
     let cache = server.cache().await;
     let shop = Arc::new(Shop { cache });
@@ -72,6 +77,21 @@ pub(crate) async fn run() -> Table {
         })
         .collect();
 
+    // The cache's counters at the end of each `TICK`, for the chart.
+    let sampler = {
+        let (shop, stop) = (shop.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut readings = Vec::new();
+            let first = tokio::time::Instant::from_std(began + TICK);
+            let mut ticker = tokio::time::interval_at(first, TICK);
+            while !stop.load(Ordering::Relaxed) {
+                ticker.tick().await;
+                readings.push(shop.cache.stats());
+            }
+            readings
+        })
+    };
+
     let mut phases: Vec<(&str, Duration, Duration, Option<Duration>)> = Vec::new();
     tokio::time::sleep(PHASE).await;
     let healthy_end = began.elapsed();
@@ -103,6 +123,7 @@ pub(crate) async fn run() -> Table {
     for worker in workers {
         calls.extend(worker.await.expect("an outage worker"));
     }
+    let readings = sampler.await.expect("the outage sampler");
 
     let mut table = Table::new(
         "Outage: 16 tasks of steady load (90% warm keys), Redis killed, restarted, hung, woken",
@@ -139,7 +160,58 @@ pub(crate) async fn run() -> Table {
     }
     let stats = shop.cache.stats();
     println!("\noutage stats: {stats:?}");
-    table
+    let chart = chart(&calls, &readings, end, [killed, back, stopped, woken]);
+    (table, chart)
+}
+
+/// Calls and hits per second, Redis errors and failed calls per `TICK`; `moments` are
+/// the kill, the restart, the hang and the wake. Once the cache stops calling Redis its
+/// calls skip it rather than fail, so after the first errors a fault shows as calls
+/// without hits.
+fn chart(calls: &[Call], readings: &[Stats], end: Duration, moments: [Duration; 4]) -> Chart {
+    let per_second = 1.0 / TICK.as_secs_f64();
+    let readings = &readings[..plot::buckets(TICK, end).min(readings.len())];
+    let counter = |read: fn(&Stats) -> u64| {
+        let values: Vec<u64> = readings.iter().map(read).collect();
+        plot::growth(0, &values)
+    };
+    let line = |label: &str, values: Vec<f64>| Line {
+        label: label.to_owned(),
+        values,
+    };
+    let started = plot::per_bucket(calls.iter().map(|c| c.at), TICK, end);
+    let failed = plot::per_bucket(calls.iter().filter(|c| !c.ok).map(|c| c.at), TICK, end);
+    let hits = counter(|s| s.hits);
+    let marks = ["kill", "restart", "hang", "wake"]
+        .into_iter()
+        .zip(moments)
+        .map(|(label, at)| Mark {
+            at,
+            label: label.to_owned(),
+        })
+        .collect();
+    Chart::Timeline(Timeline {
+        name: "outage",
+        title: "Outage: 16 tasks of steady load, Redis killed, restarted, hung, woken".to_owned(),
+        bucket: TICK,
+        panels: vec![
+            Panel {
+                y_label: "per second".to_owned(),
+                lines: vec![
+                    line("calls", started.into_iter().map(|n| n * per_second).collect()),
+                    line("hits", hits.into_iter().map(|n| n * per_second).collect()),
+                ],
+            },
+            Panel {
+                y_label: "per 100 ms".to_owned(),
+                lines: vec![
+                    line("Redis errors (failed open)", counter(|s| s.errors)),
+                    line("calls failed", failed),
+                ],
+            },
+        ],
+        marks,
+    })
 }
 
 /// How long after now the cache's hit counter moves again.

@@ -15,6 +15,11 @@ impl Samples {
         self.0.extend(other.0);
     }
 
+    /// Every latency, in the order pushed (or sorted, after a `quantile`).
+    pub(crate) fn durations(&self) -> Vec<Duration> {
+        self.0.iter().map(|&nanos| Duration::from_nanos(nanos)).collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }

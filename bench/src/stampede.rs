@@ -3,6 +3,7 @@
 //! this binary) x 250 concurrent tasks, all starting at the same instant; on one server,
 //! and with `lock` on a Redis Cluster, where a fill's announcement (a classic `PUBLISH`)
 //! reaches the waiters through the cluster bus; and on one server with a near cache.
+//! Its chart: the distribution of every caller's latency beyond the load, per row.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +16,7 @@ use redis_cached::{Cache, redis_cached};
 
 use crate::cluster::Cluster;
 use crate::model::{Product, product};
+use crate::plot::{Cdf, Chart};
 use crate::report::{Samples, Table, millis};
 use crate::seed;
 use crate::server::Server;
@@ -39,7 +41,7 @@ const ROWS: [(&str, &str); 7] = [
     ("cluster-lock", "`#[redis_cached(lock)]` on a Redis Cluster (3+3)"),
 ];
 
-pub(crate) fn run(server: &Server) -> Table {
+pub(crate) fn run(server: &Server) -> (Table, Chart) {
     let cluster = Cluster::start();
     let seeds = cluster.seeds();
     let mut cluster_conn = ClusterClient::new(seeds.clone())
@@ -56,6 +58,7 @@ pub(crate) fn run(server: &Server) -> Table {
         ],
     );
     let mut conn = server.conn();
+    let mut curves = Vec::new();
     for (i, (row, name)) in (0u64..).zip(ROWS) {
         // The children take the seeds where they take the URL, joined by commas.
         let target = if row.starts_with("cluster") {
@@ -102,8 +105,17 @@ pub(crate) fn run(server: &Server) -> Table {
             millis(beyond.quantile(0.5)),
             millis(beyond.quantile(0.99)),
         ]);
+        curves.push((name.replace('`', ""), beyond.durations()));
     }
-    table
+    let chart = Chart::Cdf(Cdf {
+        name: "stampede",
+        title: "Stampede: 4 processes x 250 tasks on one cold key, 200 ms load, 3 runs".to_owned(),
+        x_label: "caller latency beyond the 200 ms load (ms, log scale)".to_owned(),
+        // Callers that came while the load ran wait less than it: zero beyond it.
+        left_edge: Duration::from_micros(100),
+        curves,
+    });
+    (table, chart)
 }
 
 struct Loader {

@@ -5,11 +5,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::{Attribute, FnArg, Ident, ItemFn, LitStr, Pat};
+use syn::{Attribute, FnArg, Ident, ItemFn, LitStr, Pat, Type};
 
 use crate::args::{self, Args, InvalidateArgs, suggest};
 use crate::key::{Kind, Placeholder, Template};
-use crate::sig::{self, Signature};
+use crate::sig::{self, Returns, Signature};
 
 /// `#[redis_cached]` checked: what generation needs.
 pub(crate) struct Plan {
@@ -39,15 +39,16 @@ pub(crate) fn plan(args: TokenStream, function: &ItemFn, attribute: Option<&Attr
     let mut errors = Vec::new();
     required(&args, function, attribute, &mut errors);
     let name = &function.sig.ident;
+    let result = Outcome::NotYet;
     let template = args.key.as_ref().and_then(|key| {
-        templates(std::slice::from_ref(key), Kind::Key, name, &sig, &mut errors)
+        templates(std::slice::from_ref(key), Kind::Key, (name, &result), &sig, &mut errors)
             .pop()
             .map(|(_, parsed)| parsed)
     });
     let tags = templates(
         args.common.tags.as_deref().unwrap_or_default(),
         Kind::Tag,
-        name,
+        (name, &result),
         &sig,
         &mut errors,
     );
@@ -85,11 +86,12 @@ pub(crate) fn plan_invalidate(args: TokenStream, function: &ItemFn) -> Result<In
             format!("`#[redis_invalidate]` needs at least one `key`, e.g. `key = \"{name}:<id>\"`"),
         ));
     }
-    let keys = templates(&args.keys, Kind::Key, name, &sig, &mut errors);
+    let result = Outcome::of(function, &sig);
+    let keys = templates(&args.keys, Kind::Key, (name, &result), &sig, &mut errors);
     let tags = templates(
         args.common.tags.as_deref().unwrap_or_default(),
         Kind::Tag,
-        name,
+        (name, &result),
         &sig,
         &mut errors,
     );
@@ -175,12 +177,59 @@ fn together(args: &Args, sig: &Signature, function: &ItemFn, errors: &mut Vec<sy
     }
 }
 
+/// What a `<return…>` placeholder can name in the templates of one attribute.
+enum Outcome {
+    /// Nothing yet: a cached fn's key and tags are needed before the call.
+    NotYet,
+    /// Nothing: the fn returns `()` or `Result<(), E>`, written as this.
+    Unit(String),
+    /// The value the fn succeeded with.
+    Named,
+}
+
+impl Outcome {
+    /// What `#[redis_invalidate]` on `function` can name.
+    fn of(function: &ItemFn, sig: &Signature) -> Outcome {
+        match &sig.returns {
+            Returns::Plain(Type::Tuple(unit)) | Returns::Result(Type::Tuple(unit)) if unit.elems.is_empty() => {
+                Outcome::Unit(match &function.sig.output {
+                    syn::ReturnType::Default => "`()`".to_owned(),
+                    syn::ReturnType::Type(..) => format!("`{}`", tidy(&sig.output)),
+                })
+            }
+            _ => Outcome::Named,
+        }
+    }
+
+    /// Whether `placeholder` may name the result here, else why not.
+    fn allows(&self, placeholder: &Placeholder, kind: Kind, name: &str, sig: &Signature) -> Result<(), String> {
+        let text = placeholder.text();
+        let instead = match sig.params.iter().find_map(|p| p.ident.as_ref()) {
+            Some(param) => format!("name a parameter instead, e.g. `<{param}>`"),
+            None => "name a parameter instead".to_owned(),
+        };
+        let kind = kind.name();
+        match self {
+            Outcome::Named => Ok(()),
+            Outcome::NotYet => Err(format!(
+                "`{text}` cannot be in a `#[redis_cached]` {kind}: the {kind} is needed before the call, \
+                 and the result only exists after it; {instead}"
+            )),
+            Outcome::Unit(returned) => Err(format!(
+                "`{text}` names the value `{name}` returns, but it returns {returned}, which has no value to \
+                 name; return the value the {kind} needs in place of `()`, or {instead}"
+            )),
+        }
+    }
+}
+
 /// Parses key or tag templates, checks their grammar and their placeholders against the
-/// fn `name`, recording every error; returns the ones that parsed.
+/// fn `name` and what its result can name, recording every error; returns the ones that
+/// parsed.
 fn templates(
     literals: &[LitStr],
     kind: Kind,
-    name: &Ident,
+    (name, result): (&Ident, &Outcome),
     sig: &Signature,
     errors: &mut Vec<syn::Error>,
 ) -> Vec<(LitStr, Template)> {
@@ -194,7 +243,12 @@ fn templates(
                     errors.push(syn::Error::new(literal.span(), why));
                 }
                 for placeholder in template.placeholders() {
-                    if let Err(why) = check_placeholder(placeholder, sig) {
+                    let checked = if placeholder.is_return() {
+                        result.allows(placeholder, kind, &name, sig)
+                    } else {
+                        check_placeholder(placeholder, sig, matches!(result, Outcome::Named))
+                    };
+                    if let Err(why) = checked {
                         errors.push(syn::Error::new(literal.span(), why));
                     }
                 }
@@ -205,8 +259,9 @@ fn templates(
     parsed
 }
 
-/// A placeholder names a parameter of the fn, or `self` in a method.
-fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), String> {
+/// A placeholder names a parameter of the fn, or `self` in a method; a typo may also be
+/// of `return` when `named` (the result can be named).
+fn check_placeholder(placeholder: &Placeholder, sig: &Signature, named: bool) -> Result<(), String> {
     if placeholder.root == "self" {
         return match sig.receiver {
             Some(_) => Ok(()),
@@ -219,7 +274,10 @@ fn check_placeholder(placeholder: &Placeholder, sig: &Signature) -> Result<(), S
     if sig.param(&placeholder.root).is_some() {
         return Ok(());
     }
-    let roots = sig.roots();
+    let mut roots = sig.roots();
+    if named {
+        roots.push(Placeholder::RETURN.to_owned());
+    }
     match suggest::closest_name(&placeholder.root, roots.iter().map(String::as_str)) {
         Some(root) => {
             let meant = Placeholder {
@@ -308,6 +366,57 @@ mod tests {
                 "unknown placeholder `<usr.id>`; did you mean `<user.id>`?",
                 "unknown placeholder `<slef.region>`; did you mean `<self.region>`?",
             ]
+        );
+    }
+
+    #[test]
+    fn the_result_can_be_named_only_by_redis_invalidate_on_a_fn_with_a_value() {
+        let f = function("async fn f(id: u64) -> Result<Row, E> { todo!() }");
+        assert_eq!(
+            invalidate_errors(quote!(key = "p:<id>:<return.id>", tags = ["c:<return>"]), &f),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            cached_errors(quote!(key = "p:<return.id>", ttl = 1, tags = ["c:<return>"]), &f),
+            [
+                "`<return.id>` cannot be in a `#[redis_cached]` key: the key is needed before the call, and \
+                 the result only exists after it; name a parameter instead, e.g. `<id>`",
+                "`<return>` cannot be in a `#[redis_cached]` tag: the tag is needed before the call, and \
+                 the result only exists after it; name a parameter instead, e.g. `<id>`",
+            ]
+        );
+        for (f, returned) in [
+            ("async fn f(id: u64) -> Result<(), E> { todo!() }", "`Result<(), E>`"),
+            ("async fn f(id: u64) { }", "`()`"),
+            ("async fn f(id: u64) -> () { }", "`()`"),
+        ] {
+            assert_eq!(
+                invalidate_errors(quote!(key = "p:<return.id>"), &function(f)),
+                [format!(
+                    "`<return.id>` names the value `f` returns, but it returns {returned}, which has no value \
+                     to name; return the value the key needs in place of `()`, or name a parameter instead, \
+                     e.g. `<id>`"
+                )],
+                "{f}"
+            );
+        }
+        let plain = function("async fn f() -> Option<Row> { None }");
+        assert_eq!(
+            invalidate_errors(quote!(key = "p:<return.id>"), &plain),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_misspelt_return_is_suggested_where_the_result_can_be_named() {
+        let f = function("async fn f(id: u64) -> Result<Row, E> { todo!() }");
+        assert_eq!(
+            invalidate_errors(quote!(key = "p:<retrun.id>"), &f),
+            ["unknown placeholder `<retrun.id>`; did you mean `<return.id>`?"]
+        );
+        assert_eq!(
+            cached_errors(quote!(key = "p:<retrun.id>", ttl = 1), &f),
+            ["unknown placeholder `<retrun.id>`; a template can use parameters `id`"]
         );
     }
 }

@@ -76,7 +76,9 @@ fn declaration(item: &TokenStream, attribute: &str) -> Option<syn::Error> {
 
 /// Expands `#[redis_invalidate(key = "...", ..., cache = ...)] function`: the keys are
 /// rendered before the body runs (it may consume its arguments), and invalidated after
-/// it returns, unless it returned `Err`. Errors come back as for `#[redis_cached]`.
+/// it returns, unless it returned `Err`. A key or tag naming the result (`<return…>`) is
+/// rendered after the body, from its value and from its parameters' values rendered
+/// before. Errors come back as for `#[redis_cached]`.
 pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(item, "redis_invalidate", |function| {
         check::plan_invalidate(args, function).map(|plan| generate_invalidate(function, &plan))
@@ -84,24 +86,33 @@ pub(crate) fn redis_invalidate(args: TokenStream, item: TokenStream) -> TokenStr
 }
 
 fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream {
-    let (args, keys, sig) = (&plan.args, &plan.keys, &plan.sig);
-    let (key_count, tag_count) = (keys.len(), plan.tags.len());
+    let sig = &plan.sig;
     let name = function.sig.ident.to_string();
-    let renders = keys.iter().map(|(key, template)| render(template, key, sig));
-    let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig));
-    let (cache_let, cache_ref) = cache(args.common.cache.as_ref());
+    let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let output = &sig.output;
-    let succeeded = match &sig.returns {
-        Returns::Result(_) | Returns::ResultOption(_) => {
-            quote!(::core::result::Result::is_ok(&__redis_cached_out))
-        }
-        Returns::Plain(_) | Returns::Option(_) => quote!(true),
-    };
     let boxed = crate::async_trait::recognise(function);
     let body = body(function, boxed.as_ref(), output);
-    in_place(
-        function,
-        boxed.as_ref(),
+    let names_return = plan
+        .keys
+        .iter()
+        .chain(&plan.tags)
+        .any(|(_, template)| template.names_return());
+    let invalidate = quote! {
+        ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys, &__redis_cached_tags)
+            .await;
+    };
+    let statements = if names_return {
+        after_result(plan, &body, &cache_let, &invalidate)
+    } else {
+        let (key_count, tag_count) = (plan.keys.len(), plan.tags.len());
+        let renders = plan.keys.iter().map(|(key, template)| render(template, key, sig, None));
+        let tag_renders = plan.tags.iter().map(|(tag, template)| render(template, tag, sig, None));
+        let succeeded = match &sig.returns {
+            Returns::Result(_) | Returns::ResultOption(_) => {
+                quote!(::core::result::Result::is_ok(&__redis_cached_out))
+            }
+            Returns::Plain(_) | Returns::Option(_) => quote!(true),
+        };
         quote! {
             // Rendered first: the body may consume the arguments the keys use.
             let __redis_cached_keys: [::redis_cached::__private::String; #key_count] = [#(#renders),*];
@@ -109,12 +120,78 @@ fn generate_invalidate(function: &ItemFn, plan: &InvalidatePlan) -> TokenStream 
             #cache_let
             let __redis_cached_out: #output = #body.await;
             if #succeeded {
-                ::redis_cached::__private::invalidate_after(#cache_ref, #name, &__redis_cached_keys, &__redis_cached_tags)
-                    .await;
+                #invalidate
             }
             __redis_cached_out
-        },
-    )
+        }
+    };
+    in_place(function, boxed.as_ref(), statements)
+}
+
+/// The statements of a `#[redis_invalidate]` fn some of whose keys or tags name its
+/// result: each parameter value a template uses is rendered before the body (which may
+/// consume it), the keys and tags after it succeeded, from `__redis_cached_return` (the
+/// `Ok` value, or the value) and those renderings, and the borrow of the result ends
+/// before the invalidation is awaited.
+fn after_result(
+    plan: &InvalidatePlan,
+    body: &TokenStream,
+    cache_let: &TokenStream,
+    invalidate: &TokenStream,
+) -> TokenStream {
+    let (sig, output) = (&plan.sig, &plan.sig.output);
+    let mut early = Vec::new();
+    let renders: Vec<TokenStream> = plan
+        .keys
+        .iter()
+        .map(|(key, template)| render(template, key, sig, Some(&mut early)))
+        .collect();
+    let tag_renders: Vec<TokenStream> = plan
+        .tags
+        .iter()
+        .map(|(tag, template)| render(template, tag, sig, Some(&mut early)))
+        .collect();
+    let early_count = early.len();
+    // Rendered first: the body may consume the arguments the keys use.
+    let early_let = (early_count > 0)
+        .then(|| quote!(let __redis_cached_early: [::redis_cached::__private::String; #early_count] = [#(#early),*];));
+    let (key_count, tag_count) = (renders.len(), tag_renders.len());
+    let rendered_ty = quote! {
+        ([::redis_cached::__private::String; #key_count], [::redis_cached::__private::String; #tag_count])
+    };
+    let rendered = quote!(([#(#renders),*], [#(#tag_renders),*]));
+    let (rendered_let, run) = match &sig.returns {
+        Returns::Result(_) | Returns::ResultOption(_) => (
+            quote! {
+                let __redis_cached_rendered: ::core::option::Option<#rendered_ty> = ::core::option::Option::map(
+                    ::core::result::Result::ok(::core::result::Result::as_ref(&__redis_cached_out)),
+                    |__redis_cached_return| #rendered,
+                );
+            },
+            quote! {
+                if let ::core::option::Option::Some((__redis_cached_keys, __redis_cached_tags)) = __redis_cached_rendered {
+                    #invalidate
+                }
+            },
+        ),
+        Returns::Plain(_) | Returns::Option(_) => (
+            quote! {
+                let (__redis_cached_keys, __redis_cached_tags): #rendered_ty = {
+                    let __redis_cached_return = &__redis_cached_out;
+                    #rendered
+                };
+            },
+            invalidate.clone(),
+        ),
+    };
+    quote! {
+        #early_let
+        #cache_let
+        let __redis_cached_out: #output = #body.await;
+        #rendered_let
+        #run
+        __redis_cached_out
+    }
 }
 
 /// The cached fn, then its companions. A fn `#[async_trait]` expanded is in a trait impl
@@ -132,7 +209,7 @@ fn generate(function: &ItemFn, plan: &Plan) -> TokenStream {
 fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
     let name = &function.sig.ident;
     let policy = policy(name, plan);
-    let render = render(&plan.template, &plan.key, &plan.sig);
+    let render = render(&plan.template, &plan.key, &plan.sig, None);
     let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let value_ty = plan.sig.returns.value();
     // A type that cannot be cached is one error under the whole value type: the call
@@ -163,7 +240,7 @@ fn cached_fn(function: &ItemFn, plan: &Plan) -> TokenStream {
     let tag_renders = plan
         .tags
         .iter()
-        .map(|(tag, template)| self::render(template, tag, &plan.sig));
+        .map(|(tag, template)| self::render(template, tag, &plan.sig, None));
     in_place(
         function,
         boxed.as_ref(),
@@ -234,10 +311,11 @@ fn in_place(function: &ItemFn, boxed: Option<&Boxed<'_>>, body: TokenStream) -> 
 fn policy(name: &Ident, plan: &Plan) -> TokenStream {
     let function_name = name.to_string();
     let ttl = plan.ttl_ms;
+    let template = plan.key.value();
     let mut chain = quote!(::redis_cached::__private::Policy::new(
         #function_name,
         ::redis_cached::__private::Duration::from_millis(#ttl)
-    ));
+    ).key_template(#template));
     match &plan.args.lock {
         Some(Some(lease)) => {
             let ms = lease.ms;
@@ -296,22 +374,31 @@ fn policy(name: &Ident, plan: &Plan) -> TokenStream {
     }
 }
 
-/// An expression rendering the template into a `String` (no prefix, no hash tag).
-fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStream {
+/// An expression rendering the template into a `String` (no prefix, no hash tag). With
+/// `early`, each parameter value is rendered on its own into `early` (to run before the
+/// body) and the template takes it from `__redis_cached_early`; `<return…>` is read from
+/// `__redis_cached_return`.
+fn render(
+    template: &Template,
+    key: &syn::LitStr,
+    sig: &Signature,
+    mut early: Option<&mut Vec<TokenStream>>,
+) -> TokenStream {
     let capacity = template.literal_len();
-    let pushes = template.segments.iter().map(|segment| match segment {
-        Segment::Literal(text) => quote!(__redis_cached_builder.literal(#text);),
-        Segment::Placeholder(placeholder) => {
-            // Passed by a local at the key literal: a value without `Display` is reported
-            // under the key, not at the parameter.
-            let at_key = key.span();
-            let value = placeholder_expr(placeholder, key, sig);
-            quote_spanned! {at_key=> {
-                let __redis_cached_value = #value;
-                __redis_cached_builder.value(__redis_cached_value);
-            }}
-        }
-    });
+    let pushes: Vec<TokenStream> = template
+        .segments
+        .iter()
+        .map(|segment| match (segment, early.as_deref_mut()) {
+            (Segment::Literal(text), _) => quote!(__redis_cached_builder.literal(#text);),
+            (Segment::Placeholder(placeholder), Some(early)) if !placeholder.is_return() => {
+                let piece = render_one(push(placeholder, key, sig));
+                let index = proc_macro2::Literal::usize_unsuffixed(early.len());
+                early.push(piece);
+                quote!(__redis_cached_builder.literal(&__redis_cached_early[#index]);)
+            }
+            (Segment::Placeholder(placeholder), _) => push(placeholder, key, sig),
+        })
+        .collect();
     quote! {{
         let mut __redis_cached_builder = ::redis_cached::__private::KeyBuilder::new(#capacity);
         #(#pushes)*
@@ -319,17 +406,31 @@ fn render(template: &Template, key: &syn::LitStr, sig: &Signature) -> TokenStrea
     }}
 }
 
+/// An expression rendering one placeholder value alone (escaped, as in a key).
+fn render_one(push: TokenStream) -> TokenStream {
+    quote! {{
+        let mut __redis_cached_builder = ::redis_cached::__private::KeyBuilder::new(8);
+        #push
+        __redis_cached_builder.finish()
+    }}
+}
+
+/// The statement appending the placeholder's value to `__redis_cached_builder`.
+fn push(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> TokenStream {
+    // Passed by a local at the key literal: a value without `Display` is reported under
+    // the key, not at the parameter.
+    let at_key = key.span();
+    let value = placeholder_expr(placeholder, key, sig);
+    quote_spanned! {at_key=> {
+        let __redis_cached_value = #value;
+        __redis_cached_builder.value(__redis_cached_value);
+    }}
+}
+
 /// `&param.field`: the root spanned at the parameter's name (so it names the parameter
 /// in any expansion), the fields at the key literal (where a wrong field was written).
+/// `<return>` is `__redis_cached_return`, a reference already, spanned at the key literal.
 fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signature) -> TokenStream {
-    let span = if placeholder.root == "self" {
-        sig.receiver.unwrap_or_else(Span::call_site)
-    } else {
-        sig.param(&placeholder.root)
-            .and_then(|p| p.ident.as_ref())
-            .map_or_else(|| key.span(), Ident::span)
-    };
-    let root = Ident::new(&placeholder.root, span);
     let key_span = key.span();
     let fields = placeholder.fields.iter().map(|field| {
         let member: syn::Member = match field.parse::<u32>() {
@@ -338,6 +439,22 @@ fn placeholder_expr(placeholder: &Placeholder, key: &syn::LitStr, sig: &Signatur
         };
         quote_spanned!(key_span=> .#member)
     });
+    if placeholder.is_return() {
+        let root = Ident::new("__redis_cached_return", key_span);
+        return if placeholder.fields.is_empty() {
+            quote_spanned!(key_span=> #root)
+        } else {
+            quote_spanned!(key_span=> &#root #(#fields)*)
+        };
+    }
+    let span = if placeholder.root == "self" {
+        sig.receiver.unwrap_or_else(Span::call_site)
+    } else {
+        sig.param(&placeholder.root)
+            .and_then(|p| p.ident.as_ref())
+            .map_or_else(|| key.span(), Ident::span)
+    };
+    let root = Ident::new(&placeholder.root, span);
     quote_spanned!(span=> &#root #(#fields)*)
 }
 
@@ -596,5 +713,60 @@ mod tests {
             ),
         );
         assert!(out.contains("fn get_key < K : Display > (id : K ,)"), "{out}");
+    }
+
+    #[test]
+    fn a_template_naming_the_result_renders_after_the_body_from_parameters_rendered_before() {
+        let out = redis_invalidate(
+            quote!(
+                key = "product:<id>",
+                tags = ["category:<return.before.category_id>", "shop:<shop>:<return.0>"]
+            ),
+            quote!(
+                async fn update(id: u64, shop: String) -> Result<Updated, DbError> {
+                    db.update(id, shop).await
+                }
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("compile_error"), "{out}");
+        let (before, after) = out.split_once("db . update (id , shop) . await").expect(&out);
+        assert_eq!(
+            before.matches("__redis_cached_builder . value").count(),
+            2,
+            "`id` and `shop`: {out}"
+        );
+        assert!(before.contains("let __redis_cached_early"), "{out}");
+        assert!(
+            after.contains("__redis_cached_early [0]") && after.contains("__redis_cached_early [1]"),
+            "{out}"
+        );
+        assert!(
+            after.contains("& __redis_cached_return . before . category_id"),
+            "{out}"
+        );
+        assert!(after.contains("& __redis_cached_return . 0"), "{out}");
+        assert!(
+            after.contains(":: core :: result :: Result :: ok"),
+            "only the `Ok` value: {out}"
+        );
+    }
+
+    #[test]
+    fn without_the_result_the_keys_render_before_the_body_as_they_always_did() {
+        let out = redis_invalidate(
+            quote!(key = "product:<id>"),
+            quote!(
+                async fn update(id: u64) -> Result<u64, DbError> {
+                    Ok(id)
+                }
+            ),
+        )
+        .to_string();
+        assert!(
+            !out.contains("__redis_cached_early") && !out.contains("__redis_cached_return"),
+            "{out}"
+        );
+        assert!(out.contains(":: core :: result :: Result :: is_ok"), "{out}");
     }
 }

@@ -1,7 +1,8 @@
 //! The key-template mini-language: `"product:<id>"`, `"user:<user.id>:<self.region>"`.
 //!
 //! A pure parser and checker: text between `<` and `>` is a placeholder naming a
-//! parameter (or `self`) and optional fields; everything else is literal text. `check`
+//! parameter (or `self`, or `return`, the fn's result) and optional fields; everything
+//! else is literal text. `check`
 //! enforces the grammar that keeps every rendered key apart from every other, in every
 //! template: a `:` in the text marks a value (it is followed by a placeholder, or by `{`
 //! and one), the text after a value starts with a character values escape, and the
@@ -15,7 +16,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Key => "key",
             Kind::Tag => "tag",
@@ -50,6 +51,14 @@ pub(crate) struct Placeholder {
 }
 
 impl Placeholder {
+    /// The root that names the fn's successful result: a keyword, so no parameter has it.
+    pub(crate) const RETURN: &'static str = "return";
+
+    /// Whether it names the fn's result rather than a parameter.
+    pub(crate) fn is_return(&self) -> bool {
+        self.root == Self::RETURN
+    }
+
     pub(crate) fn text(&self) -> String {
         let mut text = format!("<{}", self.root);
         for field in &self.fields {
@@ -99,6 +108,11 @@ impl Template {
             Segment::Placeholder(p) => Some(p),
             Segment::Literal(_) => None,
         })
+    }
+
+    /// Whether a placeholder names the fn's result.
+    pub(crate) fn names_return(&self) -> bool {
+        self.placeholders().any(Placeholder::is_return)
     }
 
     /// The length of the literal text, a good first guess at the key's capacity.
@@ -378,7 +392,9 @@ fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
     let mut parts = inner.split('.');
     let root = parts.next().unwrap_or_default();
     let fields: Vec<&str> = parts.collect();
-    let root_ok = root == "self" || is_ident(root) && !root.starts_with(|c: char| c.is_ascii_digit());
+    let root_ok = root == "self"
+        || root == Placeholder::RETURN
+        || is_ident(root) && !root.starts_with(|c: char| c.is_ascii_digit());
     if !root_ok || !fields.iter().all(|field| is_ident(field)) {
         return Err(format!(
             "`<{inner}>` is not a placeholder; write a parameter name, optionally with fields: \
@@ -428,6 +444,59 @@ mod tests {
         );
         let t = Template::parse("pair:<p.0>").unwrap();
         assert_eq!(t.segments, vec![lit("pair:"), ph("p", &["0"])]);
+    }
+
+    #[test]
+    fn return_is_a_root_naming_the_result() {
+        let t = Template::parse("category:<return.before.category_id>").unwrap();
+        assert_eq!(
+            t.segments,
+            vec![lit("category:"), ph("return", &["before", "category_id"])]
+        );
+        assert!(t.names_return());
+        let t = Template::parse("product:<id>:<return>:<return.0>").unwrap();
+        assert_eq!(
+            t.segments,
+            vec![
+                lit("product:"),
+                ph("id", &[]),
+                lit(":"),
+                ph("return", &[]),
+                lit(":"),
+                ph("return", &["0"])
+            ]
+        );
+        assert!(t.names_return());
+        assert!(!Template::parse("product:<id>").unwrap().names_return());
+        assert!(
+            !Template::parse("product:<returned>").unwrap().names_return(),
+            "only the whole root"
+        );
+    }
+
+    #[test]
+    fn return_is_accepted_only_as_a_root() {
+        for text in [
+            "p:<self.return>",
+            "p:<row.return>",
+            "p:<return.return>",
+            "p:<return.>",
+            "p:<.return>",
+        ] {
+            assert!(
+                Template::parse(text).unwrap_err().contains("is not a placeholder"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_template_naming_the_result_follows_the_same_rules() {
+        assert!(errors("category:<return.category_id>", Kind::Tag).is_empty());
+        assert!(
+            errors("category<return.category_id>", Kind::Tag)[0]
+                .ends_with("write `category:<return.category_id>` instead of `category<return.category_id>`")
+        );
     }
 
     #[test]

@@ -5,22 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
+use crate::health;
 use crate::key::{full_key, tag_key};
 use crate::near::NearCache;
 #[cfg(feature = "memory")]
 use crate::policy::TAG_TTL;
-use crate::read_path::{Context, read_through};
+use crate::read_path::{Came, Context, read_through};
+use crate::report::{Report, timed_load};
 use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
 #[cfg(feature = "memory")]
 use crate::store::MemoryStore;
 use crate::store::{Cluster, Listener, RedisStore, Sentinel, Standalone, Store, StoreError};
 use crate::wake::{FillWaiters, Wake};
-use crate::{Cacheable, Error, Policy, Stats};
+use crate::{Cacheable, Error, Policy, ServerStats, Stats};
 
 /// A read-through cache over Redis (or over process memory).
 ///
@@ -66,17 +69,17 @@ pub struct Cache {
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (topology, connected) = match &self.inner.store {
-            AnyStore::Standalone(store) => ("standalone", store.reachable()),
-            AnyStore::Cluster(store) => ("cluster", store.reachable()),
-            AnyStore::Sentinel(store) => ("sentinel", store.reachable()),
+        let topology = match &self.inner.store {
+            AnyStore::Standalone(_) => "standalone",
+            AnyStore::Cluster(_) => "cluster",
+            AnyStore::Sentinel(_) => "sentinel",
             #[cfg(feature = "memory")]
-            AnyStore::Memory(_) => ("in-memory", true),
+            AnyStore::Memory(_) => "in-memory",
         };
         f.debug_struct("Cache")
             .field("prefix", &self.inner.context.prefix)
             .field("topology", &topology)
-            .field("connected", &connected)
+            .field("connected", &self.available())
             .finish()
     }
 }
@@ -100,11 +103,37 @@ pub(crate) enum AnyStore {
     Memory(MemoryStore),
 }
 
+impl AnyStore {
+    /// The `INFO` text of every master; the in-memory store has none.
+    async fn server_info(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            AnyStore::Standalone(store) => store.server_info().await,
+            AnyStore::Cluster(store) => store.server_info().await,
+            AnyStore::Sentinel(store) => store.server_info().await,
+            #[cfg(feature = "memory")]
+            AnyStore::Memory(_) => Err(StoreError::Skipped),
+        }
+    }
+
+    /// Whether the store is being called: see [`Cache::available`].
+    fn available(&self) -> bool {
+        match self {
+            AnyStore::Standalone(store) => store.reachable(),
+            AnyStore::Cluster(store) => store.reachable(),
+            AnyStore::Sentinel(store) => store.reachable(),
+            #[cfg(feature = "memory")]
+            AnyStore::Memory(_) => true,
+        }
+    }
+}
+
 /// What a cache and its store are wired with before the store exists: the cache's id
 /// in its announcements, and the listener that acts on what the store hears.
 #[derive(Debug)]
 pub(crate) struct Wiring {
     pub(crate) origin: u64,
+    /// The cache's counters, which the store's background tasks count in too.
+    pub(crate) counters: Arc<Counters>,
     flights: Arc<Flights>,
     fills: Arc<FillWaiters>,
     pub(crate) listener: Arc<dyn Listener>,
@@ -118,6 +147,7 @@ impl Wiring {
         let listener = Arc::new(Wake::new(origin, flights.clone(), fills.clone()));
         Self {
             origin,
+            counters: Arc::default(),
             flights,
             fills,
             listener,
@@ -135,7 +165,7 @@ impl Cache {
         shutdown: watch::Sender<()>,
         near: Option<Arc<NearCache>>,
     ) -> Cache {
-        let counters = Arc::<Counters>::default();
+        let counters = wiring.counters;
         let context = Context {
             prefix,
             fail_open: Arc::new(FailOpen::new(counters.clone())),
@@ -145,6 +175,24 @@ impl Cache {
             call_budget,
             near,
         };
+        #[cfg(feature = "memory")]
+        let in_memory = matches!(store, AnyStore::Memory(_));
+        #[cfg(not(feature = "memory"))]
+        let in_memory = false;
+        // An in-memory cache has no Redis to report on.
+        if !in_memory {
+            let (watched, asked) = (store.clone(), store.clone());
+            health::keep_gauge(move || watched.available(), shutdown.subscribe());
+            let watched = store.clone();
+            health::warn_about_memory(
+                move || watched.available(),
+                move || {
+                    let asked = asked.clone();
+                    async move { asked.server_info().await }
+                },
+                shutdown.subscribe(),
+            );
+        }
         Cache {
             inner: Arc::new(Inner {
                 store,
@@ -183,13 +231,22 @@ impl Cache {
         load: impl Future<Output = S::Output>,
     ) -> S::Output {
         let cx = &self.inner.context;
-        match &self.inner.store {
-            AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
-            AnyStore::Cluster(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
-            AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
-            #[cfg(feature = "memory")]
-            AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, rendered, tags, load).await,
-        }
+        let came = Came::new();
+        let report = Report::new(policy, &came);
+        let load = timed_load(policy.name, load);
+        let (key, came) = ((rendered, tags), &came);
+        let read = async {
+            match &self.inner.store {
+                AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Cluster(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                #[cfg(feature = "memory")]
+                AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+            }
+        };
+        let out = read.instrument(report.span()).await;
+        drop(report);
+        out
     }
 
     /// Reads `key` (as a template renders it, e.g. `"product:42"`), or runs `load` and
@@ -315,6 +372,29 @@ impl Cache {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.inner.context.counters.snapshot()
+    }
+
+    /// Redis's own stats, from `INFO`: its hit and miss counts, evictions, expiries and
+    /// memory, summed over the masters of a cluster. Read on a connection of its own, so
+    /// call it from a status endpoint or a periodic task, not on every request.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] or [`Error::Timeout`] (within `connect_timeout`) when a master
+    /// cannot be reached or refuses `INFO` (the guide's ACL line allows it);
+    /// [`Error::Unavailable`] for [`Cache::in_memory`], which has no server.
+    pub async fn server_stats(&self) -> Result<ServerStats, Error> {
+        let servers = self.inner.store.server_info().await?;
+        Ok(ServerStats::sum(servers.iter().map(|info| ServerStats::parse(info))))
+    }
+
+    /// Whether Redis is answering: false while the cache is connecting, or has stopped
+    /// calling Redis after repeated failures (every call then fails open to its loader
+    /// at once, while a background task reconnects). On a cluster, true while at least
+    /// one master is answering. The `redis_cached_available` gauge (feature `metrics`)
+    /// follows it. Always true for [`Cache::in_memory`].
+    #[must_use]
+    pub fn available(&self) -> bool {
+        self.inner.store.available()
     }
 }
 

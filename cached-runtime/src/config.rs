@@ -12,9 +12,10 @@ use crate::near::NearCache;
 use crate::policy::TAG_TTL;
 use crate::store::cluster::NodeClient;
 use crate::store::connect::{self, ClientError};
+use crate::store::masters::Masters;
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
-use crate::store::tracking::{self, Masters};
+use crate::store::tracking;
 use crate::store::{Cluster, Limits, RedisStore, Sentinels, Standalone, sentinel};
 use crate::{Cache, Error};
 
@@ -382,6 +383,7 @@ impl CacheBuilder {
                     limits.clone(),
                     channel.clone(),
                     listener,
+                    wiring.counters.clone(),
                     &shutdown,
                 );
                 self.track(&topology, near.as_ref(), &limits, &shutdown);
@@ -391,14 +393,28 @@ impl CacheBuilder {
             (None, Some(sentinel)) => {
                 let master = self.client(&master_url(&self.url, sentinel)?)?;
                 let sentinels = self.sentinels(sentinel, master)?;
-                let topology = sentinel::start(sentinels, limits.clone(), channel.clone(), listener, &shutdown);
+                let topology = sentinel::start(
+                    sentinels,
+                    limits.clone(),
+                    channel.clone(),
+                    listener,
+                    wiring.counters.clone(),
+                    &shutdown,
+                );
                 self.track(&topology, near.as_ref(), &limits, &shutdown);
                 topology.first_connection().await;
                 AnyStore::Sentinel(RedisStore::new(topology, limits, channel, wiring.origin))
             }
             (None, None) => {
                 let client = self.client(&self.url)?;
-                let topology = Standalone::start(client, limits.clone(), channel.clone(), listener, &shutdown);
+                let topology = Standalone::start(
+                    client,
+                    limits.clone(),
+                    channel.clone(),
+                    listener,
+                    wiring.counters.clone(),
+                    &shutdown,
+                );
                 self.track(&topology, near.as_ref(), &limits, &shutdown);
                 topology.first_connection().await;
                 AnyStore::Standalone(RedisStore::new(topology, limits, channel, wiring.origin))

@@ -9,6 +9,7 @@ use crate::log::RateLimited;
 use crate::stats::{Count, Counters};
 use crate::store::StoreError;
 use crate::sync::lock;
+use crate::telemetry;
 
 /// What a function is warned about once (per cache).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,10 +39,11 @@ impl FailOpen {
 
     /// Accounts for a Redis operation that failed open.
     pub(crate) fn failed(&self, error: StoreError) {
-        match error {
-            StoreError::Skipped => self.counters.bump(Count::Skipped),
-            StoreError::Timeout(_) | StoreError::OverBudget { .. } | StoreError::Redis(_) => {
+        match error.failure() {
+            None => self.counters.bump(Count::Skipped),
+            Some(kind) => {
                 self.counters.bump(Count::Errors);
+                telemetry::redis_error(kind);
                 if let Some(suppressed) = self.logged.admit() {
                     let hint = error.hint();
                     // The error's message carries its cause; a hint with nothing to say
@@ -49,6 +51,7 @@ impl FailOpen {
                     let error = crate::Error::from(error);
                     tracing::warn!(
                         error = %error,
+                        kind = kind.as_str(),
                         hint,
                         suppressed,
                         "redis-cached: redis operation failed; calls fail open to their loader"

@@ -45,7 +45,7 @@ fn is_safe(byte: u8) -> bool {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a key placeholder's value",
     label = "a key placeholder's value must implement `Display`",
-    note = "name a field of it that implements `Display` instead, as `<param.field>`, or a tuple field, as `<param.0>`"
+    note = "name a field of it that implements `Display` instead, as `<param.field>` or `<return.field>`, or a tuple field, as `<param.0>`"
 )]
 pub trait PlaceholderValue: fmt::Display {}
 

@@ -24,7 +24,9 @@ mod policy;
 mod shape;
 // Counters and errors.
 mod error;
+mod server_stats;
 mod stats;
+mod telemetry;
 // Stores: the contract, Redis (once, over its topologies) and memory.
 mod breaker;
 mod store;
@@ -38,8 +40,10 @@ mod wake;
 // The read path, then the cache that owns it.
 mod cache;
 mod config;
+mod health;
 mod install;
 mod read_path;
+mod report;
 
 #[doc(hidden)]
 pub mod private;
@@ -56,6 +60,7 @@ pub use policy::{
     DEFAULT_JITTER_PERCENT, DEFAULT_LEASE, DEFAULT_NEAR_AGE, DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_BETA, MAX_DURATION,
     Policy,
 };
+pub use server_stats::ServerStats;
 pub use shape::{Cacheable, CachedValue};
 pub use stats::Stats;
 

@@ -52,6 +52,8 @@ pub(crate) enum Near {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub(crate) name: &'static str,
+    /// The key template as written (`"product:<id>"`), for spans; `""` when unknown.
+    pub(crate) key_template: &'static str,
     pub(crate) ttl: Duration,
     pub(crate) lock: Option<Duration>,
     pub(crate) negative: Option<Duration>,
@@ -97,6 +99,7 @@ impl Policy {
         Self {
             // A log line never has an empty `function` field.
             name: if name.is_empty() { "unnamed" } else { name },
+            key_template: "",
             ttl: checked(ttl, "a policy's ttl must be longer than zero"),
             lock: None,
             negative: None,
@@ -107,6 +110,15 @@ impl Policy {
             refresh_beta: None,
             near: Near::Default,
         }
+    }
+
+    /// The key template the function's keys are rendered from, as written in
+    /// `#[redis_cached(key = "...")]`: each call's `tracing` span shows it (never the
+    /// rendered key, which may hold user data). Defaults to none (`""`).
+    #[must_use]
+    pub const fn key_template(mut self, template: &'static str) -> Self {
+        self.key_template = template;
+        self
     }
 
     /// Stampede protection across processes with this lease (at most [`MAX_DURATION`]).

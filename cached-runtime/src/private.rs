@@ -194,18 +194,29 @@ pub async fn invalidate(cache: Option<&Cache>, rendered: &str) -> Result<(), Err
     }
 }
 /// `#[redis_invalidate]`, after its fn succeeded: invalidates every key and tag
-/// (rendered), failing open (counted, logged, retried in the background).
+/// (rendered) once, even when two templates render to the same text, failing open
+/// (counted, logged, retried in the background).
 pub async fn invalidate_after(cache: Option<&Cache>, function: &'static str, keys: &[String], tags: &[String]) {
     let Some(cache) = cache else {
         warn_not_installed(function);
         return;
     };
-    for key in keys {
+    for key in distinct(keys) {
         cache.invalidate_or_retry(cache.key_target(key)).await;
     }
-    for tag in tags {
+    for tag in distinct(tags) {
         cache.invalidate_or_retry(cache.tag_target(tag)).await;
     }
+}
+
+/// Each of `rendered` once, in order: an attribute has a few keys and tags, so a scan
+/// of the ones before is cheaper than a set.
+fn distinct(rendered: &[String]) -> impl Iterator<Item = &String> {
+    rendered
+        .iter()
+        .enumerate()
+        .filter(|&(at, text)| !rendered[..at].contains(text))
+        .map(|(_, text)| text)
 }
 
 /// The stored bytes of `value` (envelope and payload), for the micro benchmarks;
@@ -222,5 +233,20 @@ pub fn decode_envelope<T: Cacheable>(bytes: &[u8], codec: Codec, version: u32) -
     match crate::codec::decode(bytes, codec, version, &[], crate::codec::Freshness::default()) {
         crate::codec::Decoded::Value(value) => Some(value),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct;
+
+    #[test]
+    fn two_templates_rendering_the_same_text_are_invalidated_once() {
+        let rendered = ["category:7", "category:8", "category:7", "category:7"].map(str::to_owned);
+        assert_eq!(
+            distinct(&rendered).map(String::as_str).collect::<Vec<_>>(),
+            ["category:7", "category:8"]
+        );
+        assert_eq!(distinct(&[]).count(), 0);
     }
 }

@@ -36,7 +36,8 @@ pub struct Stats {
     /// Misses that waited for another process (or cache) holding the key's lease.
     pub lock_waits: u64,
     /// Redis errors, operations slower than `op_timeout`, and calls that ran out of their
-    /// Redis budget (`call_budget`); each one failed open.
+    /// Redis budget (`call_budget`); each one failed open. Also each failed connection
+    /// attempt, so a Redis down since the cache was built shows here.
     pub errors: u64,
     /// Redis operations not attempted because the cache had stopped calling Redis
     /// after repeated failures (they failed open at once).
@@ -68,6 +69,64 @@ impl Stats {
             0.0
         } else {
             answered as f64 / calls as f64
+        }
+    }
+}
+
+/// What one call came to, for its span and `redis_cached_calls_total`: exactly one per
+/// call. A Redis error (or an operation skipped while Redis is unavailable) on the way
+/// names the call whatever answered it: the call failed open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Answered from the near cache, with a value or a "not found".
+    NearHit,
+    /// Answered from Redis with a stored value.
+    Hit,
+    /// Answered from Redis with a stored "not found".
+    NegativeHit,
+    /// Answered with a value past its ttl (within `stale`): while another caller
+    /// refreshes it, or because this call's refresh failed. (A failed early refresh,
+    /// `refresh`, answers with a value still within its ttl: a hit.)
+    StaleHit,
+    /// A miss answered by a value another process (or cache) stored meanwhile.
+    Miss,
+    /// A miss answered by a load already running in this process.
+    Coalesced,
+    /// Ran the loader: a miss, or a refresh of a value due for one.
+    Load,
+    /// A Redis operation failed or ran out of time; the call failed open.
+    Error,
+    /// Redis was unavailable (connecting, or the breaker open); the call failed open
+    /// without trying it.
+    Skipped,
+}
+
+impl Outcome {
+    /// Every outcome, each at the index of its discriminant.
+    pub(crate) const ALL: [Outcome; 9] = [
+        Outcome::NearHit,
+        Outcome::Hit,
+        Outcome::NegativeHit,
+        Outcome::StaleHit,
+        Outcome::Miss,
+        Outcome::Coalesced,
+        Outcome::Load,
+        Outcome::Error,
+        Outcome::Skipped,
+    ];
+
+    /// The label value, as `redis_cached_calls_total{outcome}` and the span show it.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::NearHit => "near_hit",
+            Outcome::Hit => "hit",
+            Outcome::NegativeHit => "negative_hit",
+            Outcome::StaleHit => "stale_hit",
+            Outcome::Miss => "miss",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Load => "load",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
         }
     }
 }

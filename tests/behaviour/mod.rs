@@ -8,8 +8,9 @@
     reason = "each test binary uses part of it"
 )]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis_cached::{Cache, redis_cached, redis_invalidate};
@@ -40,6 +41,7 @@ macro_rules! behaviour_tests {
             a_call_after_invalidate_does_not_join_the_older_load,
             redis_invalidate_evicts_every_key_on_ok_and_none_on_err,
             a_tag_invalidation_evicts_every_value_with_that_tag,
+            a_move_invalidates_the_listings_of_the_category_left_and_the_category_joined,
             a_value_loaded_before_a_tag_bump_is_not_served_after_it,
             past_its_ttl_a_value_is_served_stale_while_one_caller_refreshes,
             a_failed_refresh_serves_the_stale_value,
@@ -91,6 +93,22 @@ pub struct Db {
     pub gone: AtomicBool,
     /// Bumped by tests to tell loaded values apart.
     pub generation: AtomicU64,
+    /// Each product's category, for the listings by category.
+    pub categories: Mutex<BTreeMap<u64, u32>>,
+}
+
+/// Where a product is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub id: u64,
+    pub category: u32,
+}
+
+/// A product's placement before and after a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub before: Placement,
+    pub after: Placement,
 }
 
 impl Db {
@@ -108,6 +126,7 @@ impl Db {
             panic: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            categories: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -196,6 +215,39 @@ impl Db {
         let _ = category;
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The products listed in `category`.
+    #[redis_cached(key = "listing:<category>", ttl = 60, tags = ["category:<category>"], cache = self.cache)]
+    pub async fn listing(&self, category: u32) -> Vec<u64> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let categories = self.categories.lock().unwrap();
+        categories
+            .iter()
+            .filter(|&(_, &c)| c == category)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Moves product `id` to `category`, unless the move is rejected: the listings of
+    /// the category it left and of the one it joined are stale, which only the move
+    /// itself learns.
+    #[redis_invalidate(
+        key = "product:<id>",
+        tags = ["category:<return.before.category>", "category:<return.after.category>"],
+        cache = self.cache
+    )]
+    pub async fn move_product(&self, id: u64, category: u32, reject: bool) -> Result<Moved, DbError> {
+        if reject {
+            return Err(DbError("rejected".into()));
+        }
+        let mut categories = self.categories.lock().unwrap();
+        let left = categories.insert(id, category);
+        let left = left.ok_or_else(|| DbError(format!("no product {id}")))?;
+        Ok(Moved {
+            before: Placement { id, category: left },
+            after: Placement { id, category },
+        })
     }
 
     /// Goes stale after 300 ms, and stays servable for 30 s past that.
@@ -519,6 +571,34 @@ pub async fn redis_invalidate_evicts_every_key_on_ok_and_none_on_err(db: &Db) {
     assert_eq!(db.product(4).await, Ok(Some(product(4, 1))), "evicted on `Ok`");
     assert_eq!(db.short_lived(4).await, product(4, 1), "every key is evicted");
     assert_eq!(db.loads(), 4);
+}
+
+/// Tags named by the result: the move finds the category it leaves, and both that
+/// category's listing and the joined one's reload; a rejected move evicts nothing.
+pub async fn a_move_invalidates_the_listings_of_the_category_left_and_the_category_joined(db: &Db) {
+    db.categories.lock().unwrap().extend([(1, 7), (2, 7), (3, 8)]);
+    for _ in 0..2 {
+        assert_eq!(db.listing(7).await, [1, 2]);
+        assert_eq!(db.listing(8).await, [3]);
+        assert_eq!(db.listing(9).await, Vec::<u64>::new());
+    }
+    assert_eq!(db.loads(), 3);
+    assert_eq!(db.move_product(2, 8, true).await, Err(DbError("rejected".into())));
+    assert_eq!(db.listing(7).await, [1, 2], "an `Err` evicts nothing");
+    assert_eq!(db.listing(8).await, [3], "an `Err` evicts nothing");
+    assert_eq!(db.loads(), 3);
+    let moved = db.move_product(2, 8, false).await.unwrap();
+    assert_eq!((moved.before.category, moved.after.category), (7, 8));
+    assert_eq!(db.listing(7).await, [1], "the category left reloads");
+    assert_eq!(db.listing(8).await, [2, 3], "the category joined reloads");
+    assert_eq!(db.listing(9).await, Vec::<u64>::new());
+    assert_eq!(db.loads(), 5, "the other category was not invalidated");
+    // A move within one category: both tags render to one, which is invalidated.
+    db.categories.lock().unwrap().insert(4, 8);
+    assert_eq!(db.listing(8).await, [2, 3], "still cached");
+    db.move_product(4, 8, false).await.unwrap();
+    assert_eq!(db.listing(8).await, [2, 3, 4]);
+    assert_eq!(db.loads(), 6);
 }
 
 pub async fn a_tag_invalidation_evicts_every_value_with_that_tag(db: &Db) {

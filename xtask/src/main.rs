@@ -3,7 +3,7 @@
 //! - `cargo xtask test [args]`: makes sure the programs the tests start are installed
 //!   (`redis-server` and `redis-cli` of at least [`MIN_REDIS`], `python3` and `openssl`),
 //!   installing missing ones with the system's package manager when it may, then runs
-//!   `cargo test --workspace [args]`.
+//!   `cargo test --workspace --features redis-cached/metrics [args]`.
 //! - `cargo xtask check`: the same preparation, then formatting, clippy and the feature
 //!   combinations (`.ci/features`), each step timed. CI runs it, then
 //!   `cargo xtask test`.
@@ -101,7 +101,10 @@ fn show(command: &Command) -> String {
 
 fn cargo_test(args: Vec<OsString>) -> Result<(), Failure> {
     let mut command = cargo();
-    command.args(["test", "--workspace"]).args(args);
+    // With `metrics`, which is off by default: its recorder test runs too.
+    command
+        .args(["test", "--workspace", "--features", "redis-cached/metrics"])
+        .args(args);
     run(command)
 }
 

@@ -15,7 +15,7 @@ pub(super) fn companions(function: &ItemFn, plan: &Plan, vis: &Visibility) -> To
     let key_fn = format_ident!("{}_key", name);
     let invalidate_fn = format_ident!("{}_invalidate", name);
     let companion_attrs: Vec<_> = function.attrs.iter().filter(|a| follows(a)).collect();
-    let render = render(&plan.template, &plan.key, &plan.sig);
+    let render = render(&plan.template, &plan.key, &plan.sig, None);
     let (cache_let, cache_ref) = cache(plan.args.common.cache.as_ref());
     let key_doc = format!("The full Redis key under which `{name}` caches its result for these arguments.");
     let invalidate_doc = format!(

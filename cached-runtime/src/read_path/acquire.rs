@@ -13,6 +13,7 @@ use crate::lease::MayHold;
 use crate::shape::Shape;
 use crate::stats::Count;
 use crate::store::{Acquire, Claim, Expected, Store};
+use crate::telemetry;
 use crate::time::later;
 
 /// How often a waiter asks again while announcements are live (a safety net for a lost
@@ -130,6 +131,18 @@ struct Patience {
     /// Requests sent while waiting for a holder are bounded by the wait, not by the
     /// call's Redis budget: a waiter polls for as long as the holder keeps its lease.
     waiting: Option<Budget>,
+    /// When the wait began, for `redis_cached_lock_wait_seconds`.
+    since: Option<Instant>,
+    function: &'static str,
+}
+
+/// A wait ends however the call goes on: with a value, the claim, or no longer waiting.
+impl Drop for Patience {
+    fn drop(&mut self) {
+        if let Some(since) = self.since {
+            telemetry::lock_wait(self.function, since.elapsed());
+        }
+    }
 }
 
 impl Patience {
@@ -137,6 +150,8 @@ impl Patience {
         Self {
             give_up: later(Instant::now(), call.policy.wait_budget()),
             waiting: None,
+            since: None,
+            function: call.policy.name,
         }
     }
 
@@ -151,6 +166,7 @@ impl Patience {
         if self.waiting.is_none() {
             call.cx.counters.bump(Count::LockWaits);
             self.waiting = Some(Budget::new(Duration::MAX));
+            self.since = Some(Instant::now());
         }
         let now = Instant::now();
         if now >= self.give_up {

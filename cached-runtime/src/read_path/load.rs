@@ -14,7 +14,7 @@ use crate::codec::{self, Timing};
 use crate::fail_open::Warning;
 use crate::lease::{Ending, MayHold};
 use crate::shape::{Loaded, Shape};
-use crate::stats::Count;
+use crate::stats::{Count, Outcome};
 use crate::store::Store;
 
 /// What a load replaces.
@@ -54,6 +54,7 @@ pub(super) async fn load_claimed<S: Shape, St: Store>(
     replacing: Replacing<S::Value>,
 ) -> S::Output {
     call.cx.counters.bump(Count::Loads);
+    call.came.set(Outcome::Load);
     let started = Instant::now();
     let out = held.renewed_while(load).await;
     let load_time = started.elapsed();
@@ -79,6 +80,7 @@ pub(super) async fn load_unfenced<S: Shape, St: Store>(
     replacing: Replacing<S::Value>,
 ) -> S::Output {
     call.cx.counters.bump(Count::Loads);
+    call.came.set(Outcome::Load);
     let announcements = call.store.announcements();
     let out = load.await;
     // Nothing can tell this load that it was voided. Its result is for every caller that
@@ -135,7 +137,7 @@ fn settle<S: Shape, St: Store>(
         // Invalidated while refreshing: the old value is known to be wrong.
         return out;
     }
-    current.recount(call.cx);
+    current.recount(call);
     if let Some(suppressed) = call.cx.fail_open.admit() {
         tracing::warn!(
             function = call.policy.name,

@@ -9,14 +9,14 @@ use crate::stats::Count;
 use crate::store::{Claim, Store};
 
 pub(super) async fn miss<S: Shape, St: Store>(
-    call: Call<'_, St>,
+    call: &Call<'_, St>,
     mut tagging: Tagging,
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
     let counters = &call.cx.counters;
     loop {
         let waiter = match call.cx.flights.join(&call.key, &tagging.keys) {
-            Join::Leader(flight) => return lead::<S, St>(&call, &mut tagging, load, flight).await,
+            Join::Leader(flight) => return lead::<S, St>(call, &mut tagging, load, flight).await,
             Join::Waiter(waiter) => waiter,
         };
         // Bounded, in case the leader's future is kept but no longer polled.
@@ -24,21 +24,25 @@ pub(super) async fn miss<S: Shape, St: Store>(
             Outcome::Done(shared) => {
                 if let Some(out) = shared.downcast_ref::<Shared<S::Value>>().and_then(S::from_shared) {
                     counters.bump(Count::Coalesced);
+                    call.came.set(crate::stats::Outcome::Coalesced);
                     return out;
                 }
                 // Another function's result under the same key: load our own.
-                counters.bump(Count::Loads);
-                return load.await;
+                return load_alone::<S, St>(call, load).await;
             }
             // Errors are not shared: each caller gets its own loader's result.
-            Outcome::Failed => {
-                counters.bump(Count::Loads);
-                return load.await;
-            }
+            Outcome::Failed => return load_alone::<S, St>(call, load).await,
             // No result for this call (see `coalesce`): join or lead a new load.
             Outcome::Retry | Outcome::Voided { .. } => {}
         }
     }
+}
+
+/// Loads for this caller alone, outside the flight.
+async fn load_alone<S: Shape, St: Store>(call: &Call<'_, St>, load: impl Future<Output = S::Output>) -> S::Output {
+    call.cx.counters.bump(Count::Loads);
+    call.came.set(crate::stats::Outcome::Load);
+    load.await
 }
 
 /// The flight's leader: claim the key (or wait for its holder), load, fill.

@@ -27,6 +27,7 @@ mod refresh;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -38,7 +39,7 @@ use crate::fail_open::FailOpen;
 use crate::key::{full_key, tag_key};
 use crate::near::{NearCache, Ticket};
 use crate::shape::Shape;
-use crate::stats::{Count, Counters};
+use crate::stats::{Count, Counters, Outcome};
 use crate::store::{Entry, Store, StoreError};
 use crate::wake::FillWaiters;
 use answer::{Answer, answer};
@@ -79,14 +80,15 @@ impl Context {
     }
 }
 
-/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss.
+/// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss; `came`
+/// says which the call has come to, also if its future is dropped before the end.
 pub(crate) async fn read_through<S: Shape, St: Store>(
     cx: &Context,
     store: &St,
     policy: &Policy,
-    rendered: &str,
-    tags: &[String],
+    (rendered, tags): (&str, &[String]),
     load: impl Future<Output = S::Output>,
+    came: &Came,
 ) -> S::Output {
     let near = cx.near.as_deref().zip(policy.near_age());
     if let Some(out) = near.and_then(|(near, _)| near.get::<S>(rendered, tags, policy)) {
@@ -94,6 +96,7 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
         // A near hit touches nothing that yields: a loop of them would starve the
         // tasks that hear Redis's invalidations.
         tokio::task::consume_budget().await;
+        came.set(Outcome::NearHit);
         return out;
     }
     let key = full_key(&cx.prefix, rendered);
@@ -115,11 +118,13 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
             Some(Answer::Value(out)) => {
                 cx.counters.bump(Count::Hits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
+                came.set(Outcome::Hit);
                 return out;
             }
             Some(Answer::Negative(out)) => {
                 cx.counters.bump(Count::NegativeHits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
+                came.set(Outcome::NegativeHit);
                 return out;
             }
             Some(Answer::Due { value, stale }) => {
@@ -128,21 +133,22 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
                     stale,
                     bytes: entry.bytes,
                 };
-                let call = Call::new(cx, store, policy, key, started);
-                return Box::pin(refresh::refresh::<S, St>(call, tagging, load, current)).await;
+                let call = Call::new(cx, store, policy, key, started, came);
+                return Box::pin(refresh::refresh::<S, St>(&call, tagging, load, current)).await;
             }
             None => {}
         },
         Ok(None) => {}
         Err(e) => {
             tagging.versions = None;
-            cx.fail_open.failed(e);
+            let call = Call::new(cx, store, policy, key, started, came);
+            call.failed(e);
+            return Box::pin(call.miss::<S>(tagging, load)).await;
         }
     }
-    cx.counters.bump(Count::Misses);
     // Boxed: the miss path's state is large, and the future of every hit would carry it.
-    let call = Call::new(cx, store, policy, key, started);
-    Box::pin(miss::miss::<S, St>(call, tagging, load)).await
+    let call = Call::new(cx, store, policy, key, started, came);
+    Box::pin(call.miss::<S>(tagging, load)).await
 }
 
 /// The first read of a call: the entry and, for a tagged value, its tags' versions in
@@ -184,11 +190,13 @@ struct Call<'a, St> {
     policy: &'a Policy,
     key: String,
     budget: Budget,
+    /// What the call has come to so far.
+    came: &'a Came,
 }
 
 impl<'a, St: Store> Call<'a, St> {
     /// `started`: when the call's first read was sent; that read counts against the budget.
-    fn new(cx: &'a Context, store: &'a St, policy: &'a Policy, key: String, started: Instant) -> Self {
+    fn new(cx: &'a Context, store: &'a St, policy: &'a Policy, key: String, started: Instant, came: &'a Came) -> Self {
         let budget = Budget::new(cx.call_budget);
         budget.spend(started.elapsed());
         Self {
@@ -197,12 +205,53 @@ impl<'a, St: Store> Call<'a, St> {
             policy,
             key,
             budget,
+            came,
         }
     }
 
     /// Counts and logs a Redis error the call fails open on.
     fn failed(&self, error: StoreError) {
+        self.came.failed(matches!(error, StoreError::Skipped));
         self.cx.fail_open.failed(error);
+    }
+
+    /// A miss (counted as one), after its first read.
+    async fn miss<S: Shape>(self, tagging: Tagging, load: impl Future<Output = S::Output>) -> S::Output {
+        self.cx.counters.bump(Count::Misses);
+        miss::miss::<S, St>(&self, tagging, load).await
+    }
+}
+
+/// What a call has come to so far: a miss until the step that answers it names it,
+/// unless a Redis error (or a skipped operation) on the way already has. Atomic only so
+/// a call's steps may share it.
+#[derive(Debug)]
+pub(crate) struct Came(AtomicU8);
+
+impl Came {
+    /// A call that has not been answered yet: a miss so far.
+    pub(crate) fn new() -> Self {
+        Self(AtomicU8::new(Outcome::Miss as u8))
+    }
+
+    pub(crate) fn get(&self) -> Outcome {
+        Outcome::ALL[usize::from(self.0.load(Ordering::Relaxed))]
+    }
+
+    /// The step that answers the call, unless it failed open.
+    fn set(&self, outcome: Outcome) {
+        if !matches!(self.get(), Outcome::Error | Outcome::Skipped) {
+            self.0.store(outcome as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// A Redis operation of the call failed (`skipped`: it was not attempted). An error
+    /// names the call over a skipped operation.
+    fn failed(&self, skipped: bool) {
+        let outcome = if skipped { Outcome::Skipped } else { Outcome::Error };
+        if self.get() != Outcome::Error {
+            self.0.store(outcome as u8, Ordering::Relaxed);
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 
 use super::acquire::{Acquired, acquire};
 use super::load::{Replacing, load_claimed, load_unfenced};
-use super::{Call, Context, Tagging};
+use super::{Call, Tagging};
 use crate::coalesce::{Join, Outcome};
 use crate::shape::Shape;
-use crate::stats::Count;
+use crate::stats::{self, Count};
 use crate::store::{Claim, Store};
 
 /// The value a refresh replaces, served to everyone but the refreshing caller.
@@ -21,23 +21,33 @@ pub(super) struct Current<V> {
 
 impl<V> Current<V> {
     /// Counts a call answered with it.
-    fn count(&self, cx: &Context) {
-        cx.counters.bump(self.counter());
+    fn count<St: Store>(&self, call: &Call<'_, St>) {
+        call.cx.counters.bump(self.counter());
+        call.came.set(self.outcome());
     }
 
     fn counter(&self) -> Count {
         if self.stale { Count::StaleHits } else { Count::Hits }
     }
 
+    fn outcome(&self) -> stats::Outcome {
+        if self.stale {
+            stats::Outcome::StaleHit
+        } else {
+            stats::Outcome::Hit
+        }
+    }
+
     /// The refreshing caller, counted as a refresh when it started, was answered with
     /// this value instead.
-    pub(super) fn recount(&self, cx: &Context) {
-        cx.counters.recount(Count::Refreshes, self.counter());
+    pub(super) fn recount<St: Store>(&self, call: &Call<'_, St>) {
+        call.cx.counters.recount(Count::Refreshes, self.counter());
+        call.came.set(self.outcome());
     }
 }
 
 pub(super) async fn refresh<S: Shape, St: Store>(
-    call: Call<'_, St>,
+    call: &Call<'_, St>,
     mut tagging: Tagging,
     load: impl Future<Output = S::Output>,
     current: Current<S::Value>,
@@ -46,7 +56,7 @@ pub(super) async fn refresh<S: Shape, St: Store>(
     let flight = match cx.flights.join(&call.key, &tagging.keys) {
         Join::Leader(flight) => flight,
         Join::Waiter(_) => {
-            current.count(cx);
+            current.count(call);
             return S::from_value(current.value);
         }
     };
@@ -56,17 +66,17 @@ pub(super) async fn refresh<S: Shape, St: Store>(
     // Whatever is read or loaded from here on may be voided by an invalidation that
     // callers joining later started after.
     flight.loading();
-    let versions = match tagging.resolve(&call).await {
+    let versions = match tagging.resolve(call).await {
         Ok(versions) => versions,
         Err(e) => {
             // Without its tags' versions a result cannot be stored safely: load only.
             call.failed(e);
-            return load_unfenced::<S, St>(&call, flight, load, Replacing::Value(current)).await;
+            return load_unfenced::<S, St>(call, flight, load, Replacing::Value(current)).await;
         }
     };
     // One refresh at a time in the deployment, with or without `lock`.
     let claim = Claim::lease(&call.key);
-    match acquire::<S, St>(&call, claim, &versions, Some(&current.bytes), &flight).await {
+    match acquire::<S, St>(call, claim, &versions, Some(&current.bytes), &flight).await {
         Acquired::Won { held, replaced_gone } => {
             // The value this refresh replaces was gone when it took the claim
             // (invalidated, or past its window): stale-if-error must not bring it back.
@@ -75,17 +85,22 @@ pub(super) async fn refresh<S: Shape, St: Store>(
             } else {
                 Replacing::Value(current)
             };
-            load_claimed::<S, St>(&call, &tagging, held, load, flight, replacing).await
+            load_claimed::<S, St>(call, &tagging, held, load, flight, replacing).await
         }
         Acquired::Found { out, negative, mark } => {
-            let answered = if negative { Count::NegativeHits } else { Count::Hits };
+            let (answered, outcome) = if negative {
+                (Count::NegativeHits, stats::Outcome::NegativeHit)
+            } else {
+                (Count::Hits, stats::Outcome::Hit)
+            };
             cx.counters.recount(Count::Refreshes, answered);
+            call.came.set(outcome);
             // Read after waiters may have joined: only for those that joined before.
             flight.finish(S::outcome(&out, Some(mark)));
             out
         }
         Acquired::Busy | Acquired::Unfenced { .. } => {
-            current.recount(cx);
+            current.recount(call);
             // The value this call found is not a load result: waiters load themselves.
             flight.finish(Outcome::Retry);
             S::from_value(current.value)

@@ -34,13 +34,14 @@ use slots::{Shard, SlotMap};
 
 use super::Limits;
 use super::announce::Listener;
+use super::masters::Masters;
 use super::redis_store::{Topology, Verdict};
 use super::replication::Durability;
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
-use super::supervise::{log_failed_attempt, pause};
-use super::tracking::Masters;
+use super::supervise::{count_failed_connect, log_failed_attempt, pause};
 use crate::backoff::Backoff;
 use crate::log::RateLimited;
+use crate::stats::Counters;
 use crate::sync::{read, write};
 
 /// How long the cluster must stay healthy before a new failure is retried without delay.
@@ -71,6 +72,8 @@ pub(crate) struct Cluster {
     /// Never changes: the subscription has its own node and keepalive. Kept so its
     /// receiver does not report a change at once, which would renew it in a loop.
     reconnects: watch::Sender<u64>,
+    /// The cache's counters: a failed connection attempt counts as an error.
+    counters: Arc<Counters>,
 }
 
 impl fmt::Debug for Cluster {
@@ -104,6 +107,10 @@ impl Cluster {
     /// Starts supervising the cluster behind `client`; `seeds` (clients of the seed
     /// nodes) serve the subscription, whose announcements go to `listener`. The
     /// background tasks end when `shutdown`'s sender drops.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is a different part; all are needed at once"
+    )]
     pub(crate) fn start(
         client: ClusterClient,
         seeds: Vec<Client>,
@@ -111,6 +118,7 @@ impl Cluster {
         limits: Limits,
         channel: String,
         listener: Arc<dyn Listener>,
+        counters: Arc<Counters>,
         shutdown: &watch::Sender<()>,
     ) -> Arc<Self> {
         let cluster = Arc::new(Self {
@@ -123,6 +131,7 @@ impl Cluster {
             limits,
             subscription: Arc::default(),
             reconnects: watch::Sender::new(0),
+            counters,
         });
         tokio::spawn(keep_connected(cluster.clone(), shutdown.subscribe()));
         let (candidates, next) = (cluster.clone(), AtomicUsize::new(0));
@@ -463,6 +472,7 @@ async fn keep_connected(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<()>
         let rebuilt = Ok::<_, tokio::time::error::Elapsed>(cluster.rebuild().await);
         let rebuilt_ok = matches!(rebuilt, Ok(Ok(())));
         if !rebuilt_ok {
+            count_failed_connect(&cluster.counters);
             log_failed_attempt(
                 &failures_logged,
                 &rebuilt,

@@ -10,6 +10,7 @@
 pub(crate) mod announce;
 pub(crate) mod cluster;
 pub(crate) mod connect;
+pub(crate) mod masters;
 #[cfg(feature = "memory")]
 pub(crate) mod memory;
 pub(crate) mod redis_store;
@@ -41,6 +42,7 @@ pub(crate) use tracking::Tracked;
 
 use crate::key::{fence_key, lease_key};
 use crate::random::new_token;
+use crate::telemetry::Failure;
 
 /// The operations a store offers. Each is one atomic step (one round trip on Redis).
 /// Futures are `Send`; errors mean "fail open", never "give up the call".
@@ -129,6 +131,12 @@ pub(crate) enum StoreError {
     Redis(::redis::RedisError),
 }
 
+impl From<::redis::RedisError> for StoreError {
+    fn from(error: ::redis::RedisError) -> Self {
+        StoreError::Redis(error)
+    }
+}
+
 impl StoreError {
     /// What the user can do about it, where the error says.
     pub(crate) fn hint(&self) -> Option<&'static str> {
@@ -138,10 +146,37 @@ impl StoreError {
         }
     }
 
+    /// What kind of failure it is, for `redis_cached_redis_errors_total`; `None` for an
+    /// operation that was not attempted.
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        match self {
+            StoreError::Skipped => None,
+            StoreError::Timeout(_) => Some(Failure::Timeout),
+            StoreError::OverBudget { .. } => Some(Failure::Budget),
+            StoreError::Redis(e) => Some(failure(e)),
+        }
+    }
+
     /// Whether the operation may have reached Redis (and so, for a lease request, may
     /// have taken the lease).
     pub(crate) fn sent(&self) -> bool {
         !matches!(self, StoreError::Skipped | StoreError::OverBudget { sent: false, .. })
+    }
+}
+
+/// What kind of failure a Redis error is.
+pub(crate) fn failure(e: &::redis::RedisError) -> Failure {
+    use ::redis::ServerErrorKind as Server;
+    match e.kind() {
+        ::redis::ErrorKind::Server(Server::NoPerm) => Failure::NoPerm,
+        ::redis::ErrorKind::Server(Server::ReadOnly) => Failure::ReadOnly,
+        ::redis::ErrorKind::Server(
+            Server::BusyLoading | Server::MasterDown | Server::TryAgain | Server::ClusterDown,
+        ) => Failure::Unavailable,
+        _ if e.code() == Some("OOM") => Failure::Oom,
+        _ if e.is_timeout() => Failure::Timeout,
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => Failure::Connection,
+        _ => Failure::Other,
     }
 }
 

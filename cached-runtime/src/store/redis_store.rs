@@ -17,11 +17,13 @@ mod invalidation;
 mod migrating;
 
 use super::announce::Announcement;
+use super::masters::{self, Masters};
 use super::replication::Durability;
 use super::scripts::{BUMP_TAG, ClaimScripts, DELETE, FENCE_SCRIPTS, LEASE_SCRIPTS, TAG_VERSIONS};
 use super::{Acquire, Claim, Entry, Expected, Limits, Store, StoreError, parse_version};
 use crate::key::{fence_key, lease_key};
 use crate::random::random_u64;
+use crate::telemetry::{self, Op};
 use crate::time::millis;
 
 /// How a Redis deployment is reached: the connection an operation is sent on, and
@@ -147,7 +149,7 @@ impl<T: Topology> RedisStore<T> {
 
     /// Runs one operation on `key` (its first key, which names the node on a cluster)
     /// under the cache's deadline and tells the topology how it went.
-    async fn run<R, F>(&self, key: &str, op: impl FnOnce(T::Connection) -> F) -> Result<R, StoreError>
+    async fn run<R, F>(&self, op: Op, key: &str, send: impl FnOnce(T::Connection) -> F) -> Result<R, StoreError>
     where
         F: Future<Output = Result<R, RedisError>>,
     {
@@ -156,10 +158,12 @@ impl<T: Topology> RedisStore<T> {
         };
         let deadline = self.settings.limits.op_timeout;
         let started = Instant::now();
-        let result = tokio::time::timeout(deadline, op(connection)).await;
+        let result = tokio::time::timeout(deadline, send(connection)).await;
+        let took = started.elapsed();
+        telemetry::redis_op(op, took);
         let (verdict, result) = match result {
             // A Redis that answers, but barely within the deadline, is failing too.
-            Ok(Ok(value)) if started.elapsed() > deadline / 2 => (Verdict::Failing, Ok(value)),
+            Ok(Ok(value)) if took > deadline / 2 => (Verdict::Failing, Ok(value)),
             Ok(Ok(value)) => (Verdict::Healthy, Ok(value)),
             Ok(Err(e)) => (verdict(&e), Err(StoreError::Redis(e))),
             Err(_elapsed) => (Verdict::Failing, Err(StoreError::Timeout(deadline))),
@@ -182,7 +186,7 @@ impl<T: Topology> RedisStore<T> {
         timed: bool,
     ) -> Result<(Option<Entry>, Vec<Option<u64>>), StoreError> {
         let versions = tag_keys.iter().map(|tag_key| {
-            self.run(tag_key, move |mut c| async move {
+            self.run(Op::GetTagged, tag_key, move |mut c| async move {
                 redis::cmd("GET")
                     .arg(tag_key)
                     .query_async::<Option<Vec<u8>>>(&mut c)
@@ -198,8 +202,13 @@ impl<T: Topology> RedisStore<T> {
     }
 
     /// `read`, and the `PTTL` of `key`, in one round trip (a pipeline).
-    async fn with_pttl<R: redis::FromRedisValue>(&self, read: redis::Cmd, key: &str) -> Result<(R, i64), StoreError> {
-        self.run(key, move |mut c| async move {
+    async fn with_pttl<R: redis::FromRedisValue>(
+        &self,
+        op: Op,
+        read: redis::Cmd,
+        key: &str,
+    ) -> Result<(R, i64), StoreError> {
+        self.run(op, key, move |mut c| async move {
             let mut pipe = redis::pipe();
             pipe.add_command(read).cmd("PTTL").arg(key);
             pipe.query_async(&mut c).await
@@ -242,7 +251,7 @@ impl<T: Topology> RedisStore<T> {
         };
         let candidates = candidates.as_slice();
         let replies: Vec<Option<Vec<u8>>> = self
-            .run(first, |mut c| async move {
+            .run(Op::TagVersions, first, |mut c| async move {
                 let mut invocation = TAG_VERSIONS.prepare_invoke();
                 invocation.key(tag_keys).arg(millis(life)).arg(candidates);
                 invocation.invoke_async(&mut c).await
@@ -261,6 +270,7 @@ impl<T: Topology> RedisStore<T> {
     /// what `args` adds); true if the claim held.
     async fn on_claim(
         &self,
+        op: Op,
         script: &redis::Script,
         claim: &Claim,
         args: impl Fn(&mut redis::ScriptInvocation<'_>) + Send + Sync,
@@ -268,7 +278,7 @@ impl<T: Topology> RedisStore<T> {
         let token = claim.token();
         let args = &args;
         let held: i64 = self
-            .run(&token.key, |mut c| async move {
+            .run(op, &token.key, |mut c| async move {
                 let mut invocation = script.key(&token.key);
                 invocation.key(&token.claim_key).arg(&token.token);
                 args(&mut invocation);
@@ -288,7 +298,7 @@ impl<T: Topology> RedisStore<T> {
     ) -> Result<bool, StoreError> {
         let channel = self.settings.channel.as_str();
         let announcement = announcement.encode();
-        self.on_claim(script, claim, |invocation| {
+        self.on_claim(Op::Release, script, claim, |invocation| {
             invocation.arg(channel).arg(announcement.as_slice());
         })
         .await
@@ -302,11 +312,18 @@ fn scripts(claim: &Claim) -> &'static ClaimScripts {
     }
 }
 
+impl<T: Topology + Masters> RedisStore<T> {
+    /// The `INFO` text of every master.
+    pub(crate) async fn server_info(&self) -> Result<Vec<String>, StoreError> {
+        masters::info(&*self.topology, self.settings.limits.connect_timeout).await
+    }
+}
+
 impl<T: Topology> Store for RedisStore<T> {
     async fn get(&self, key: &str, timed: bool) -> Result<Option<Entry>, StoreError> {
         if !timed {
             let bytes: Option<Vec<u8>> = self
-                .run(key, |mut c| async move {
+                .run(Op::Get, key, |mut c| async move {
                     redis::cmd("GET").arg(key).query_async(&mut c).await
                 })
                 .await?;
@@ -314,7 +331,7 @@ impl<T: Topology> Store for RedisStore<T> {
         }
         let mut read = redis::cmd("GET");
         read.arg(key);
-        let (bytes, pttl): (Option<Vec<u8>>, i64) = self.with_pttl(read, key).await?;
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self.with_pttl(Op::Get, read, key).await?;
         Ok(timed_entry(bytes, pttl))
     }
 
@@ -330,11 +347,15 @@ impl<T: Topology> Store for RedisStore<T> {
         let mut read = redis::cmd("MGET");
         read.arg(key).arg(tag_keys);
         let (replies, pttl): (Vec<Option<Vec<u8>>>, Option<i64>) = if timed {
-            let (replies, pttl) = self.with_pttl(read, key).await?;
+            let (replies, pttl) = self.with_pttl(Op::GetTagged, read, key).await?;
             (replies, Some(pttl))
         } else {
             let replies = self
-                .run(key, |mut c| async move { read.query_async(&mut c).await })
+                .run(
+                    Op::GetTagged,
+                    key,
+                    |mut c| async move { read.query_async(&mut c).await },
+                )
                 .await?;
             (replies, None)
         };
@@ -374,7 +395,7 @@ impl<T: Topology> Store for RedisStore<T> {
             .arg(millis(settings.limits.tag_ttl))
             .arg(&settings.channel)
             .arg(announcement.as_slice());
-        match self.invalidate(tag_key, &BUMP_TAG, write).await {
+        match self.invalidate(Op::BumpTag, tag_key, &BUMP_TAG, write).await {
             Err(StoreError::Redis(e)) if migrating(&e) => {
                 self.bump_tag_while_migrating(tag_key, &version, &announcement).await
             }
@@ -391,7 +412,7 @@ impl<T: Topology> Store for RedisStore<T> {
             Expected::Bytes(bytes) => (1, bytes),
         };
         let reply: Value = self
-            .run(&token.key, |mut c| async move {
+            .run(Op::Acquire, &token.key, |mut c| async move {
                 script
                     .key(&token.key)
                     .key(&token.claim_key)
@@ -413,7 +434,7 @@ impl<T: Topology> Store for RedisStore<T> {
             key: claim.key().to_owned(),
         }
         .encode();
-        self.on_claim(&scripts(claim).fill, claim, |invocation| {
+        self.on_claim(Op::Fill, &scripts(claim).fill, claim, |invocation| {
             invocation
                 .arg(bytes)
                 .arg(millis(ttl))
@@ -431,7 +452,7 @@ impl<T: Topology> Store for RedisStore<T> {
     }
 
     async fn extend(&self, claim: &Claim, duration: Duration) -> Result<bool, StoreError> {
-        self.on_claim(&scripts(claim).extend, claim, |invocation| {
+        self.on_claim(Op::Extend, &scripts(claim).extend, claim, |invocation| {
             invocation.arg(millis(duration));
         })
         .await
@@ -453,7 +474,7 @@ impl<T: Topology> Store for RedisStore<T> {
         .encode();
         let mut write = evalsha(&DELETE, &[key, &lease_key(key), &fence_key(key)]);
         write.arg(&settings.channel).arg(announcement.as_slice());
-        match self.invalidate(key, &DELETE, write).await {
+        match self.invalidate(Op::Delete, key, &DELETE, write).await {
             Err(StoreError::Redis(e)) if migrating(&e) => self.delete_while_migrating(key, &announcement).await,
             deleted => deleted,
         }

@@ -20,6 +20,7 @@ use super::Limits;
 use super::announce::{Announcement, Listener};
 use super::standalone::{Locate, Standalone};
 use super::subscription::{Failures, Subscribe, Subscription, keep_subscribed_with};
+use crate::stats::Counters;
 
 /// The channel on which sentinels announce a new master:
 /// `<master name> <old ip> <old port> <new ip> <new port>`.
@@ -136,9 +137,10 @@ pub(crate) fn start(
     limits: Limits,
     channel: String,
     listener: Arc<dyn Listener>,
+    counters: Arc<Counters>,
     shutdown: &watch::Sender<()>,
 ) -> Arc<Sentinel> {
-    let topology = Standalone::start(sentinels, limits, channel, listener, shutdown);
+    let topology = Standalone::start(sentinels, limits, channel, listener, counters, shutdown);
     tokio::spawn(watch_switches(topology.clone(), shutdown.subscribe()));
     topology
 }

@@ -26,14 +26,15 @@ use tokio::time::error::Elapsed;
 use super::Limits;
 use super::announce::Listener;
 use super::hint;
+use super::masters::Masters;
 use super::redis_store::{Topology, Verdict, verdict};
 use super::replication::{Durability, Replicas, Role};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
-use super::supervise::{log_failed_attempt, pause};
-use super::tracking::Masters;
+use super::supervise::{count_failed_connect, log_failed_attempt, pause};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
 use crate::log::{RateLimited, WarnOnce};
+use crate::stats::Counters;
 use crate::sync::{read, write};
 
 /// Where the server to connect to is, asked again at each (re)connect.
@@ -78,6 +79,8 @@ pub(crate) struct Standalone<L = Client> {
     subscription: Arc<Subscription>,
     /// Said once: the server refuses `ROLE`.
     role_refused: WarnOnce,
+    /// The cache's counters: a failed connection attempt counts as an error.
+    counters: Arc<Counters>,
 }
 
 impl<L: Locate> Standalone<L> {
@@ -88,6 +91,7 @@ impl<L: Locate> Standalone<L> {
         limits: Limits,
         channel: String,
         listener: Arc<dyn Listener>,
+        counters: Arc<Counters>,
         shutdown: &watch::Sender<()>,
     ) -> Arc<Self> {
         let standalone = Arc::new(Self {
@@ -102,6 +106,7 @@ impl<L: Locate> Standalone<L> {
             limits,
             subscription: Arc::default(),
             role_refused: WarnOnce::new(),
+            counters,
         });
         tokio::spawn(keep_connected(standalone.clone(), shutdown.subscribe()));
         let located = standalone.clone();
@@ -333,6 +338,7 @@ async fn keep_connected<L: Locate>(store: Arc<Standalone<L>>, mut shutdown: watc
                 tracing::info!("redis-cached: connected to redis");
             }
             failed => {
+                count_failed_connect(&store.counters);
                 log_failed_attempt(
                     &failures_logged,
                     &failed,

@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use super::hint;
 use crate::backoff::Backoff;
 use crate::log::RateLimited;
+use crate::stats::{Count, Counters};
+use crate::telemetry::{self, Failure};
 
 /// Says why a connection or subscription attempt failed, at most once per interval.
 pub(crate) fn log_failed_attempt<T>(
@@ -25,6 +27,13 @@ pub(crate) fn log_failed_attempt<T>(
         // No hint, no field (`None` records nothing).
         tracing::warn!(%error, hint, suppressed, "redis-cached: {what}");
     }
+}
+
+/// Counts a failed connection attempt as a Redis error: a Redis that is down since the
+/// cache was built shows in `errors` (once per attempt), not only in `skipped`.
+pub(crate) fn count_failed_connect(counters: &Counters) {
+    counters.bump(Count::Errors);
+    telemetry::redis_error(Failure::Connect);
 }
 
 /// Sleeps for the backoff's next pause, unless the cache is dropped first (then

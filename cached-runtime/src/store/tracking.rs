@@ -25,6 +25,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::Limits;
+use super::masters::Masters;
 use super::supervise::{log_failed_attempt, pause};
 use crate::backoff::Backoff;
 use crate::log::RateLimited;
@@ -55,18 +56,6 @@ pub(crate) trait Tracked: Send + Sync + 'static {
     /// Every message sent before `until - TRACKING_LEASE` has been handled: serve
     /// until `until`, unless confirmed again.
     fn confirmed(&self, until: std::time::Instant);
-}
-
-/// Where tracking must be on: a topology's masters.
-pub(crate) trait Masters: Send + Sync + 'static {
-    /// The clients of every master that serves keys now.
-    fn masters(&self) -> impl Future<Output = Result<Vec<Client>, RedisError>> + Send;
-
-    /// Changes when the topology connects anew, perhaps to another master: the masters
-    /// are checked at once rather than at the next regular check. By default, never.
-    fn reconnects(&self) -> watch::Receiver<u64> {
-        watch::Sender::new(0).subscribe()
-    }
 }
 
 /// Keeps tracking on at every master of `topology` for keys under `prefix`, telling

@@ -49,6 +49,24 @@ mod shadowed {
         3
     }
 
+    pub(crate) struct Moved {
+        pub(crate) before: u64,
+        pub(crate) after: u64,
+    }
+
+    #[::redis_cached::redis_invalidate(key = "count", tags = ["n:<return.before>", "q:<query.id>:<return.after>"])]
+    pub(crate) async fn moved(query: &Query) -> ::std::result::Result<Moved, ::std::io::Error> {
+        ::std::result::Result::Ok(Moved {
+            before: query.id,
+            after: query.id + 1,
+        })
+    }
+
+    #[::redis_cached::redis_invalidate(key = "count:<return>")]
+    pub(crate) async fn counted(query: Query) -> u64 {
+        query.id
+    }
+
     impl Store {
         #[::redis_cached::redis_cached(key = "name:<id>", ttl = 60, cache = self.cache)]
         pub(crate) async fn name(&self, id: u64) -> ::std::option::Option<::std::string::String> {
@@ -91,6 +109,8 @@ fn main() {
         redis_cached::install(redis_cached::Cache::in_memory());
         assert_eq!(shadowed::product(&query).await.unwrap().unwrap().id, 5);
         assert_eq!(shadowed::count().await, 3);
+        assert_eq!(shadowed::moved(&query).await.unwrap().after, 6);
+        assert_eq!(shadowed::counted(shadowed::Query { id: 2 }).await, 2);
         assert_eq!(store.name(9).await.as_deref(), Some("9"));
         assert_eq!(shadowed::Query::lookup(4).await, 4);
         assert_eq!(shadowed::Labels::label(&store, 2).await, "2");

@@ -2,6 +2,7 @@
 //! lease is lost, an announcement never arrives, Redis stops answering midway, a fill
 //! times out, or a refresh races an invalidation. Time is tokio's paused clock.
 
+mod outcomes;
 mod races;
 mod steps;
 mod support;

@@ -108,7 +108,27 @@ impl Process {
     }
 
     pub(super) async fn read(&self, policy: &Policy, key: &str, load: impl Future<Output = Out>) -> Out {
-        read_through::<ResultOption<Row, DbError>, ScriptedStore>(&self.cx, &self.store, policy, key, &[], load).await
+        self.read_with_outcome(policy, key, load).await.0
+    }
+
+    /// A read, and what it came to.
+    pub(super) async fn read_with_outcome(
+        &self,
+        policy: &Policy,
+        key: &str,
+        load: impl Future<Output = Out>,
+    ) -> (Out, crate::stats::Outcome) {
+        let came = crate::read_path::Came::new();
+        let out = read_through::<ResultOption<Row, DbError>, ScriptedStore>(
+            &self.cx,
+            &self.store,
+            policy,
+            (key, &[]),
+            load,
+            &came,
+        )
+        .await;
+        (out, came.get())
     }
 
     /// Starts a read on its own task; it answers with the result and when it came.

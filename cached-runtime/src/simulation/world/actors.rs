@@ -59,14 +59,18 @@ impl World {
             key,
         });
         let ended = Unless::new(self, Note::CallDropped { call: id });
-        let read = read_through::<ResultOption<Row, DbError>, _>(
-            &p.cx,
-            &p.store,
-            &func_plan.policy,
-            rendered,
-            &func_plan.tags,
-            loader,
-        );
+        let came = crate::read_path::Came::new();
+        let read = async {
+            read_through::<ResultOption<Row, DbError>, _>(
+                &p.cx,
+                &p.store,
+                &func_plan.policy,
+                (rendered, &func_plan.tags),
+                loader,
+                &came,
+            )
+            .await
+        };
         let read = attributed(id, read);
         let out = match dropped_after {
             Some(after) => tokio::time::timeout(after, read).await.ok(),

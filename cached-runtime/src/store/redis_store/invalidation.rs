@@ -11,6 +11,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use super::{RedisStore, Topology, Verdict, unexpected_redis, verdict};
 use crate::store::StoreError;
 use crate::store::replication::{Durability, Role};
+use crate::telemetry::{self, Op};
 
 impl<T: Topology> RedisStore<T> {
     /// Sends an invalidation of `key` (`write`: an `EVALSHA` of `script`) on the
@@ -20,6 +21,7 @@ impl<T: Topology> RedisStore<T> {
     /// invalidation is not confirmed and the caller retries or reports it.
     pub(super) async fn invalidate(
         &self,
+        op: Op,
         key: &str,
         script: &redis::Script,
         write: redis::Cmd,
@@ -37,7 +39,9 @@ impl<T: Topology> RedisStore<T> {
         // at its next timer tick, up to 100 ms late, and the next invalidation queues
         // behind it): only errors, and no answer without a wait, count against the
         // connection. Hits, on the other connection, judge the master.
-        let (verdict, result) = match tokio::time::timeout(deadline, sent).await {
+        let sent = tokio::time::timeout(deadline, sent).await;
+        telemetry::redis_op(op, started.elapsed());
+        let (verdict, result) = match sent {
             Ok(Ok(confirmation)) => (Verdict::Healthy, Ok(confirmation)),
             Ok(Err(e)) => (verdict(&e), Err(StoreError::Redis(e))),
             Err(_) if durability == Durability::Replicated => (Verdict::Neutral, Err(unconfirmed_after(wait_ms))),

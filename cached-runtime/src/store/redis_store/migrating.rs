@@ -11,6 +11,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use super::{RedisStore, Topology};
 use crate::key::{fence_key, lease_key};
 use crate::store::StoreError;
+use crate::telemetry::Op;
 use crate::time::millis;
 
 /// Whether `e` says the key's slot is moving between cluster masters.
@@ -28,7 +29,7 @@ impl<T: Topology> RedisStore<T> {
     pub(super) async fn delete_while_migrating(&self, key: &str, announcement: &[u8]) -> Result<(), StoreError> {
         let (lease_key, fence_key) = (lease_key(key), fence_key(key));
         let claims = [lease_key.as_str(), fence_key.as_str()].map(|claim_key| {
-            self.on_one_key(claim_key, move || {
+            self.on_one_key(Op::Delete, claim_key, move || {
                 let mut del = redis::cmd("DEL");
                 del.arg(claim_key);
                 del
@@ -36,13 +37,13 @@ impl<T: Topology> RedisStore<T> {
         });
         let [lease, fence] = claims;
         tokio::try_join!(lease, fence)?;
-        self.on_one_key(key, || {
+        self.on_one_key(Op::Delete, key, || {
             let mut del = redis::cmd("DEL");
             del.arg(key);
             del
         })
         .await?;
-        self.publish(key, announcement).await
+        self.publish(Op::Delete, key, announcement).await
     }
 
     /// `bump_tag` as a `SET` of the new version, then its announcement.
@@ -53,30 +54,34 @@ impl<T: Topology> RedisStore<T> {
         announcement: &[u8],
     ) -> Result<(), StoreError> {
         let life = millis(self.settings.limits.tag_ttl);
-        self.on_one_key(tag_key, || {
+        self.on_one_key(Op::BumpTag, tag_key, || {
             let mut set = redis::cmd("SET");
             set.arg(tag_key).arg(version).arg("PX").arg(life);
             set
         })
         .await?;
-        self.publish(tag_key, announcement).await
+        self.publish(Op::BumpTag, tag_key, announcement).await
     }
 
     /// Runs a command of one key. A redirection that redis-rs gave up on is followed
     /// here: its `ASKING` is a command of its own on a connection other calls share, so
     /// under load another call's command can come between it and the one it was for.
-    async fn on_one_key(&self, key: &str, command: impl Fn() -> redis::Cmd + Send + Sync) -> Result<Value, StoreError> {
+    async fn on_one_key(
+        &self,
+        op: Op,
+        key: &str,
+        command: impl Fn() -> redis::Cmd + Send + Sync,
+    ) -> Result<Value, StoreError> {
         let command = &command;
         let sent = self
-            .run(
-                key,
-                move |mut c| async move { command().query_async::<Value>(&mut c).await },
-            )
+            .run(op, key, move |mut c| async move {
+                command().query_async::<Value>(&mut c).await
+            })
             .await;
         match sent {
             Err(StoreError::Redis(e)) if e.redirect_node().is_some() => {
                 let topology = &*self.topology;
-                self.run(key, move |c| async move { topology.follow(c, &e, command()).await })
+                self.run(op, key, move |c| async move { topology.follow(c, &e, command()).await })
                     .await
             }
             sent => sent,
@@ -85,10 +90,10 @@ impl<T: Topology> RedisStore<T> {
 
     /// Announces on the channel (any node of a cluster hears it); `key` names the shard
     /// whose breaker the outcome counts for.
-    async fn publish(&self, key: &str, announcement: &[u8]) -> Result<(), StoreError> {
+    async fn publish(&self, op: Op, key: &str, announcement: &[u8]) -> Result<(), StoreError> {
         let channel = &self.settings.channel;
         let _receivers: i64 = self
-            .run(key, |mut c| async move {
+            .run(op, key, |mut c| async move {
                 redis::cmd("PUBLISH")
                     .arg(channel)
                     .arg(announcement)
