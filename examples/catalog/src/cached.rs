@@ -25,9 +25,13 @@ pub(crate) async fn category_products(db: &Db, id: i64) -> Result<Option<Categor
 }
 
 /// Updates product `id` and, once the transaction has committed, evicts the product and
-/// invalidates the listing of its new category. The listing of the category it left is
-/// the caller's to invalidate: its id is known only from the update's result.
-#[redis_invalidate(key = "product:<id>", tags = ["category:<change.category>"])]
+/// invalidates the listings of the category it was in and of the one it is in now. The
+/// old category is known only from the row the update replaced: the tags name the
+/// result's fields (`<return...>`), rendered after the fn succeeded.
+#[redis_invalidate(
+    key = "product:<id>",
+    tags = ["category:<return.before.category>", "category:<return.after.category>"]
+)]
 pub(crate) async fn update_product(db: &Db, id: i64, change: &ProductChange) -> Result<Updated, UpdateError> {
     db.update_product(id, change).await
 }

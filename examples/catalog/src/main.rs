@@ -31,6 +31,11 @@ use crate::config::{CacheMode, Config};
 use crate::db::Db;
 use crate::routes::App;
 
+/// Histogram buckets in seconds, 100 µs to 2.5 s: Redis round trips and queries.
+const BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Logs go to stderr; `RUST_LOG` takes `info` or `info,redis_cached=debug` forms.
@@ -47,7 +52,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let config = Config::from_env()?;
     // The application owns the recorder; the cache only emits through `metrics`.
-    let metrics = PrometheusBuilder::new().install_recorder()?;
+    // Buckets for the histograms (all in seconds), so `histogram_quantile` works on them.
+    let metrics = PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()?;
     let upkeep = metrics.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));

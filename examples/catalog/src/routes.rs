@@ -65,21 +65,10 @@ async fn category_products(State(app): State<App>, Path(id): Path<i64>) -> Respo
 /// `PUT /products/{id}` with `{"name": ..., "price": ..., "category": ...}`: the product
 /// as written, or 404 (no such product) or 422 (no such category).
 async fn update_product(State(app): State<App>, Path(id): Path<i64>, Json(change): Json<ProductChange>) -> Response {
-    let updated = match &app.cache {
-        Some(cache) => {
-            let updated = cached::update_product(&app.db, id, &change).await;
-            if let Ok(updated) = &updated
-                && updated.before.category != updated.after.category
-            {
-                // The category the product left: its id comes from the update itself.
-                let tag = format!("category:{}", updated.before.category);
-                if let Err(error) = cache.invalidate_tag(&tag).await {
-                    tracing::warn!(%error, tag, "the listing of the product's old category was not invalidated");
-                }
-            }
-            updated
-        }
-        None => app.db.update_product(id, &change).await,
+    let updated = if app.cache.is_some() {
+        cached::update_product(&app.db, id, &change).await
+    } else {
+        app.db.update_product(id, &change).await
     };
     match updated {
         Ok(updated) => Json(updated.after).into_response(),
@@ -93,20 +82,36 @@ async fn update_product(State(app): State<App>, Path(id): Path<i64>, Json(change
     }
 }
 
-/// `GET /stats`: the cache's counters with its hit rate (`null` with the cache off), and
-/// the number of database queries this instance made.
+/// `GET /stats`: the cache's counters with their hit rate, whether Redis is answering,
+/// Redis's own stats with their hit rate (`null` when it cannot be asked), and the number
+/// of database queries this instance made. `cache`, `available` and `redis` are `null`
+/// with the cache off.
 async fn stats(State(app): State<App>) -> Json<serde_json::Value> {
-    let cache = app.cache.as_ref().map(|cache| {
-        let stats = cache.stats();
-        let mut counters = serde_json::to_value(stats).unwrap_or_default();
-        counters["hit_rate"] = json!(stats.hit_rate());
-        counters
-    });
+    let (cache, available, redis) = match &app.cache {
+        Some(cache) => {
+            let stats = cache.stats();
+            let redis = cache.server_stats().await.ok().map(|server| {
+                let mut fields = to_value(&server);
+                fields["hit_rate"] = json!(server.hit_rate());
+                fields
+            });
+            let mut counters = to_value(&stats);
+            counters["hit_rate"] = json!(stats.hit_rate());
+            (Some(counters), Some(cache.available()), redis)
+        }
+        None => (None, None, None),
+    };
     Json(json!({
         "mode": app.mode.to_string(),
         "cache": cache,
+        "available": available,
+        "redis": redis,
         "database": { "queries": app.db.queries() },
     }))
+}
+
+fn to_value(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 /// `GET /metrics`: every metric recorded in this process, in Prometheus's text format.

@@ -36,6 +36,17 @@ fn repeated_reads_are_answered_from_the_cache() {
     assert_eq!(queries(&after), queries(&before), "a hit must not query the database");
     let hit_rate = after["cache"]["hit_rate"].as_f64().expect("a hit rate");
     assert!(hit_rate >= 0.85, "hit rate {hit_rate} after 20 misses and 180 hits");
+    // Redis counted them too, and so did the metrics.
+    assert!(after["redis"]["keyspace_hits"].as_u64() >= Some(180), "{after}");
+    let calls = service.metrics();
+    assert_eq!(
+        metric(&calls, "redis_cached_calls_total", r#"fn="product",outcome="hit""#),
+        Some(180.0)
+    );
+    assert_eq!(
+        metric(&calls, "redis_cached_calls_total", r#"fn="product",outcome="load""#),
+        Some(20.0)
+    );
 }
 
 #[test]
@@ -97,6 +108,9 @@ fn the_service_answers_while_redis_is_down_and_hits_resume_after() {
     let mut redis = Redis::start(&dir);
     let service = Service::start(&dir, "a", &redis);
     let product = service.get_ok("/products/11");
+    wait_for("redis_cached_available 1", || {
+        metric(&service.metrics(), "redis_cached_available", "") == Some(1.0)
+    });
     let before = service.stats();
     assert_eq!(service.get_ok("/products/11"), product);
     assert_eq!(counter(&service.stats(), "hits"), counter(&before, "hits") + 1);
@@ -117,12 +131,19 @@ fn the_service_answers_while_redis_is_down_and_hits_resume_after() {
         counter(&down, "errors") + counter(&down, "skipped") > 0,
         "failing open is counted: {down}"
     );
+    wait_for("redis_cached_available 0", || {
+        metric(&service.metrics(), "redis_cached_available", "") == Some(0.0)
+    });
+    assert_eq!(service.stats()["available"], false);
 
     redis.run();
     let hits = counter(&service.stats(), "hits");
     wait_for("hits to resume after Redis is back", || {
         assert_eq!(service.get_ok("/products/11"), product);
         counter(&service.stats(), "hits") > hits
+    });
+    wait_for("redis_cached_available 1 again", || {
+        metric(&service.metrics(), "redis_cached_available", "") == Some(1.0)
     });
 }
 
@@ -142,6 +163,19 @@ fn counter(stats: &Value, name: &str) -> u64 {
 /// The database queries an instance made, from a `/stats` answer.
 fn queries(stats: &Value) -> u64 {
     stats["database"]["queries"].as_u64().expect("a query count")
+}
+
+/// The value of a metric in Prometheus's text format: the sample of `name` whose labels
+/// are exactly `labels` (`fn="product",outcome="hit"`, or empty for none).
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str())?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Polls `condition` every 20 ms until it holds; fails the test after [`DEADLINE`].
@@ -303,6 +337,14 @@ impl Service {
 
     fn stats(&self) -> Value {
         self.get_ok("/stats")
+    }
+
+    /// `GET /metrics`: Prometheus's text format.
+    fn metrics(&self) -> String {
+        match self.get_ok("/metrics") {
+            Value::String(text) => text,
+            other => panic!("/metrics is not text: {other}"),
+        }
     }
 
     /// One request on a connection of its own (`Connection: close`): the status and the
