@@ -38,7 +38,7 @@ const BUCKETS: [f64; 12] = [
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Logs go to stderr; `RUST_LOG` takes `info` or `info,redis_cached=debug` forms.
+    // Logs go to stderr; `RUST_LOG` takes `info` or `info,redis_cached_runtime=debug` forms.
     let filter: Targets = std::env::var("RUST_LOG")
         .ok()
         .and_then(|directives| directives.parse().ok())
