@@ -420,3 +420,38 @@ async fn after_a_killed_master_is_replaced_near_hits_resume_and_changes_on_the_n
 async fn after_a_graceful_failover_changes_on_the_new_master_reach_the_near_cache() {
     near_cache_across_a_failover(false).await;
 }
+
+/// `server_stats` reads the `INFO` of the master the sentinels name, and follows it
+/// through a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stats_are_the_current_masters_own() {
+    let mut set = SentinelSet::start();
+    let db = Db::new(set.cache("shop:").await);
+    let keyspace_hits = |server: &support::RedisServer| -> u64 {
+        let info = server.try_info("stats").expect("INFO stats");
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("keyspace_hits:"))
+            .expect("keyspace_hits");
+        line.trim_end()["keyspace_hits:".len()..].parse().unwrap()
+    };
+    for _ in 0..3 {
+        db.product(1).await.unwrap();
+    }
+    let stats = db.cache.server_stats().await.expect("INFO of the master");
+    assert_eq!(stats.servers, 1);
+    assert_eq!(
+        stats.keyspace_hits,
+        keyspace_hits(set.master()),
+        "the master's, not the replica's"
+    );
+    set.kill_master();
+    let new = set.wait_switched();
+    eventually("the cache reads the new master's INFO", async || {
+        let Ok(stats) = db.cache.server_stats().await else {
+            return false;
+        };
+        stats.keyspace_hits == keyspace_hits(&set.nodes[new])
+    })
+    .await;
+}
