@@ -15,8 +15,8 @@ use crate::key::{full_key, tag_key};
 use crate::near::NearCache;
 #[cfg(feature = "memory")]
 use crate::policy::TAG_TTL;
-use crate::read_path::{Came, Context, read_through};
-use crate::report::{Report, timed_load};
+use crate::read_path::{Came, Context, near_hit, pass_near_hit, read_redis};
+use crate::report::{self, Report, timed_load};
 use crate::shape::{ResultOption, Shape};
 use crate::stats::Counters;
 #[cfg(feature = "memory")]
@@ -231,17 +231,23 @@ impl Cache {
         load: impl Future<Output = S::Output>,
     ) -> S::Output {
         let cx = &self.inner.context;
+        // A near hit is reported at once, without the machinery of a read from Redis.
+        if let Some(out) = near_hit::<S>(cx, policy, rendered, tags) {
+            report::near_hit(policy);
+            pass_near_hit().await;
+            return out;
+        }
         let came = Came::new();
         let report = Report::new(policy, &came);
         let load = timed_load(policy.name, load);
         let (key, came) = ((rendered, tags), &came);
         let read = async {
             match &self.inner.store {
-                AnyStore::Standalone(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
-                AnyStore::Cluster(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
-                AnyStore::Sentinel(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Standalone(store) => read_redis::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Cluster(store) => read_redis::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Sentinel(store) => read_redis::<S, _>(cx, store, policy, key, load, came).await,
                 #[cfg(feature = "memory")]
-                AnyStore::Memory(store) => read_through::<S, _>(cx, store, policy, key, load, came).await,
+                AnyStore::Memory(store) => read_redis::<S, _>(cx, store, policy, key, load, came).await,
             }
         };
         let out = read.instrument(report.span()).await;

@@ -9,6 +9,7 @@ use tracing::{Instrument, Span};
 
 use crate::Policy;
 use crate::read_path::Came;
+use crate::stats::Outcome;
 use crate::telemetry;
 
 /// Reports a call with what it has come to when dropped.
@@ -46,6 +47,17 @@ impl Drop for Report<'_> {
         self.span.record("outcome", outcome.as_str());
         telemetry::call(self.function, outcome);
     }
+}
+
+/// Reports a near hit: a span that says so, and the count.
+pub(crate) fn near_hit(policy: &Policy) {
+    let _span = tracing::debug_span!(
+        "redis_cached",
+        r#fn = policy.name,
+        key = policy.key_template,
+        outcome = Outcome::NearHit.as_str(),
+    );
+    telemetry::call(policy.name, Outcome::NearHit);
 }
 
 /// The loader of a call, run (if it is) in a `load` span inside the call's, and timed

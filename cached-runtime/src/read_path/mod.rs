@@ -82,6 +82,7 @@ impl Context {
 
 /// Reads `rendered` through the cache: a near hit, a hit, a refresh or a miss; `came`
 /// says which the call has come to, also if its future is dropped before the end.
+#[cfg(test)]
 pub(crate) async fn read_through<S: Shape, St: Store>(
     cx: &Context,
     store: &St,
@@ -90,15 +91,39 @@ pub(crate) async fn read_through<S: Shape, St: Store>(
     load: impl Future<Output = S::Output>,
     came: &Came,
 ) -> S::Output {
-    let near = cx.near.as_deref().zip(policy.near_age());
-    if let Some(out) = near.and_then(|(near, _)| near.get::<S>(rendered, tags, policy)) {
-        cx.counters.bump(Count::NearHits);
-        // A near hit touches nothing that yields: a loop of them would starve the
-        // tasks that hear Redis's invalidations.
-        tokio::task::consume_budget().await;
+    if let Some(out) = near_hit::<S>(cx, policy, rendered, tags) {
+        pass_near_hit().await;
         came.set(Outcome::NearHit);
         return out;
     }
+    read_redis::<S, St>(cx, store, policy, (rendered, tags), load, came).await
+}
+
+/// Step 0: the value of `rendered` kept in the near cache, if it is still current.
+pub(crate) fn near_hit<S: Shape>(cx: &Context, policy: &Policy, rendered: &str, tags: &[String]) -> Option<S::Output> {
+    policy.near_age()?;
+    let out = cx.near.as_deref()?.get::<S>(rendered, tags, policy)?;
+    cx.counters.bump(Count::NearHits);
+    Some(out)
+}
+
+/// What a near hit does before it returns: a near hit touches nothing that yields, and a
+/// loop of them would starve the tasks that hear Redis's invalidations.
+pub(crate) async fn pass_near_hit() {
+    tokio::task::consume_budget().await;
+}
+
+/// Reads `rendered` from Redis (steps 1 to 4), the near cache having no current value;
+/// `came` says what the call has come to, also if its future is dropped before the end.
+pub(crate) async fn read_redis<S: Shape, St: Store>(
+    cx: &Context,
+    store: &St,
+    policy: &Policy,
+    (rendered, tags): (&str, &[String]),
+    load: impl Future<Output = S::Output>,
+    came: &Came,
+) -> S::Output {
+    let near = cx.near.as_deref().zip(policy.near_age());
     let key = full_key(&cx.prefix, rendered);
     let started = Instant::now();
     let mut tagging = Tagging {
