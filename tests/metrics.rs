@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 use redis_cached::{Cache, redis_cached, redis_invalidate};
-use support::{RedisServer, eventually};
+use support::{RedisServer, eventually, recorder};
 
 static LOADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -109,9 +109,7 @@ fn gauge_was_set(seen: &mut Seen, snapshotter: &Snapshotter, value: f64) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_is_emitted_with_its_name_and_labels() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the test installs the process's recorder");
+    let snapshotter = recorder::install();
     let mut seen = Seen::default();
 
     let redis = RedisServer::start();

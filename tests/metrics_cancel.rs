@@ -9,9 +9,9 @@ mod support;
 use std::time::Duration;
 
 use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 use redis_cached::{Cache, redis_cached};
-use support::RedisServer;
+use support::{RedisServer, recorder};
 
 /// A slow query.
 #[redis_cached(key = "report:<id>", ttl = 60, cache = cache)]
@@ -46,9 +46,7 @@ fn seen(snapshotter: &Snapshotter) -> (u64, usize) {
 /// `load_seconds` and `outcome="load"` are watched for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_dropped_by_its_callers_timeout_is_counted_once_like_in_stats() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the process's recorder");
+    let snapshotter = recorder::install();
 
     let redis = RedisServer::start();
     let cache = redis.cache("cancel:").await;

@@ -8,12 +8,11 @@
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 use redis_cached::{Cache, redis_cached};
-use support::RedisServer;
+use support::{RedisServer, recorder};
 
 static QUERIES: AtomicU64 = AtomicU64::new(0);
 
@@ -28,18 +27,10 @@ async fn price(cache: &Cache, id: u64) -> u64 {
 /// each loader run is a sample of `redis_cached_load_seconds`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guides_database_calls_query_counts_the_loads_made_while_redis_is_down() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the process's recorder");
+    let snapshotter = recorder::install();
 
     let down = RedisServer::not_started();
-    let cache = Cache::builder()
-        .url(down.url())
-        .prefix("db:")
-        .connect_timeout(Duration::from_millis(200))
-        .build()
-        .await
-        .expect("a cache is built while redis is down");
+    let cache = down.cache_while_down("db:").await;
     for id in 0..5 {
         assert_eq!(price(&cache, id).await, id * 100);
     }

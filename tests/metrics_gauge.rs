@@ -7,26 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use redis_cached::Cache;
-use support::RedisServer;
-
-fn gauge(snapshotter: &Snapshotter) -> Option<f64> {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find_map(|(key, _, _, value)| {
-            let (kind, key) = key.into_parts();
-            match (kind, value) {
-                (MetricKind::Gauge, DebugValue::Gauge(x)) if key.name() == "redis_cached_available" => {
-                    Some(x.into_inner())
-                }
-                _ => None,
-            }
-        })
-}
+use support::{RedisServer, recorder};
 
 /// The guide: the gauge is "1 while Redis is answering, 0 while the cache fails open
 /// (`available()`)", and `min_over_time(redis_cached_available[5m])` is the alert. An
@@ -35,18 +17,10 @@ fn gauge(snapshotter: &Snapshotter) -> Option<f64> {
 /// it on a change): the alert never fires while every call fails open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gauge_says_redis_is_up_while_a_cache_is_down_when_another_cache_exists() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the process's recorder");
+    let snapshotter = recorder::install();
 
     let down = RedisServer::not_started();
-    let cache = Cache::builder()
-        .url(down.url())
-        .prefix("gauge:")
-        .connect_timeout(Duration::from_millis(200))
-        .build()
-        .await
-        .expect("a cache is built while redis is down");
+    let cache = down.cache_while_down("gauge:").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!cache.available());
 
@@ -56,7 +30,7 @@ async fn the_gauge_says_redis_is_up_while_a_cache_is_down_when_another_cache_exi
 
     assert!(!cache.available(), "redis is still down: every call fails open");
     assert_eq!(
-        gauge(&snapshotter),
+        recorder::gauge(&snapshotter, "redis_cached_available"),
         Some(0.0),
         "redis_cached_available must not say 1 while a cache fails every call open"
     );

@@ -7,25 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use support::RedisServer;
-
-fn gauge(snapshotter: &Snapshotter) -> Option<f64> {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find_map(|(key, _, _, value)| {
-            let (kind, key) = key.into_parts();
-            match (kind, value) {
-                (MetricKind::Gauge, DebugValue::Gauge(x)) if key.name() == "redis_cached_available" => {
-                    Some(x.into_inner())
-                }
-                _ => None,
-            }
-        })
-}
+use support::{RedisServer, eventually, recorder};
 
 /// The gauge task writes only when `available()` changes: its one write came before
 /// the recorder existed and went to the no-op recorder, so the series never appears
@@ -38,11 +20,9 @@ async fn the_gauge_is_set_when_the_recorder_is_installed_after_the_cache_is_buil
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(cache.available());
 
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the process's recorder");
-    // Many times the gauge task's 100 ms look.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-
-    assert_eq!(gauge(&snapshotter), Some(1.0), "redis_cached_available, redis being up");
+    let snapshotter = recorder::install();
+    eventually("redis_cached_available reads 1, redis being up", async || {
+        recorder::gauge(&snapshotter, "redis_cached_available") == Some(1.0)
+    })
+    .await;
 }

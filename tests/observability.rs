@@ -5,7 +5,6 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use redis_cached::{Cache, redis_cached};
 use support::logs::Logs;
@@ -163,13 +162,7 @@ async fn each_call_has_a_span_with_the_fn_the_key_template_and_the_outcome_and_l
 #[tokio::test(flavor = "current_thread")]
 async fn a_redis_down_since_start_counts_each_failed_connect_as_an_error_until_it_comes_up() {
     let mut redis = RedisServer::not_started();
-    let cache = Cache::builder()
-        .url(redis.url())
-        .prefix("down:")
-        .connect_timeout(Duration::from_millis(200))
-        .build()
-        .await
-        .expect("a cache is built while redis is down");
+    let cache = redis.cache_while_down("down:").await;
     assert!(!cache.available());
 
     assert_eq!(product(&cache, 1).await.as_deref(), Some("product 1"));

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::coalesce::Flights;
 use crate::fail_open::FailOpen;
-use crate::health;
+use crate::health::{self, Watched};
 use crate::key::{full_key, tag_key};
 use crate::near::NearCache;
 #[cfg(feature = "memory")]
@@ -104,18 +104,18 @@ pub(crate) enum AnyStore {
 }
 
 impl AnyStore {
-    /// The `INFO` text of every master; the in-memory store has none.
-    async fn server_info(&self) -> Result<Vec<String>, StoreError> {
+    /// Whether there is a Redis behind it.
+    fn is_redis(&self) -> bool {
         match self {
-            AnyStore::Standalone(store) => store.server_info().await,
-            AnyStore::Cluster(store) => store.server_info().await,
-            AnyStore::Sentinel(store) => store.server_info().await,
             #[cfg(feature = "memory")]
-            AnyStore::Memory(_) => Err(StoreError::Skipped),
+            AnyStore::Memory(_) => false,
+            _ => true,
         }
     }
+}
 
-    /// Whether the store is being called: see [`Cache::available`].
+impl Watched for AnyStore {
+    /// See [`Cache::available`].
     fn available(&self) -> bool {
         match self {
             AnyStore::Standalone(store) => store.reachable(),
@@ -123,6 +123,17 @@ impl AnyStore {
             AnyStore::Sentinel(store) => store.reachable(),
             #[cfg(feature = "memory")]
             AnyStore::Memory(_) => true,
+        }
+    }
+
+    /// The in-memory store has no server.
+    async fn server_info(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            AnyStore::Standalone(store) => store.server_info().await,
+            AnyStore::Cluster(store) => store.server_info().await,
+            AnyStore::Sentinel(store) => store.server_info().await,
+            #[cfg(feature = "memory")]
+            AnyStore::Memory(_) => Err(StoreError::Skipped),
         }
     }
 }
@@ -175,23 +186,9 @@ impl Cache {
             call_budget,
             near,
         };
-        #[cfg(feature = "memory")]
-        let in_memory = matches!(store, AnyStore::Memory(_));
-        #[cfg(not(feature = "memory"))]
-        let in_memory = false;
         // An in-memory cache has no Redis to report on.
-        if !in_memory {
-            let (watched, asked) = (store.clone(), store.clone());
-            health::keep_gauge(move || watched.available(), shutdown.subscribe());
-            let watched = store.clone();
-            health::warn_about_memory(
-                move || watched.available(),
-                move || {
-                    let asked = asked.clone();
-                    async move { asked.server_info().await }
-                },
-                shutdown.subscribe(),
-            );
+        if store.is_redis() {
+            health::watch(store.clone(), &shutdown);
         }
         Cache {
             inner: Arc::new(Inner {

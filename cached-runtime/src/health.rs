@@ -13,6 +13,22 @@ use crate::server_stats::ServerStats;
 use crate::store::StoreError;
 use crate::telemetry::{self, Failure};
 
+/// What the health of a cache is read from: its Redis store.
+pub(crate) trait Watched: Clone + Send + Sync + 'static {
+    /// Whether the store is being called.
+    fn available(&self) -> bool;
+
+    /// The `INFO` text of every master.
+    fn server_info(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// Starts both watches of `store`'s cache, until the cache is dropped (`shutdown`'s
+/// sender): the gauge, and the check of the memory settings.
+pub(crate) fn watch(store: impl Watched, shutdown: &watch::Sender<()>) {
+    keep_gauge(store.clone(), shutdown.subscribe());
+    warn_about_memory(store, shutdown.subscribe());
+}
+
 /// How often the state is looked at: well under any scrape interval.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
@@ -20,10 +36,9 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// process: 1 only while every cache's Redis answers.
 static UNAVAILABLE: AtomicUsize = AtomicUsize::new(0);
 
-/// Keeps the gauge for the cache whose state `available` says, until the cache is
-/// dropped (`shutdown`'s sender): it is set at every look, so a recorder installed after
-/// the cache is built sees it too. Only with the `metrics` feature.
-pub(crate) fn keep_gauge(available: impl Fn() -> bool + Send + 'static, mut shutdown: watch::Receiver<()>) {
+/// Keeps the gauge for `store`'s cache: it is set at every look, so a recorder installed
+/// after the cache is built sees it too. Only with the `metrics` feature.
+fn keep_gauge(store: impl Watched, mut shutdown: watch::Receiver<()>) {
     if !cfg!(feature = "metrics") {
         return;
     }
@@ -33,7 +48,7 @@ pub(crate) fn keep_gauge(available: impl Fn() -> bool + Send + 'static, mut shut
     runtime.spawn(async move {
         let mut counted = Counted(false);
         loop {
-            counted.set(!available());
+            counted.set(!store.available());
             telemetry::available(UNAVAILABLE.load(Ordering::Relaxed) == 0);
             tokio::select! {
                 () = tokio::time::sleep(LOOK_EVERY) => {}
@@ -66,29 +81,23 @@ impl Drop for Counted {
     }
 }
 
-/// Once Redis first answers (`available`), reads every master's `INFO` (`info`) and
-/// warns about each one whose memory settings will make fills fail: no `maxmemory`, or
-/// `noeviction`. `INFO`, not `CONFIG GET`: the guide's ACL line allows it. A failed read
-/// is tried again, a few times, the next time Redis answers.
-pub(crate) fn warn_about_memory<F>(
-    available: impl Fn() -> bool + Send + 'static,
-    info: impl Fn() -> F + Send + 'static,
-    mut shutdown: watch::Receiver<()>,
-) where
-    F: Future<Output = Result<Vec<String>, StoreError>> + Send,
-{
+/// Once Redis first answers, reads every master's `INFO` and warns about each one whose
+/// memory settings will make fills fail: no `maxmemory`, or `noeviction`. `INFO`, not
+/// `CONFIG GET`: the guide's ACL line allows it. A failed read is tried again, a few
+/// times, the next time Redis answers.
+fn warn_about_memory(store: impl Watched, mut shutdown: watch::Receiver<()>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
         for _ in 0..INFO_ATTEMPTS {
-            while !available() {
+            while !store.available() {
                 tokio::select! {
                     () = tokio::time::sleep(LOOK_EVERY) => {}
                     _ = shutdown.changed() => return,
                 }
             }
-            match info().await {
+            match store.server_info().await {
                 Ok(servers) => return warn_about(&servers),
                 Err(e) if e.failure() == Some(Failure::NoPerm) => {
                     return tracing::warn!(

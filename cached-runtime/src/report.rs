@@ -22,15 +22,9 @@ pub(crate) struct Report<'a> {
 impl<'a> Report<'a> {
     /// The report of a call with `policy`; `span` is the call's, `came` what it comes to.
     pub(crate) fn new(policy: &Policy, came: &'a Came) -> Self {
-        let span = tracing::debug_span!(
-            "redis_cached",
-            r#fn = policy.name,
-            key = policy.key_template,
-            outcome = tracing::field::Empty,
-        );
         Self {
             function: policy.name,
-            span,
+            span: call_span(policy),
             came,
         }
     }
@@ -51,13 +45,18 @@ impl Drop for Report<'_> {
 
 /// Reports a near hit: a span that says so, and the count.
 pub(crate) fn near_hit(policy: &Policy) {
-    let _span = tracing::debug_span!(
+    call_span(policy).record("outcome", Outcome::NearHit.as_str());
+    telemetry::call(policy.name, Outcome::NearHit);
+}
+
+/// The span of a call with `policy`, its outcome to be recorded.
+fn call_span(policy: &Policy) -> Span {
+    tracing::debug_span!(
         "redis_cached",
         r#fn = policy.name,
         key = policy.key_template,
-        outcome = Outcome::NearHit.as_str(),
-    );
-    telemetry::call(policy.name, Outcome::NearHit);
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// The loader of a call, run (if it is) in a `load` span inside the call's, and timed

@@ -150,6 +150,29 @@ pub(crate) enum Count {
     TypeMismatches,
 }
 
+impl Count {
+    /// What a call counted here came to, for the counts that say how a call was
+    /// answered; `None` for the others (a miss's outcome is named by what answers it).
+    pub(crate) const fn outcome(self) -> Option<Outcome> {
+        match self {
+            Count::NearHits => Some(Outcome::NearHit),
+            Count::Hits => Some(Outcome::Hit),
+            Count::NegativeHits => Some(Outcome::NegativeHit),
+            Count::StaleHits => Some(Outcome::StaleHit),
+            Count::Loads => Some(Outcome::Load),
+            Count::Coalesced => Some(Outcome::Coalesced),
+            Count::Refreshes
+            | Count::Misses
+            | Count::LockWaits
+            | Count::Errors
+            | Count::Skipped
+            | Count::Unreadable
+            | Count::Unstorable
+            | Count::TypeMismatches => None,
+        }
+    }
+}
+
 const COUNTS: usize = 14;
 
 /// Stripes per counter set: a thread counts in its own stripe, so calls on two cores

@@ -268,14 +268,19 @@ mod emit {
         with_recorder(|recorder| recorder.register_histogram(key, &METADATA)).record(took.as_secs_f64());
     }
 
-    /// One key per variant, at the index of its discriminant (the variants are listed in
-    /// order), built at compile time.
+    /// One key per variant of `$ty`, at the index of its discriminant (the variants are
+    /// listed in order), built at compile time; and, for the tests, the variants.
     macro_rules! static_keys {
-        ($keys:ident, $name:expr, $label:literal, [$($variant:expr),* $(,)?]) => {
+        ($keys:ident, $name:expr, $label:literal, $ty:ident [$($variant:ident),* $(,)?]) => {
             static $keys: &[Key] = &[$({
-                static LABELS: [Label; 1] = [Label::from_static_parts($label, $variant.as_str())];
+                static LABELS: [Label; 1] = [Label::from_static_parts($label, $ty::$variant.as_str())];
                 Key::from_static_parts($name, &LABELS)
             }),*];
+
+            #[cfg(test)]
+            impl $ty {
+                const ALL: &[$ty] = &[$($ty::$variant),*];
+            }
         };
     }
 
@@ -283,34 +288,14 @@ mod emit {
         OP_KEYS,
         REDIS_SECONDS,
         "op",
-        [
-            Op::Get,
-            Op::GetTagged,
-            Op::TagVersions,
-            Op::BumpTag,
-            Op::Acquire,
-            Op::Fill,
-            Op::Extend,
-            Op::Release,
-            Op::Delete,
-        ]
+        Op[Get, GetTagged, TagVersions, BumpTag, Acquire, Fill, Extend, Release, Delete]
     );
 
     static_keys!(
         FAILURE_KEYS,
         REDIS_ERRORS,
         "kind",
-        [
-            Failure::Timeout,
-            Failure::Budget,
-            Failure::Connect,
-            Failure::Connection,
-            Failure::Oom,
-            Failure::NoPerm,
-            Failure::ReadOnly,
-            Failure::Unavailable,
-            Failure::Other,
-        ]
+        Failure[Timeout, Budget, Connect, Connection, Oom, NoPerm, ReadOnly, Unavailable, Other]
     );
 
     static AVAILABLE_KEY: Key = Key::from_static_name(AVAILABLE);
@@ -336,37 +321,15 @@ mod emit {
 
         #[test]
         fn each_op_and_failure_has_its_own_key_in_declaration_order() {
-            let ops = [
-                Op::Get,
-                Op::GetTagged,
-                Op::TagVersions,
-                Op::BumpTag,
-                Op::Acquire,
-                Op::Fill,
-                Op::Extend,
-                Op::Release,
-                Op::Delete,
-            ];
-            assert_eq!(ops.len(), OP_KEYS.len());
-            for (i, op) in ops.into_iter().enumerate() {
-                let label = OP_KEYS[op as usize].labels().next().expect("an op label");
-                assert_eq!((op as usize, label.value()), (i, op.as_str()));
+            assert_eq!(Op::ALL.len(), OP_KEYS.len());
+            for (i, op) in Op::ALL.iter().enumerate() {
+                let label = OP_KEYS[*op as usize].labels().next().expect("an op label");
+                assert_eq!((*op as usize, label.value()), (i, op.as_str()));
             }
-            let failures = [
-                Failure::Timeout,
-                Failure::Budget,
-                Failure::Connect,
-                Failure::Connection,
-                Failure::Oom,
-                Failure::NoPerm,
-                Failure::ReadOnly,
-                Failure::Unavailable,
-                Failure::Other,
-            ];
-            assert_eq!(failures.len(), FAILURE_KEYS.len());
-            for (i, failure) in failures.into_iter().enumerate() {
-                let label = FAILURE_KEYS[failure as usize].labels().next().expect("a kind label");
-                assert_eq!((failure as usize, label.value()), (i, failure.as_str()));
+            assert_eq!(Failure::ALL.len(), FAILURE_KEYS.len());
+            for (i, failure) in Failure::ALL.iter().enumerate() {
+                let label = FAILURE_KEYS[*failure as usize].labels().next().expect("a kind label");
+                assert_eq!((*failure as usize, label.value()), (i, failure.as_str()));
             }
             for (outcome, key) in Outcome::ALL.into_iter().zip(&keys("f").calls) {
                 assert_eq!(Outcome::ALL[outcome as usize], outcome);

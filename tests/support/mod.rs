@@ -15,6 +15,7 @@ pub mod delay_proxy;
 pub mod logs;
 pub mod near;
 pub mod proxy;
+pub mod recorder;
 pub mod sentinel;
 pub mod tls;
 
@@ -227,6 +228,18 @@ impl RedisServer {
             .expect("build the cache");
         wait_connected(&cache).await;
         cache
+    }
+
+    /// A cache on this server that may not be up ("Redis is down"): built with a short
+    /// connect timeout, not waited for.
+    pub async fn cache_while_down(&self, prefix: &str) -> Cache {
+        Cache::builder()
+            .url(self.url())
+            .prefix(prefix)
+            .connect_timeout(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("a cache is built while redis is down")
     }
 
     /// A plain synchronous connection for looking at what the cache stored.

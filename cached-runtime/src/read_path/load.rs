@@ -14,7 +14,7 @@ use crate::codec::{self, Timing};
 use crate::fail_open::Warning;
 use crate::lease::{Ending, MayHold};
 use crate::shape::{Loaded, Shape};
-use crate::stats::{Count, Outcome};
+use crate::stats::Count;
 use crate::store::Store;
 
 /// What a load replaces.
@@ -53,8 +53,7 @@ pub(super) async fn load_claimed<S: Shape, St: Store>(
     flight: LeaderGuard<'_>,
     replacing: Replacing<S::Value>,
 ) -> S::Output {
-    call.cx.counters.bump(Count::Loads);
-    call.came.set(Outcome::Load);
+    call.count(Count::Loads);
     let started = Instant::now();
     let out = held.renewed_while(load).await;
     let load_time = started.elapsed();
@@ -79,8 +78,7 @@ pub(super) async fn load_unfenced<S: Shape, St: Store>(
     load: impl Future<Output = S::Output>,
     replacing: Replacing<S::Value>,
 ) -> S::Output {
-    call.cx.counters.bump(Count::Loads);
-    call.came.set(Outcome::Load);
+    call.count(Count::Loads);
     let announcements = call.store.announcements();
     let out = load.await;
     // Nothing can tell this load that it was voided. Its result is for every caller that

@@ -13,7 +13,6 @@ pub(super) async fn miss<S: Shape, St: Store>(
     mut tagging: Tagging,
     load: impl Future<Output = S::Output>,
 ) -> S::Output {
-    let counters = &call.cx.counters;
     loop {
         let waiter = match call.cx.flights.join(&call.key, &tagging.keys) {
             Join::Leader(flight) => return lead::<S, St>(call, &mut tagging, load, flight).await,
@@ -23,8 +22,7 @@ pub(super) async fn miss<S: Shape, St: Store>(
         match coalesce::wait(waiter, call.policy.wait_budget().saturating_mul(2)).await {
             Outcome::Done(shared) => {
                 if let Some(out) = shared.downcast_ref::<Shared<S::Value>>().and_then(S::from_shared) {
-                    counters.bump(Count::Coalesced);
-                    call.came.set(crate::stats::Outcome::Coalesced);
+                    call.count(Count::Coalesced);
                     return out;
                 }
                 // Another function's result under the same key: load our own.
@@ -40,8 +38,7 @@ pub(super) async fn miss<S: Shape, St: Store>(
 
 /// Loads for this caller alone, outside the flight.
 async fn load_alone<S: Shape, St: Store>(call: &Call<'_, St>, load: impl Future<Output = S::Output>) -> S::Output {
-    call.cx.counters.bump(Count::Loads);
-    call.came.set(crate::stats::Outcome::Load);
+    call.count(Count::Loads);
     load.await
 }
 

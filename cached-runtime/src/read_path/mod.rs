@@ -141,15 +141,13 @@ pub(crate) async fn read_redis<S: Shape, St: Store>(
             .and_then(|versions| answer::<S>(cx, policy, &entry.bytes, entry.remaining, versions, true))
         {
             Some(Answer::Value(out)) => {
-                cx.counters.bump(Count::Hits);
+                came.counted(&cx.counters, Count::Hits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
-                came.set(Outcome::Hit);
                 return out;
             }
             Some(Answer::Negative(out)) => {
-                cx.counters.bump(Count::NegativeHits);
+                came.counted(&cx.counters, Count::NegativeHits);
                 keep_near::<S>(cx, ticket, (rendered, tags), &out, policy, &entry);
-                came.set(Outcome::NegativeHit);
                 return out;
             }
             Some(Answer::Due { value, stale }) => {
@@ -240,6 +238,20 @@ impl<'a, St: Store> Call<'a, St> {
         self.cx.fail_open.failed(error);
     }
 
+    /// Counts `count`, and the call as answered the way it says.
+    fn count(&self, count: Count) {
+        self.came.counted(&self.cx.counters, count);
+    }
+
+    /// Moves the call's count made in advance (`from`) to `to`, which says how it was
+    /// answered.
+    fn recount(&self, from: Count, to: Count) {
+        self.cx.counters.recount(from, to);
+        if let Some(outcome) = to.outcome() {
+            self.came.set(outcome);
+        }
+    }
+
     /// A miss (counted as one), after its first read.
     async fn miss<S: Shape>(self, tagging: Tagging, load: impl Future<Output = S::Output>) -> S::Output {
         self.cx.counters.bump(Count::Misses);
@@ -261,6 +273,14 @@ impl Came {
 
     pub(crate) fn get(&self) -> Outcome {
         Outcome::ALL[usize::from(self.0.load(Ordering::Relaxed))]
+    }
+
+    /// Counts `count` in `counters`, and the call as answered the way it says.
+    fn counted(&self, counters: &Counters, count: Count) {
+        counters.bump(count);
+        if let Some(outcome) = count.outcome() {
+            self.set(outcome);
+        }
     }
 
     /// The step that answers the call, unless it failed open.

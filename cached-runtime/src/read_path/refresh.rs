@@ -7,7 +7,7 @@ use super::load::{Replacing, load_claimed, load_unfenced};
 use super::{Call, Tagging};
 use crate::coalesce::{Join, Outcome};
 use crate::shape::Shape;
-use crate::stats::{self, Count};
+use crate::stats::Count;
 use crate::store::{Claim, Store};
 
 /// The value a refresh replaces, served to everyone but the refreshing caller.
@@ -22,27 +22,17 @@ pub(super) struct Current<V> {
 impl<V> Current<V> {
     /// Counts a call answered with it.
     fn count<St: Store>(&self, call: &Call<'_, St>) {
-        call.cx.counters.bump(self.counter());
-        call.came.set(self.outcome());
+        call.count(self.counter());
     }
 
     fn counter(&self) -> Count {
         if self.stale { Count::StaleHits } else { Count::Hits }
     }
 
-    fn outcome(&self) -> stats::Outcome {
-        if self.stale {
-            stats::Outcome::StaleHit
-        } else {
-            stats::Outcome::Hit
-        }
-    }
-
     /// The refreshing caller, counted as a refresh when it started, was answered with
     /// this value instead.
     pub(super) fn recount<St: Store>(&self, call: &Call<'_, St>) {
-        call.cx.counters.recount(Count::Refreshes, self.counter());
-        call.came.set(self.outcome());
+        call.recount(Count::Refreshes, self.counter());
     }
 }
 
@@ -88,13 +78,8 @@ pub(super) async fn refresh<S: Shape, St: Store>(
             load_claimed::<S, St>(call, &tagging, held, load, flight, replacing).await
         }
         Acquired::Found { out, negative, mark } => {
-            let (answered, outcome) = if negative {
-                (Count::NegativeHits, stats::Outcome::NegativeHit)
-            } else {
-                (Count::Hits, stats::Outcome::Hit)
-            };
-            cx.counters.recount(Count::Refreshes, answered);
-            call.came.set(outcome);
+            let answered = if negative { Count::NegativeHits } else { Count::Hits };
+            call.recount(Count::Refreshes, answered);
             // Read after waiters may have joined: only for those that joined before.
             flight.finish(S::outcome(&out, Some(mark)));
             out

@@ -2,22 +2,10 @@
 //! it, against the docs (`stats::Outcome`, the guide's "Metrics").
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::support::{Db, deployment, loaded, ms, pass};
-use crate::Policy;
+use super::support::{Db, EARLY, LOCKED, STALE, deployment, loaded, ms, pass};
 use crate::stats::Outcome;
 use crate::store::scripted::{Fault, OpKind};
-
-static STALE: Policy = Policy::new("stale", Duration::from_millis(500))
-    .stale(Duration::from_secs(5))
-    .jitter(0);
-static EARLY: Policy = Policy::new("early", Duration::from_secs(60))
-    .refresh_early(1e6)
-    .jitter(0);
-static LOCKED: Policy = Policy::new("locked", Duration::from_secs(60))
-    .lock(Duration::from_secs(1))
-    .jitter(0);
 
 /// Regression: the docs called any value a failed refresh served a stale hit, while an
 /// early refresh's (still within its ttl) is a hit, in `stats()` as in the metric. An

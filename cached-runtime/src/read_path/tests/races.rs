@@ -7,22 +7,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::support::{Db, DbError, deployment, deployment_with_near, full, loaded, ms, pass};
+use super::support::{Db, DbError, PLAIN, STALE, deployment, deployment_with_near, full, loaded, ms, pass};
 use crate::Policy;
 use crate::store::Tracked;
 use crate::store::scripted::{Delivery, Fault, OpKind};
 
-static PLAIN: Policy = Policy::new("plain", Duration::from_secs(60)).jitter(0);
 static LOCKED: Policy = Policy::new("locked", Duration::from_secs(60))
     .lock(Duration::from_secs(10))
     .jitter(0);
 /// A lease renewed every 100 ms.
 static SHORT_LEASE: Policy = Policy::new("short", Duration::from_secs(60))
     .lock(Duration::from_millis(300))
-    .jitter(0);
-/// Stale after 500 ms, servable for 5 s more.
-static STALE: Policy = Policy::new("stale", Duration::from_millis(500))
-    .stale(Duration::from_secs(5))
     .jitter(0);
 
 #[tokio::test(start_paused = true)]

@@ -7,24 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::support::{Db, DbError, deployment, full, loaded, ms, pass};
-use crate::Policy;
+use super::support::{Db, DbError, EARLY, LOCKED, PLAIN, STALE, deployment, full, loaded, ms, pass};
 use crate::key::lease_key;
 use crate::store::scripted::{Delivery, Fault, OpKind};
 use crate::store::{Claim, Expected, Store};
-
-static PLAIN: Policy = Policy::new("plain", Duration::from_secs(60)).jitter(0);
-static LOCKED: Policy = Policy::new("locked", Duration::from_secs(60))
-    .lock(Duration::from_secs(1))
-    .jitter(0);
-/// Stale after 500 ms, servable for 5 s more.
-static STALE: Policy = Policy::new("stale", Duration::from_millis(500))
-    .stale(Duration::from_secs(5))
-    .jitter(0);
-/// Every read of a value whose load took a while draws an early refresh.
-static EARLY: Policy = Policy::new("early", Duration::from_secs(60))
-    .refresh_early(1e6)
-    .jitter(0);
 
 #[tokio::test(start_paused = true)]
 async fn a_hit_is_answered_from_the_store_without_loading() {

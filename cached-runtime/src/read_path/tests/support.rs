@@ -18,6 +18,21 @@ use crate::store::Tracked;
 use crate::store::scripted::{ScriptedStore, Server};
 use crate::{Policy, Stats};
 
+/// No lock, no stale window, no jitter.
+pub(super) static PLAIN: Policy = Policy::new("plain", Duration::from_secs(60)).jitter(0);
+/// A lock whose lease lasts a second.
+pub(super) static LOCKED: Policy = Policy::new("locked", Duration::from_secs(60))
+    .lock(Duration::from_secs(1))
+    .jitter(0);
+/// Stale after 500 ms, servable for 5 s more.
+pub(super) static STALE: Policy = Policy::new("stale", Duration::from_millis(500))
+    .stale(Duration::from_secs(5))
+    .jitter(0);
+/// Every read of a value whose load took a while draws an early refresh.
+pub(super) static EARLY: Policy = Policy::new("early", Duration::from_secs(60))
+    .refresh_early(1e6)
+    .jitter(0);
+
 pub(super) const OP_TIMEOUT: Duration = Duration::from_millis(50);
 const CALL_BUDGET: Duration = Duration::from_millis(150);
 
