@@ -16,7 +16,7 @@ use crate::store::masters::Masters;
 #[cfg(feature = "tls")]
 use crate::store::tls::{ClientAuth, TlsSettings};
 use crate::store::tracking;
-use crate::store::{Cluster, Limits, RedisStore, Sentinels, Standalone, sentinel};
+use crate::store::{Cluster, Limits, RedisStore, Sentinels, Standalone, Supervision, sentinel};
 use crate::{Cache, Error};
 
 impl Cache {
@@ -369,6 +369,12 @@ impl CacheBuilder {
         let near = self
             .near_entries
             .map(|entries| Arc::new(NearCache::new(&self.prefix, entries, self.near_bytes)));
+        let supervision = Supervision {
+            limits: limits.clone(),
+            channel: channel.clone(),
+            listener,
+            counters: wiring.counters.clone(),
+        };
         let store = match (&self.cluster, &self.sentinel) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidConfig(
@@ -380,10 +386,7 @@ impl CacheBuilder {
                     self.cluster_client(seeds)?,
                     seeds.iter().map(|seed| self.client(seed)).collect::<Result<_, _>>()?,
                     self.node_client(seeds),
-                    limits.clone(),
-                    channel.clone(),
-                    listener,
-                    wiring.counters.clone(),
+                    supervision,
                     &shutdown,
                 );
                 self.track(&topology, near.as_ref(), &limits, &shutdown);
@@ -393,28 +396,14 @@ impl CacheBuilder {
             (None, Some(sentinel)) => {
                 let master = self.client(&master_url(&self.url, sentinel)?)?;
                 let sentinels = self.sentinels(sentinel, master)?;
-                let topology = sentinel::start(
-                    sentinels,
-                    limits.clone(),
-                    channel.clone(),
-                    listener,
-                    wiring.counters.clone(),
-                    &shutdown,
-                );
+                let topology = sentinel::start(sentinels, supervision, &shutdown);
                 self.track(&topology, near.as_ref(), &limits, &shutdown);
                 topology.first_connection().await;
                 AnyStore::Sentinel(RedisStore::new(topology, limits, channel, wiring.origin))
             }
             (None, None) => {
                 let client = self.client(&self.url)?;
-                let topology = Standalone::start(
-                    client,
-                    limits.clone(),
-                    channel.clone(),
-                    listener,
-                    wiring.counters.clone(),
-                    &shutdown,
-                );
+                let topology = Standalone::start(client, supervision, &shutdown);
                 self.track(&topology, near.as_ref(), &limits, &shutdown);
                 topology.first_connection().await;
                 AnyStore::Standalone(RedisStore::new(topology, limits, channel, wiring.origin))

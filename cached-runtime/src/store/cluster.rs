@@ -32,13 +32,12 @@ mod slots;
 
 use slots::{Shard, SlotMap};
 
-use super::Limits;
-use super::announce::Listener;
 use super::masters::Masters;
 use super::redis_store::{Topology, Verdict};
 use super::replication::Durability;
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{count_failed_connect, log_failed_attempt, pause};
+use super::{Limits, Supervision};
 use crate::backoff::Backoff;
 use crate::log::RateLimited;
 use crate::stats::Counters;
@@ -105,22 +104,21 @@ pub(crate) struct Ticket {
 
 impl Cluster {
     /// Starts supervising the cluster behind `client`; `seeds` (clients of the seed
-    /// nodes) serve the subscription, whose announcements go to `listener`. The
-    /// background tasks end when `shutdown`'s sender drops.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "each is a different part; all are needed at once"
-    )]
+    /// nodes) serve the subscription, whose announcements go to the supervision's
+    /// listener. The background tasks end when `shutdown`'s sender drops.
     pub(crate) fn start(
         client: ClusterClient,
         seeds: Vec<Client>,
         node_client: NodeClient,
-        limits: Limits,
-        channel: String,
-        listener: Arc<dyn Listener>,
-        counters: Arc<Counters>,
+        supervision: Supervision,
         shutdown: &watch::Sender<()>,
     ) -> Arc<Self> {
+        let Supervision {
+            limits,
+            channel,
+            listener,
+            counters,
+        } = supervision;
         let cluster = Arc::new(Self {
             client,
             seeds,

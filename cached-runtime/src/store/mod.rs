@@ -27,6 +27,7 @@ pub(crate) mod tls;
 pub(crate) mod tracking;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use announce::{Announcement, Listener};
@@ -42,6 +43,7 @@ pub(crate) use tracking::Tracked;
 
 use crate::key::{fence_key, lease_key};
 use crate::random::new_token;
+use crate::stats::Counters;
 use crate::telemetry::Failure;
 
 /// The operations a store offers. Each is one atomic step (one round trip on Redis).
@@ -207,6 +209,17 @@ pub(crate) struct Limits {
     pub(crate) value_limit: usize,
     /// How long a bumped tag version lives.
     pub(crate) tag_ttl: Duration,
+}
+
+/// What a topology is started with, besides where Redis is: its limits, the channel its
+/// announcements are heard on and whom they go to, and the counters its failed
+/// connection attempts count in.
+#[derive(Debug)]
+pub(crate) struct Supervision {
+    pub(crate) limits: Limits,
+    pub(crate) channel: String,
+    pub(crate) listener: Arc<dyn Listener>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// Parses a stored tag version.

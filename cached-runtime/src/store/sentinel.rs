@@ -16,11 +16,10 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, RedisError};
 use tokio::sync::watch;
 
-use super::Limits;
+use super::Supervision;
 use super::announce::{Announcement, Listener};
 use super::standalone::{Locate, Standalone};
 use super::subscription::{Failures, Subscribe, Subscription, keep_subscribed_with};
-use crate::stats::Counters;
 
 /// The channel on which sentinels announce a new master:
 /// `<master name> <old ip> <old port> <new ip> <new port>`.
@@ -132,15 +131,8 @@ impl Locate for Sentinels {
 
 /// Starts supervising the master the sentinels name (see [`Standalone::start`]) and
 /// watching for its switches.
-pub(crate) fn start(
-    sentinels: Sentinels,
-    limits: Limits,
-    channel: String,
-    listener: Arc<dyn Listener>,
-    counters: Arc<Counters>,
-    shutdown: &watch::Sender<()>,
-) -> Arc<Sentinel> {
-    let topology = Standalone::start(sentinels, limits, channel, listener, counters, shutdown);
+pub(crate) fn start(sentinels: Sentinels, supervision: Supervision, shutdown: &watch::Sender<()>) -> Arc<Sentinel> {
+    let topology = Standalone::start(sentinels, supervision, shutdown);
     tokio::spawn(watch_switches(topology.clone(), shutdown.subscribe()));
     topology
 }

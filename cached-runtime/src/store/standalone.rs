@@ -23,14 +23,13 @@ use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKin
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
 
-use super::Limits;
-use super::announce::Listener;
 use super::hint;
 use super::masters::Masters;
 use super::redis_store::{Topology, Verdict, verdict};
 use super::replication::{Durability, Replicas, Role};
 use super::subscription::{Subscribe, Subscription, keep_subscribed};
 use super::supervise::{count_failed_connect, log_failed_attempt, pause};
+use super::{Limits, Supervision};
 use crate::backoff::Backoff;
 use crate::breaker::Breaker;
 use crate::log::{RateLimited, WarnOnce};
@@ -84,16 +83,16 @@ pub(crate) struct Standalone<L = Client> {
 }
 
 impl<L: Locate> Standalone<L> {
-    /// Starts supervising the server `locator` finds; announcements heard on `channel`
-    /// go to `listener`. The background tasks end when `shutdown`'s sender drops.
-    pub(crate) fn start(
-        locator: L,
-        limits: Limits,
-        channel: String,
-        listener: Arc<dyn Listener>,
-        counters: Arc<Counters>,
-        shutdown: &watch::Sender<()>,
-    ) -> Arc<Self> {
+    /// Starts supervising the server `locator` finds; announcements heard on the
+    /// supervision's channel go to its listener. The background tasks end when
+    /// `shutdown`'s sender drops.
+    pub(crate) fn start(locator: L, supervision: Supervision, shutdown: &watch::Sender<()>) -> Arc<Self> {
+        let Supervision {
+            limits,
+            channel,
+            listener,
+            counters,
+        } = supervision;
         let standalone = Arc::new(Self {
             locator,
             client: RwLock::new(None),
